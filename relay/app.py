@@ -1,0 +1,51 @@
+"""The running relay's shared context: settings, clock, database and signing key, opened once."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+
+from . import addresses
+from .clock import Clock, SystemClock
+from .config import Settings
+from .store import database
+
+# Templates shipped with the code, used when the configured folder does not exist.
+BUNDLED_TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
+
+
+@dataclass
+class App:
+    settings: Settings
+    clock: Clock = field(default_factory=SystemClock)
+    key: bytes = b""
+
+    @classmethod
+    def open(cls, settings: Settings, clock: Clock | None = None) -> App:
+        """Open (and if needed create) the database; raises StorageUnavailable."""
+        database.open_database(settings["storage"]["database"])
+        return cls(settings=settings, clock=clock or SystemClock(), key=database.instance_key())
+
+    @property
+    def domain(self) -> str:
+        return self.settings.domain
+
+    @property
+    def platform_name(self) -> str:
+        return str(self.settings["relay"]["platform_name"])
+
+    @property
+    def templates(self) -> Path:
+        configured = Path(self.settings["relay"]["templates"])
+        return configured if configured.is_dir() else BUNDLED_TEMPLATES
+
+    @property
+    def queue_lifetime(self) -> timedelta:
+        return timedelta(seconds=self.settings["outbound"]["max_queue_lifetime"].total_seconds())
+
+    def mask(self, address: str) -> str:
+        return addresses.mask(address, self.key)
+
+    def close(self) -> None:
+        database.close()

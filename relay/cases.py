@@ -1,0 +1,131 @@
+"""What a case is and which inputs may open one (pure: values in, values or InvalidInput out)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import Enum
+
+from . import addresses
+
+
+class Origin(Enum):
+    ORGANIC = "organic"
+    INVITED_EXTERNAL = "invited_external"
+    INVITED_PLATFORM = "invited_platform"
+
+
+CONTACTABLE = frozenset({Origin.ORGANIC, Origin.INVITED_EXTERNAL})
+LOCALES = ("de", "en")
+REQUESTS = ("order_number", "reference", "contact_details")
+
+
+class State(Enum):
+    AWAITING_REPLY = "awaiting_reply"
+    REPLIED = "replied"
+    EXPIRED = "expired"
+    CLOSED = "closed"
+
+
+class Party(Enum):
+    REVIEWER = "reviewer"
+    BUSINESS = "business"
+
+    @property
+    def other(self) -> Party:
+        return Party.BUSINESS if self is Party.REVIEWER else Party.REVIEWER
+
+
+class InvalidInput(ValueError):
+    """Input that cannot open a case; `field` names the option so the CLI can point at it."""
+
+    def __init__(self, field: str, problem: str) -> None:
+        super().__init__(f"--{field.replace('_', '-')}: {problem}")
+        self.field = field
+        self.problem = problem
+
+
+class NotContactable(InvalidInput):
+    """The review may not be contacted (the platform's own invitation)."""
+
+
+@dataclass(frozen=True)
+class OpenCaseRequest:
+    review_id: str
+    business_id: str
+    business_name: str
+    business_email: str
+    reviewer_email: str
+    reviewer_name: str
+    origin: Origin
+    locale: str
+    requests: tuple[str, ...]
+    message: str
+
+
+def _text(field: str, value: str | None, max_len: int, single_line: bool = True) -> str:
+    text = (value or "").strip()
+    if not text:
+        raise InvalidInput(field, "must not be empty")
+    if single_line and ("\r" in text or "\n" in text):
+        raise InvalidInput(field, "must be a single line (no CR or LF)")
+    if any(ord(c) < 32 and c not in "\r\n\t" for c in text):
+        raise InvalidInput(field, "contains control characters")
+    if len(text) > max_len:
+        raise InvalidInput(field, f"is longer than {max_len} characters")
+    return text
+
+
+def _email(field: str, value: str | None) -> str:
+    try:
+        return addresses.validate(value or "")
+    except addresses.InvalidAddress as exc:
+        raise InvalidInput(field, str(exc)) from None
+
+
+def validate_open_case(*, review_id: str | None, business_id: str | None, business_name: str | None,
+                       business_email: str | None, reviewer_email: str | None, reviewer_name: str | None,
+                       origin: str | None, locale: str | None, requests: Sequence[str] | None,
+                       message: str | None) -> OpenCaseRequest:
+    """Check every input of `relay open-case`; the first problem raises InvalidInput naming the field."""
+    try:
+        parsed_origin = Origin(origin or "organic")
+    except ValueError:
+        raise InvalidInput("origin", f"{origin!r} is not one of "
+                                     f"{', '.join(o.value for o in Origin)}") from None
+    if parsed_origin not in CONTACTABLE:
+        raise NotContactable("origin", "reviews written after the platform's own invitation "
+                                       "(invited_platform) cannot be contacted")
+    chosen_locale = locale or "de"
+    if chosen_locale not in LOCALES:
+        raise InvalidInput("locale", f"{chosen_locale!r} is not one of {', '.join(LOCALES)}")
+    asked = tuple(dict.fromkeys(requests or ()))
+    for item in asked:
+        if item not in REQUESTS:
+            raise InvalidInput("request", f"{item!r} is not one of {', '.join(REQUESTS)}")
+    business_email_ok = _email("business_email", business_email)
+    reviewer_email_ok = _email("reviewer_email", reviewer_email)
+    if business_email_ok == reviewer_email_ok:
+        raise InvalidInput("reviewer_email", "is the same as --business-email")
+    return OpenCaseRequest(
+        review_id=_text("review_id", review_id, 200),
+        business_id=_text("business_id", business_id, 200),
+        business_name=_text("business_name", business_name, 200),
+        business_email=business_email_ok,
+        reviewer_email=reviewer_email_ok,
+        reviewer_name=_text("reviewer_name", reviewer_name, 200),
+        origin=parsed_origin,
+        locale=chosen_locale,
+        requests=asked,
+        message=_text("message", message, 20_000, single_line=False),
+    )
+
+
+def deadline(opened_at: datetime, reply_window: timedelta) -> datetime:
+    return opened_at + reply_window
+
+
+def accepts_mail(state: State, last_activity: datetime, now: datetime, lifetime: timedelta) -> bool:
+    """Relay addresses stop working when the case is closed or the conversation went quiet too long."""
+    return state is not State.CLOSED and now - last_activity <= lifetime

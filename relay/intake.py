@@ -1,0 +1,89 @@
+"""What happens to one inbound message after DATA: decide, sanitise, store with its outbox entry.
+
+Runs in a worker thread (parsing and the database block). Returns the outcome; the SMTP adapter
+turns it into the reply. Nothing is answered 250 before the forward is committed.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import peewee as pw
+
+from . import logs, policy, sanitize
+from .app import App
+from .cases import Party, State
+from .compose import new_message_id
+from .outcomes import Outcome
+from .policy import Conversation
+from .store import cases as case_store
+from .store import outbox
+from .store.models import Case, Message, db
+
+
+@dataclass(frozen=True)
+class Result:
+    outcome: Outcome
+    queue_id: str | None = None
+    detail: str = ""
+
+
+def lookup(app: App, local_part: str) -> Conversation | None:
+    return case_store.conversation(local_part, app.domain)
+
+
+def process(app: App, conversation: Conversation, envelope_from: str, raw: bytes) -> Result:
+    try:
+        msg = sanitize.parse(raw)
+        outcome = policy.check_sender(conversation, envelope_from, sanitize.header_addresses(msg, "From"),
+                                      app.settings["cases"]["late_replies"])
+        if outcome is not Outcome.ACCEPTED:
+            return Result(outcome, detail=f"sender not the {conversation.writer.value} of the case")
+        in_reply_to, references = sanitize.referenced_ids(msg)
+        original_id = sanitize.own_message_id(msg)
+        known = case_store.thread_entries(list(dict.fromkeys(in_reply_to + references)))
+        now = app.clock.now()
+        message_id = new_message_id(app.domain)
+        route = sanitize.Route(
+            hidden=tuple(a for a in {conversation.writer_email or ""} if a),
+            alias=conversation.reader_alias, sender_name=conversation.writer_name,
+            platform_name=app.platform_name, recipient=conversation.reader_email,
+            message_id=message_id, date=now,
+            in_reply_to=policy.map_thread_ids(in_reply_to, conversation.writer, app.domain, known),
+            references=policy.map_thread_ids(references, conversation.writer, app.domain, known))
+        body = sanitize.forward(msg, route)
+    except sanitize.Unprocessable as exc:
+        return Result(Outcome.UNPROCESSABLE, detail=str(exc))
+    try:
+        queue_id = _store(app, conversation, raw, original_id, message_id, body)
+    except pw.DatabaseError as exc:
+        logs.event("storage.error", f"could not store an inbound message: {type(exc).__name__}",
+                   level=logging.ERROR, case=conversation.case_id)
+        return Result(Outcome.TEMPORARY_FAILURE, detail="database error")
+    return Result(Outcome.ACCEPTED, queue_id=queue_id)
+
+
+def _store(app: App, conversation: Conversation, raw: bytes, original_id: str | None,
+           message_id: str, body: bytes) -> str:
+    """Message, outbox entry and case update in one transaction (durable before the 250)."""
+    now = app.clock.now()
+    queue_id = outbox.new_queue_id()
+    writer = conversation.writer
+    with db.atomic():
+        case = Case.get_by_id(conversation.case_id)
+        late = writer is Party.REVIEWER and case.state == State.EXPIRED.value
+        message = Message.create(case=case.id, queue_id=queue_id, sender=writer.value, received_at=now,
+                                 size=len(raw), original_message_id=original_id, late=late)
+        outbox.enqueue(case_id=case.id, source_id=message.id, kind="forward",
+                       recipient_party=writer.other, recipient=conversation.reader_email,
+                       message_id=message_id, queue_id=queue_id, body=body, now=now,
+                       lifetime=app.queue_lifetime)
+        updates: dict[str, object] = {"last_activity_at": now}
+        if writer is Party.REVIEWER and case.state == State.AWAITING_REPLY.value:
+            updates.update(state=State.REPLIED.value, replied_at=now)
+        Case.update(**updates).where(Case.id == case.id).execute()
+        if "replied_at" in updates:
+            case_store.record_event(case.id, "case.replied", now)
+        case_store.record_event(case.id, "forward.queued", now, f"{writer.value} -> {writer.other.value}")
+    return queue_id

@@ -1,0 +1,63 @@
+"""Opening a case: two fresh relay addresses and the contact request, queued in one transaction."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from . import cases, logs, notices
+from .addresses import new_token
+from .app import App
+from .cases import OpenCaseRequest, Party
+from .compose import Addressing, new_message_id
+from .store import cases as case_store
+from .store import outbox
+from .store.models import db
+
+
+@dataclass(frozen=True)
+class Opened:
+    case_id: int
+    reviewer_address: str
+    business_address: str
+    deadline: str
+    queue_id: str
+
+    def as_json(self) -> dict[str, Any]:
+        return {"case": self.case_id, "reviewer_address": self.reviewer_address,
+                "business_address": self.business_address, "deadline": self.deadline,
+                "queue_id": self.queue_id}
+
+
+def open_case(app: App, req: OpenCaseRequest) -> Opened:
+    """Raises CaseAlreadyOpen, TemplateProblem or a database error; nothing is stored then."""
+    now = app.clock.now()
+    deadline = cases.deadline(now, app.settings["cases"]["reply_window"])
+    reviewer_token, business_token = new_token(), new_token()
+    reviewer_address = f"{reviewer_token}@{app.domain}"
+    rendered = notices.render(app.templates, "contact_request", req.locale, {
+        "platform_name": app.platform_name, "business_name": req.business_name,
+        "reviewer_name": req.reviewer_name, "review_id": req.review_id, "message": req.message,
+        "requests": list(req.requests),
+        "deadline": notices.localized(deadline, req.locale, app.settings["relay"]["timezone"]),
+    })
+    message_id = new_message_id(app.domain)
+    body = notices.build(rendered, Addressing(
+        from_name=f"{req.business_name} via {app.platform_name}", from_address=reviewer_address,
+        to_address=req.reviewer_email, to_name=req.reviewer_name, reply_to=reviewer_address),
+        message_id, now)
+    queue_id = outbox.new_queue_id()
+    with db.atomic():
+        new = case_store.create_case(req, reviewer_token, business_token, now, deadline)
+        outbox.enqueue(case_id=new.case_id, source_id=None, kind="contact_request",
+                       recipient_party=Party.REVIEWER, recipient=req.reviewer_email,
+                       message_id=message_id, queue_id=queue_id, body=body, now=now,
+                       lifetime=app.queue_lifetime)
+        case_store.record_event(new.case_id, "case.opened", now, f"review {req.review_id}")
+        case_store.record_event(new.case_id, "notice.queued", now, "contact_request")
+    logs.event("case.opened", f"case opened for review {req.review_id} (origin {req.origin.value})",
+               case=new.case_id)
+    logs.event("notice.queued", "contact request queued to the reviewer", case=new.case_id, qid=queue_id)
+    return Opened(case_id=new.case_id, reviewer_address=reviewer_address,
+                  business_address=f"{business_token}@{app.domain}",
+                  deadline=deadline.isoformat(timespec="seconds") + "Z", queue_id=queue_id)

@@ -1,0 +1,139 @@
+"""The outbox worker: claims due deliveries, sends them, and records what happened.
+
+Retry policy (pure): temporary failures wait 1, 2, 4 ... minutes (at most an hour) between attempts
+until the delivery's queue lifetime is over; permanent failures and expiry end in `failed` with the
+reason. The envelope sender is a signed VERP address at the relay's domain, never a party's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from . import logs, verp
+from .app import App
+from .store import outbox as store
+from .transport import Attempt, Result, Transport
+
+BASE_DELAY = timedelta(minutes=1)
+MAX_DELAY = timedelta(hours=1)
+LEASE = timedelta(seconds=30)
+
+
+def retry_delay(attempts: int) -> timedelta:
+    """Delay after the `attempts`-th failed attempt: exponential, capped."""
+    return min(BASE_DELAY * (2 ** max(0, attempts - 1)), MAX_DELAY)
+
+
+@dataclass(frozen=True)
+class Step:
+    state: str                    # sent, queued (retry), failed
+    next_attempt_at: datetime | None
+    reason: str
+
+
+def next_step(attempt: Attempt, attempts: int, now: datetime, expires_at: datetime) -> Step:
+    if attempt.result is Result.SENT:
+        return Step("sent", None, attempt.detail)
+    if attempt.result is Result.PERMANENT:
+        return Step("failed", None, attempt.detail)
+    retry_at = now + retry_delay(attempts)
+    if retry_at > expires_at:
+        return Step("failed", None, f"queue lifetime over; last error: {attempt.detail}")
+    return Step("queued", retry_at, attempt.detail)
+
+
+@dataclass
+class Counts:
+    sent: int = 0
+    deferred: int = 0
+    failed: int = 0
+
+    def add(self, state: str) -> None:
+        if state == "sent":
+            self.sent += 1
+        elif state == "failed":
+            self.failed += 1
+        else:
+            self.deferred += 1
+
+
+@dataclass
+class Worker:
+    app: App
+    transport: Transport
+    batch: int = 20
+    lease: timedelta = LEASE
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def run_pass(self, max_batches: int = 1000) -> Counts:
+        """Deliver everything due now (bounded), then return counts."""
+        counts = Counts()
+        for _ in range(max_batches):
+            now = self.app.clock.now()
+            token, claimed = await asyncio.to_thread(store.claim, now, self.lease, self.batch)
+            if not claimed:
+                break
+            renewer = asyncio.create_task(self._renew([c.id for c in claimed], token))
+            try:
+                states = await asyncio.gather(*(self._deliver(c, token) for c in claimed))
+            finally:
+                renewer.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await renewer
+            for state in states:
+                counts.add(state)
+        return counts
+
+    async def _renew(self, ids: list[int], token: str) -> None:
+        while True:
+            await asyncio.sleep(self.lease.total_seconds() / 3)
+            await asyncio.to_thread(store.renew, ids, token, self.app.clock.now() + self.lease)
+
+    async def _deliver(self, item: store.Claimed, token: str) -> str:
+        sender = verp.envelope_sender(item.id, self.app.key, self.app.domain)
+        try:
+            attempt = await self.transport.send(sender, item.recipient, item.body, f"{item.id:010d}.relay")
+        except Exception as exc:  # a transport bug must not lose the delivery: retry it
+            attempt = Attempt(Result.TEMPORARY, f"{type(exc).__name__}: {exc}")
+        now = self.app.clock.now()
+        step = next_step(attempt, item.attempts, now, item.expires_at)
+        if step.state == "sent":
+            await asyncio.to_thread(store.mark_sent, item.id, token, now)
+            logs.event("delivery.sent", f"{item.kind} delivered to the {item.recipient_party}",
+                       case=item.case_id, qid=item.queue_id)
+        elif step.state == "failed":
+            await asyncio.to_thread(store.mark_failed, item.id, token, step.reason)
+            logs.event("delivery.failed", f"{item.kind} to the {item.recipient_party} failed: {step.reason}",
+                       level=logging.WARNING, case=item.case_id, qid=item.queue_id)
+        else:
+            assert step.next_attempt_at is not None
+            await asyncio.to_thread(store.mark_retry, item.id, token, step.next_attempt_at, step.reason)
+            logs.event("delivery.deferred", f"{item.kind} to the {item.recipient_party} deferred "
+                       f"until {step.next_attempt_at:%Y-%m-%d %H:%M:%S}Z: {step.reason}",
+                       level=logging.WARNING, case=item.case_id, qid=item.queue_id)
+        return step.state
+
+    async def run_forever(self, stop: asyncio.Event, poll: float = 2.0) -> None:
+        """Deliver until `stop` is set; wakes early when `wake` is set (a message was queued)."""
+        while not stop.is_set():
+            self.wake.clear()
+            try:
+                await self.run_pass()
+            except Exception as exc:  # keep the worker alive through database hiccups
+                logs.event("outbox.error", f"outbox pass failed: {type(exc).__name__}: {exc}",
+                           level=logging.ERROR)
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(_first(self.wake, stop), timeout=poll)
+
+
+async def _first(*events: asyncio.Event) -> None:
+    waiters = [asyncio.create_task(e.wait()) for e in events]
+    try:
+        await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()

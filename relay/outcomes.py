@@ -1,0 +1,114 @@
+"""Every way an SMTP exchange with the relay can end, in one table: the outcome's name, its SMTP reply
+(code, enhanced status code, a sentence a person understands) and the log event it produces.
+
+Handlers return an Outcome; only this module knows what that means on the wire. That keeps the
+SMTP replies consistent and lets tests assert on names rather than strings.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+
+
+@dataclass(frozen=True)
+class Reply:
+    code: int
+    status: str
+    text: str
+
+    def __str__(self) -> str:
+        return f"{self.code} {self.status} {self.text}"
+
+    @property
+    def permanent(self) -> bool:
+        return self.code >= 500
+
+    def with_text(self, extra: str) -> str:
+        """The reply with a detail appended (a queue id, say), still one line."""
+        return f"{self} {extra}".strip()
+
+
+class Outcome(Enum):
+    ACCEPTED = "accepted"
+    SENDER_OK = "sender_ok"
+    RECIPIENT_OK = "recipient_ok"
+    FOREIGN_DOMAIN = "foreign_domain"
+    UNKNOWN_ADDRESS = "unknown_address"
+    CONVERSATION_CLOSED = "conversation_closed"
+    WRONG_SENDER = "wrong_sender"
+    TOO_MANY_RECIPIENTS = "too_many_recipients"
+    BAD_ADDRESS_SYNTAX = "bad_address_syntax"
+    TOO_LARGE = "too_large"
+    LINE_TOO_LONG = "line_too_long"
+    UNPROCESSABLE = "unprocessable"
+    LATE_REPLY_REJECTED = "late_reply_rejected"
+    TEMPORARY_FAILURE = "temporary_failure"
+
+
+@dataclass(frozen=True)
+class Rule:
+    reply: Reply
+    event: str
+
+
+_TABLE: dict[Outcome, Rule] = {
+    Outcome.ACCEPTED: Rule(Reply(250, "2.0.0", "Message accepted for delivery"), "inbound.accepted"),
+    Outcome.SENDER_OK: Rule(Reply(250, "2.1.0", "Sender OK"), "smtp.mail"),
+    Outcome.RECIPIENT_OK: Rule(Reply(250, "2.1.5", "Recipient OK"), "smtp.rcpt"),
+    Outcome.FOREIGN_DOMAIN: Rule(
+        Reply(550, "5.7.1", "Relaying denied: this server only accepts mail for its own relay addresses"),
+        "inbound.refused"),
+    Outcome.UNKNOWN_ADDRESS: Rule(
+        Reply(550, "5.1.1", "No such relay address here; check the address you are writing to"),
+        "inbound.refused"),
+    Outcome.CONVERSATION_CLOSED: Rule(
+        Reply(550, "5.1.1", "This conversation is closed; the relay address no longer accepts mail"),
+        "inbound.refused"),
+    Outcome.WRONG_SENDER: Rule(
+        Reply(550, "5.7.1", "Sender not allowed for this conversation; "
+                            "please answer from the address that received the message"),
+        "inbound.refused"),
+    Outcome.TOO_MANY_RECIPIENTS: Rule(
+        Reply(452, "4.5.3", "Too many recipients; send one message per relay address"),
+        "inbound.refused"),
+    Outcome.BAD_ADDRESS_SYNTAX: Rule(
+        Reply(553, "5.1.3", "That is not a valid mailbox address"), "inbound.refused"),
+    Outcome.TOO_LARGE: Rule(
+        Reply(552, "5.3.4", "Message too big for this relay"), "inbound.refused"),
+    Outcome.LINE_TOO_LONG: Rule(
+        Reply(500, "5.5.6", "A line of the message is too long"), "inbound.refused"),
+    Outcome.UNPROCESSABLE: Rule(
+        Reply(554, "5.6.0", "The message could not be processed safely and was not forwarded; "
+                            "please send it again as a plain reply"),
+        "inbound.refused"),
+    Outcome.LATE_REPLY_REJECTED: Rule(
+        Reply(550, "5.7.1", "The time to answer this request has passed; the answer was not forwarded"),
+        "inbound.refused"),
+    Outcome.TEMPORARY_FAILURE: Rule(
+        Reply(451, "4.3.0", "Temporary problem on the relay; please try again later"),
+        "inbound.deferred"),
+}
+
+
+def reply(outcome: Outcome) -> Reply:
+    return _TABLE[outcome].reply
+
+
+def event(outcome: Outcome) -> str:
+    return _TABLE[outcome].event
+
+
+# aiosmtpd answers a few conditions itself, without an enhanced status code. These are the
+# relay's wording for the same conditions; the server adapter swaps them in on the way out.
+_LIBRARY_REPLIES: dict[str, Outcome] = {
+    "552 Error: Too much mail data": Outcome.TOO_LARGE,
+    "552 Error: message size exceeds fixed maximum message size": Outcome.TOO_LARGE,
+    "500 Line too long (see RFC5321 4.5.3.1.6)": Outcome.LINE_TOO_LONG,
+}
+
+
+def translate_library_reply(line: str) -> tuple[str, Outcome | None]:
+    """aiosmtpd's stock reply -> the relay's reply for the same outcome (unchanged if not known)."""
+    outcome = _LIBRARY_REPLIES.get(line)
+    return (str(reply(outcome)), outcome) if outcome else (line, None)

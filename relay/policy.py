@@ -1,0 +1,92 @@
+"""Who may send what to which relay address (pure: values in, an Outcome out).
+
+This is where the relay stops being an open relay: an envelope recipient must be a relay address
+at the relay's own domain, belong to a live case, come alone in its transaction, and the message
+must come from the party that owns the address.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from . import addresses
+from .cases import Party, State, accepts_mail
+from .outcomes import Outcome
+
+
+@dataclass(frozen=True)
+class Conversation:
+    """What one relay address stands for: the case, who writes to it and where it leads."""
+
+    case_id: int
+    local_part: str
+    state: State
+    last_activity_at: datetime
+    writer: Party                 # the party that owns the address (may write to it)
+    writer_email: str | None      # None once the reviewer was forgotten
+    writer_name: str              # the writer's public name
+    reader_email: str             # where messages to this address go
+    reader_alias: str             # the relay address the reader writes to (stands for the writer)
+    locale: str
+
+
+def is_relay_domain(address: str, domain: str) -> bool:
+    return addresses.split(address)[1] == domain.lower()
+
+
+def check_recipient(address: str, domain: str, conversation: Conversation | None, now: datetime,
+                    lifetime: timedelta, already_have_recipient: bool) -> Outcome:
+    """The answer to RCPT TO. `conversation` is what the address's local part resolved to."""
+    if not is_relay_domain(address, domain):
+        return Outcome.FOREIGN_DOMAIN
+    if already_have_recipient:
+        return Outcome.TOO_MANY_RECIPIENTS
+    if conversation is None:
+        return Outcome.UNKNOWN_ADDRESS
+    if not accepts_mail(conversation.state, conversation.last_activity_at, now, lifetime):
+        return Outcome.CONVERSATION_CLOSED
+    return Outcome.RECIPIENT_OK
+
+
+def check_sender(conversation: Conversation, envelope_from: str, header_from: Iterable[str],
+                 late_replies: str) -> Outcome:
+    """The answer to DATA as far as the sender is concerned.
+
+    Either the envelope sender or an address in From must be the owner's registered address;
+    forwarding services rewrite the envelope sender, so From alone is enough.
+    """
+    owner = conversation.writer_email
+    if owner is None:
+        return Outcome.WRONG_SENDER
+    candidates = {addresses.normalize(envelope_from), *(addresses.normalize(a) for a in header_from)}
+    if addresses.normalize(owner) not in candidates:
+        return Outcome.WRONG_SENDER
+    if (conversation.writer is Party.REVIEWER and conversation.state is State.EXPIRED
+            and late_replies == "reject"):
+        return Outcome.LATE_REPLY_REJECTED
+    return Outcome.ACCEPTED
+
+
+def map_thread_ids(ids: Iterable[str], writer: Party, domain: str,
+                   known: dict[str, tuple[Party, Party | None, str | None]]) -> list[str]:
+    """Rewrite a party's In-Reply-To/References so both parties keep their threads.
+
+    `known` maps a relay Message-ID to (party it was sent to, party whose message it forwarded,
+    that message's original Message-ID). An id the relay sent to this writer that forwarded the
+    other party's message becomes that message's original id (the reader's own id, which the reader
+    already knows). Other relay ids stay; foreign ids are dropped, since they may hold an address.
+    """
+    out: list[str] = []
+    for message_id in ids:
+        entry = known.get(message_id)
+        if entry and entry[0] is writer and entry[1] is writer.other and entry[2]:
+            mapped = entry[2]
+        elif message_id.rstrip(">").lower().endswith("@" + domain.lower()):
+            mapped = message_id
+        else:
+            continue
+        if mapped not in out:
+            out.append(mapped)
+    return out

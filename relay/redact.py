@@ -1,0 +1,53 @@
+"""Finding and replacing an address in text, in the forms mail clients and HTML put it in.
+
+A pattern is built per address in which every character may also appear URL-encoded (`%40`) or
+as an HTML character reference (`&#64;`, `&#x40;`, `&commat;`), in any mix and any case, so
+`mailto:max%2Emueller%40example.de` and `max&#46;mueller&#64;example.de` are found as well as the
+plain form. Pure functions; the sanitiser applies them to decoded text.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+
+_NAMED = {"@": ("&commat;",), ".": ("&period;",), "-": ("&hyphen;", "&dash;"), "_": ("&lowbar;",),
+          "+": ("&plus;",)}
+
+
+def _char_forms(char: str) -> str:
+    code = ord(char)
+    forms = [re.escape(char)]
+    if char.isalpha():
+        forms = [f"[{re.escape(char.lower())}{re.escape(char.upper())}]"]
+    forms.append(f"%{code:02x}")  # compiled case-insensitively: %2e and %2E
+    forms.append(f"&#0*{code};")
+    forms.append(f"&#x0*{code:x};")
+    forms.extend(re.escape(name) for name in _NAMED.get(char, ()))
+    return "(?:" + "|".join(forms) + ")"
+
+
+@lru_cache(maxsize=256)
+def address_pattern(address: str) -> re.Pattern[str]:
+    """A pattern matching `address` in any mix of plain, URL-encoded and entity-encoded characters.
+
+    No word boundaries on purpose: inside `xmax@example.dev` the reviewer's `max@example.de` is
+    still replaced. Over-redacting a stranger's look-alike address costs little; a miss leaks.
+    """
+    body = "".join(_char_forms(c) for c in address.strip().lower())
+    return re.compile(body, re.IGNORECASE)
+
+
+def replace_address(text: str, address: str, replacement: str) -> str:
+    return address_pattern(address).sub(replacement, text)
+
+
+def contains_address(text: str, address: str) -> bool:
+    return address_pattern(address).search(text) is not None
+
+
+def replace_all(text: str, replacements: dict[str, str]) -> str:
+    """Replace several addresses (longest first, so one that contains another is handled whole)."""
+    for address in sorted(replacements, key=len, reverse=True):
+        text = replace_address(text, address, replacements[address])
+    return text

@@ -1,0 +1,53 @@
+"""`relay serve`: inbound SMTP, the outbox worker and the scheduler in one asyncio process."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+
+from . import jobs, logs, transport
+from .app import App
+from .inbound import InboundHandler, RelaySMTP
+from .outbox import Worker
+
+
+async def serve(app: App, stop: asyncio.Event | None = None, ready: asyncio.Event | None = None) -> None:
+    """Run until `stop` is set or SIGTERM/SIGINT arrives."""
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            loop.add_signal_handler(sig, stop.set)
+    outbound = app.settings["outbound"]
+    worker = Worker(app, transport.from_url(outbound["url"], outbound["timeout"].total_seconds(),
+                                            helo=app.domain))
+    handler = InboundHandler(app, on_queued=worker.wake.set)
+    inbound = app.settings["inbound"]
+    server = await loop.create_server(
+        lambda: RelaySMTP(handler, max_message_bytes=inbound["max_message_bytes"], hostname=app.domain,
+                          ident="relay", enable_SMTPUTF8=True),
+        host=inbound["host"], port=inbound["port"])
+    tasks = [asyncio.create_task(worker.run_forever(stop)),
+             asyncio.create_task(jobs.run_scheduler(app, stop, lambda: jobs.run_once(app, worker)))]
+    logs.event("serve.started", f"listening on {inbound['host']}:{inbound['port']} for @{app.domain}, "
+               f"outbound {_describe(outbound['url'])}")
+    if ready is not None:
+        ready.set()
+    try:
+        await stop.wait()
+    finally:
+        server.close()
+        await server.wait_closed()
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        logs.event("serve.stopped", "relay stopped")
+
+
+def _describe(url: str) -> str:
+    """The outbound URL without credentials, for the log."""
+    if "@" in url and "://" in url:
+        scheme, rest = url.split("://", 1)
+        return f"{scheme}://{rest.split('@', 1)[1]}"
+    return url

@@ -1,0 +1,1 @@
+"""Persistence (peewee): the only package that talks to the database."""

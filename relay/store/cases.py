@@ -1,0 +1,157 @@
+"""Cases, their relay addresses and events in the database."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import peewee as pw
+
+from ..cases import OpenCaseRequest, Party, State
+from ..policy import Conversation
+from .models import Business, Case, Delivery, Event, Message, RelayAddress, Review, db
+
+
+class CaseAlreadyOpen(Exception):
+    """The review already has a case that is not closed."""
+
+
+class NoSuchCase(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class NewCase:
+    case_id: int
+    reviewer_token: str
+    business_token: str
+
+
+def create_case(req: OpenCaseRequest, reviewer_token: str, business_token: str,
+                opened_at: datetime, deadline: datetime) -> NewCase:
+    """Insert business, review, case and both addresses. Call inside a transaction."""
+    business, created = Business.get_or_create(
+        external_id=req.business_id, defaults={"name": req.business_name, "email": req.business_email})
+    if not created:
+        Business.update(name=req.business_name, email=req.business_email).where(
+            Business.id == business.id).execute()
+    review = Review.get_or_none(Review.external_id == req.review_id)
+    if review is None:
+        review = Review.create(external_id=req.review_id, business=business,
+                               reviewer_email=req.reviewer_email, reviewer_name=req.reviewer_name,
+                               origin=req.origin.value)
+    else:
+        Review.update(business=business, reviewer_email=req.reviewer_email,
+                      reviewer_name=req.reviewer_name, origin=req.origin.value).where(
+            Review.id == review.id).execute()
+    try:
+        with db.atomic():
+            case = Case.create(review=review, business=business, state=State.AWAITING_REPLY.value,
+                               open_review_key=req.review_id, locale=req.locale,
+                               requests=",".join(req.requests), message=req.message,
+                               opened_at=opened_at, deadline=deadline, last_activity_at=opened_at)
+    except pw.IntegrityError:
+        raise CaseAlreadyOpen(f"review {req.review_id} already has an open case") from None
+    RelayAddress.create(local_part=reviewer_token, case=case, party=Party.REVIEWER.value)
+    RelayAddress.create(local_part=business_token, case=case, party=Party.BUSINESS.value)
+    return NewCase(case_id=case.id, reviewer_token=reviewer_token, business_token=business_token)
+
+
+def record_event(case_id: int | None, name: str, at: datetime, detail: str = "") -> None:
+    Event.create(case=case_id, name=name, at=at, detail=detail)
+
+
+def conversation(local_part: str, domain: str) -> Conversation | None:
+    """What the relay address `local_part@domain` stands for, or None if it is unknown."""
+    row = (RelayAddress.select(RelayAddress, Case, Review, Business)
+           .join(Case).join(Review).switch(Case).join(Business)
+           .where(RelayAddress.local_part == local_part.lower()).first())
+    if row is None:
+        return None
+    case = row.case
+    writer = Party(row.party)
+    other = (RelayAddress.select(RelayAddress.local_part)
+             .where((RelayAddress.case == case.id) & (RelayAddress.party == writer.other.value)).first())
+    review, business = case.review, case.business
+    if writer is Party.REVIEWER:
+        writer_email, writer_name, reader_email = review.reviewer_email, review.reviewer_name, business.email
+    else:
+        writer_email, writer_name, reader_email = business.email, business.name, review.reviewer_email
+    return Conversation(
+        case_id=case.id, local_part=row.local_part, state=State(case.state),
+        last_activity_at=case.last_activity_at, writer=writer, writer_email=writer_email,
+        writer_name=writer_name, reader_email=reader_email or "",
+        reader_alias=f"{other.local_part}@{domain}" if other else "", locale=case.locale)
+
+
+def addresses_of(case_id: int, domain: str) -> dict[Party, str]:
+    return {Party(r.party): f"{r.local_part}@{domain}"
+            for r in RelayAddress.select().where(RelayAddress.case == case_id)}
+
+
+def thread_entries(message_ids: list[str]) -> dict[str, tuple[Party, Party | None, str | None]]:
+    """For relay Message-IDs: (recipient party, sender party of the forwarded message, its original id)."""
+    if not message_ids:
+        return {}
+    rows = (Delivery.select(Delivery.message_id, Delivery.recipient_party, Message.sender,
+                            Message.original_message_id)
+            .join(Message, pw.JOIN.LEFT_OUTER, on=(Delivery.source == Message.id))
+            .where(Delivery.message_id.in_(message_ids)).dicts())
+    return {r["message_id"]: (Party(r["recipient_party"]), Party(r["sender"]) if r["sender"] else None,
+                              r["original_message_id"]) for r in rows}
+
+
+def close_case(case_id: int, reason: str | None, now: datetime) -> bool:
+    """Close a case; False if it was closed already. Raises NoSuchCase."""
+    if Case.get_or_none(Case.id == case_id) is None:
+        raise NoSuchCase(f"no case {case_id}")
+    with db.atomic():
+        changed = (Case.update(state=State.CLOSED.value, closed_at=now, close_reason=reason,
+                               open_review_key=None)
+                   .where((Case.id == case_id) & (Case.state != State.CLOSED.value)).execute())
+        if changed:
+            record_event(case_id, "case.closed", now, reason or "")
+    return bool(changed)
+
+
+def case_rows(status: str | None = None, limit: int = 1000) -> list[dict[str, Any]]:
+    query = (Case.select(Case.id, Case.state, Case.locale, Case.opened_at, Case.deadline,
+                         Case.replied_at, Case.closed_at, Review.external_id.alias("review"),
+                         Business.external_id.alias("business"), Business.name.alias("business_name"))
+             .join(Review).switch(Case).join(Business).order_by(Case.id.desc()).limit(limit))
+    if status:
+        query = query.where(Case.state == status)
+    return list(query.dicts())
+
+
+def case_detail(case_id: int) -> dict[str, Any]:
+    rows = case_rows_by_id(case_id)
+    if not rows:
+        raise NoSuchCase(f"no case {case_id}")
+    detail = rows[0]
+    detail["events"] = list(Event.select(Event.name, Event.at, Event.detail)
+                            .where(Event.case == case_id).order_by(Event.at, Event.id).dicts())
+    detail["messages"] = list(Message.select(Message.queue_id, Message.sender, Message.received_at,
+                                             Message.size, Message.late)
+                              .where(Message.case == case_id).order_by(Message.id).dicts())
+    detail["deliveries"] = list(Delivery.select(Delivery.id, Delivery.queue_id, Delivery.kind,
+                                                Delivery.recipient_party, Delivery.state,
+                                                Delivery.attempts, Delivery.created_at,
+                                                Delivery.sent_at, Delivery.last_error)
+                                .where(Delivery.case == case_id).order_by(Delivery.id).dicts())
+    return detail
+
+
+def case_rows_by_id(case_id: int) -> list[dict[str, Any]]:
+    return list(Case.select(Case.id, Case.state, Case.locale, Case.requests, Case.opened_at,
+                            Case.deadline, Case.replied_at, Case.expired_at, Case.closed_at,
+                            Case.close_reason, Case.last_activity_at,
+                            Review.external_id.alias("review"), Review.origin,
+                            Business.external_id.alias("business"), Business.name.alias("business_name"))
+                .join(Review).switch(Case).join(Business).where(Case.id == case_id).dicts())
+
+
+def state_counts() -> dict[str, int]:
+    return {r["state"]: r["n"] for r in
+            Case.select(Case.state, pw.fn.COUNT(Case.id).alias("n")).group_by(Case.state).dicts()}

@@ -1,0 +1,121 @@
+"""The relay's tables (peewee). The same models run on SQLite and PostgreSQL.
+
+Times are naive UTC (see relay.clock). Message bodies live only in `Delivery.body` (the sanitised
+copy that is sent); the party's original message is never stored, so nothing stored on the way to
+the business holds the reviewer's address.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import peewee as pw
+
+db = pw.DatabaseProxy()
+
+
+class BaseModel(pw.Model):
+    class Meta:
+        database = db
+
+
+class Setting(BaseModel):
+    """Instance-wide values every relay process must share (the signing key)."""
+
+    name = pw.CharField(primary_key=True, max_length=64)
+    value = pw.TextField()
+
+
+class Business(BaseModel):
+    external_id = pw.CharField(unique=True, max_length=200)
+    name = pw.CharField(max_length=200)
+    email = pw.CharField(max_length=320)
+
+
+class Review(BaseModel):
+    external_id = pw.CharField(unique=True, max_length=200)
+    business = pw.ForeignKeyField(Business, backref="reviews", on_delete="CASCADE")
+    reviewer_email = pw.CharField(max_length=320, null=True)  # null once forgotten
+    reviewer_name = pw.CharField(max_length=200)
+    origin = pw.CharField(max_length=32)
+
+
+class Case(BaseModel):
+    review = pw.ForeignKeyField(Review, backref="cases", on_delete="CASCADE")
+    business = pw.ForeignKeyField(Business, backref="cases", on_delete="CASCADE")
+    state = pw.CharField(max_length=32, index=True)
+    # The review's id while the case is not closed: a unique index makes "one open case per
+    # review" hold even when two `open-case` calls race.
+    open_review_key = pw.CharField(max_length=200, null=True, unique=True)
+    locale = pw.CharField(max_length=8)
+    requests = pw.TextField(default="")  # comma-separated request kinds
+    message = pw.TextField()
+    opened_at = pw.DateTimeField()
+    deadline = pw.DateTimeField(index=True)
+    last_activity_at = pw.DateTimeField()
+    replied_at = pw.DateTimeField(null=True)
+    expired_at = pw.DateTimeField(null=True)
+    closed_at = pw.DateTimeField(null=True)
+    close_reason = pw.TextField(null=True)
+
+
+class RelayAddress(BaseModel):
+    """One of the case's two addresses; `party` is who writes to it."""
+
+    local_part = pw.CharField(primary_key=True, max_length=64)
+    case = pw.ForeignKeyField(Case, backref="addresses", on_delete="CASCADE")
+    party = pw.CharField(max_length=16)
+
+
+class Message(BaseModel):
+    """One message a party sent through the relay (metadata only)."""
+
+    case = pw.ForeignKeyField(Case, backref="messages", on_delete="CASCADE")
+    queue_id = pw.CharField(unique=True, max_length=32)
+    sender = pw.CharField(max_length=16)  # party
+    received_at = pw.DateTimeField()
+    size = pw.IntegerField()
+    original_message_id = pw.TextField(null=True)
+    late = pw.BooleanField(default=False)
+
+
+class Delivery(BaseModel):
+    """The outbox: one message the relay sends to one recipient, and its delivery state."""
+
+    case = pw.ForeignKeyField(Case, backref="deliveries", null=True, on_delete="CASCADE")
+    source = pw.ForeignKeyField(Message, backref="deliveries", null=True, on_delete="CASCADE")
+    kind = pw.CharField(max_length=32)  # forward, contact_request, ...
+    recipient_party = pw.CharField(max_length=16)
+    recipient = pw.CharField(max_length=320)
+    message_id = pw.CharField(max_length=255, unique=True)
+    queue_id = pw.CharField(max_length=32, index=True)
+    body = pw.BlobField(null=True)
+    size = pw.IntegerField(default=0)
+    state = pw.CharField(max_length=16, default="queued")  # queued, sending, sent, failed
+    attempts = pw.IntegerField(default=0)
+    created_at = pw.DateTimeField()
+    expires_at = pw.DateTimeField()
+    next_attempt_at = pw.DateTimeField()
+    lease_until = pw.DateTimeField(null=True)
+    claim_token = pw.CharField(max_length=32, null=True)
+    last_error = pw.TextField(null=True)
+    sent_at = pw.DateTimeField(null=True)
+
+    class Meta:
+        indexes = ((("state", "next_attempt_at"), False),)
+
+
+class Event(BaseModel):
+    """What happened to a case, for the platform and for `relay case show`."""
+
+    case = pw.ForeignKeyField(Case, backref="events", null=True, on_delete="CASCADE")
+    name = pw.CharField(max_length=64, index=True)
+    at = pw.DateTimeField(index=True)
+    detail = pw.TextField(default="")
+
+
+MODELS: list[type[BaseModel]] = [Setting, Business, Review, Case, RelayAddress, Message, Delivery, Event]
+
+
+def row_dict(row: pw.Model, *fields: str) -> dict[str, Any]:
+    return {name: getattr(row, name) for name in fields}

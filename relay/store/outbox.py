@@ -1,0 +1,106 @@
+"""The outbox table: enqueue, claim with a lease, and record the result of each delivery attempt.
+
+A claim sets `state='sending'`, a random claim token and a lease. The worker renews the lease while
+it sends; a process that dies mid-send stops renewing, the lease runs out and another pass (in any
+instance) claims the delivery again. Every state change after a claim checks the claim token, so a
+worker whose lease was taken over cannot overwrite the new owner's result.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import peewee as pw
+
+from ..cases import Party
+from .database import is_postgres
+from .models import Delivery, db
+
+
+@dataclass(frozen=True)
+class Claimed:
+    id: int
+    case_id: int | None
+    queue_id: str
+    kind: str
+    recipient: str
+    recipient_party: str
+    message_id: str
+    body: bytes
+    attempts: int
+    expires_at: datetime
+
+
+def new_queue_id() -> str:
+    return secrets.token_hex(6).upper()
+
+
+def enqueue(*, case_id: int | None, source_id: int | None, kind: str, recipient_party: Party,
+            recipient: str, message_id: str, queue_id: str, body: bytes, now: datetime,
+            lifetime: timedelta) -> int:
+    """Add one delivery; call inside the transaction that records what caused it."""
+    return int(Delivery.insert(
+        case=case_id, source=source_id, kind=kind, recipient_party=recipient_party.value,
+        recipient=recipient, message_id=message_id, queue_id=queue_id, body=body, size=len(body),
+        state="queued", created_at=now, expires_at=now + lifetime, next_attempt_at=now,
+    ).execute())
+
+
+def claim(now: datetime, lease: timedelta, limit: int) -> tuple[str, list[Claimed]]:
+    """Claim up to `limit` due deliveries for this worker; returns (claim token, claimed rows)."""
+    token = secrets.token_hex(8)
+    due = ((Delivery.state == "queued") & (Delivery.next_attempt_at <= now)) | (
+        (Delivery.state == "sending") & (Delivery.lease_until < now))
+    with db.atomic():
+        query = Delivery.select(Delivery.id).where(due).order_by(Delivery.next_attempt_at).limit(limit)
+        if is_postgres():
+            query = query.for_update(skip_locked=True)
+        ids = [r.id for r in query]
+        if not ids:
+            return token, []
+        Delivery.update(state="sending", claim_token=token, lease_until=now + lease,
+                        attempts=Delivery.attempts + 1).where(Delivery.id.in_(ids) & due).execute()
+        rows = list(Delivery.select().where(Delivery.id.in_(ids) & (Delivery.claim_token == token)))
+    return token, [Claimed(id=r.id, case_id=r.case_id, queue_id=r.queue_id, kind=r.kind,
+                           recipient=r.recipient, recipient_party=r.recipient_party,
+                           message_id=r.message_id, body=bytes(r.body or b""), attempts=r.attempts,
+                           expires_at=r.expires_at) for r in rows]
+
+
+def renew(ids: list[int], token: str, until: datetime) -> None:
+    if ids:
+        Delivery.update(lease_until=until).where(
+            Delivery.id.in_(ids) & (Delivery.claim_token == token) & (Delivery.state == "sending")).execute()
+
+
+def _finish(delivery_id: int, token: str, **values: Any) -> bool:
+    return bool(Delivery.update(claim_token=None, lease_until=None, **values).where(
+        (Delivery.id == delivery_id) & (Delivery.claim_token == token)).execute())
+
+
+def mark_sent(delivery_id: int, token: str, now: datetime) -> bool:
+    return _finish(delivery_id, token, state="sent", sent_at=now, last_error=None)
+
+
+def mark_retry(delivery_id: int, token: str, next_at: datetime, error: str) -> bool:
+    return _finish(delivery_id, token, state="queued", next_attempt_at=next_at, last_error=error)
+
+
+def mark_failed(delivery_id: int, token: str, error: str) -> bool:
+    return _finish(delivery_id, token, state="failed", last_error=error)
+
+
+def state_counts() -> dict[str, int]:
+    return {r["state"]: r["n"] for r in Delivery.select(
+        Delivery.state, pw.fn.COUNT(Delivery.id).alias("n")).group_by(Delivery.state).dicts()}
+
+
+def oldest_pending() -> dict[str, Any] | None:
+    row = (Delivery.select(Delivery.id, Delivery.queue_id, Delivery.kind, Delivery.created_at,
+                           Delivery.attempts, Delivery.last_error, Delivery.next_attempt_at)
+           .where(Delivery.state.in_(["queued", "sending"])).order_by(Delivery.created_at)
+           .limit(1).dicts().first())
+    return dict(row) if row else None

@@ -1,0 +1,118 @@
+"""Where outbound mail goes: a maildir folder (the default install) or an SMTP smarthost.
+
+A transport only moves bytes and reports what happened as an Attempt; what to do next (retry,
+give up) is decided in relay.outbox.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import ssl
+from dataclasses import dataclass
+from enum import Enum
+from pathlib import Path
+from typing import Protocol
+from urllib.parse import parse_qs, unquote, urlsplit
+
+import aiosmtplib
+
+
+class Result(Enum):
+    SENT = "sent"
+    TEMPORARY = "temporary"   # 4xx or no connection: try again later
+    PERMANENT = "permanent"   # 5xx: the recipient's side will not take it
+
+
+@dataclass(frozen=True)
+class Attempt:
+    result: Result
+    detail: str
+
+
+class Transport(Protocol):
+    async def send(self, sender: str, recipient: str, body: bytes, name: str) -> Attempt: ...
+
+
+class MaildirTransport:
+    """Writes each message as one file into `PATH/new` (tmp first, then an atomic rename).
+
+    The file name is derived from the delivery (`name`), so a delivery retried after a crash
+    replaces its own file instead of leaving a duplicate.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    async def send(self, sender: str, recipient: str, body: bytes, name: str) -> Attempt:
+        try:
+            await asyncio.to_thread(self._write, sender, recipient, body, name)
+        except OSError as exc:
+            return Attempt(Result.TEMPORARY, f"maildir write failed: {exc.strerror or exc}")
+        return Attempt(Result.SENT, f"written to {self.path / 'new' / name}")
+
+    def _write(self, sender: str, recipient: str, body: bytes, name: str) -> None:
+        for sub in ("tmp", "new", "cur"):
+            (self.path / sub).mkdir(parents=True, exist_ok=True)
+        envelope = f"Return-Path: <{sender}>\r\nDelivered-To: {recipient}\r\n".encode()
+        tmp = self.path / "tmp" / name
+        with open(tmp, "wb") as handle:
+            handle.write(envelope + body)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, self.path / "new" / name)
+        directory = os.open(self.path / "new", os.O_RDONLY)
+        try:
+            os.fsync(directory)
+        finally:
+            os.close(directory)
+
+
+class SmtpTransport:
+    """aiosmtplib to a smarthost: smtp://[user:pass@]host:port[?starttls=require] or smtps://..."""
+
+    def __init__(self, url: str, timeout: float, helo: str) -> None:
+        parts = urlsplit(url)
+        query = parse_qs(parts.query)
+        self.host = parts.hostname or "127.0.0.1"
+        self.implicit_tls = parts.scheme == "smtps"
+        self.port = parts.port or (465 if self.implicit_tls else 25)
+        self.starttls = query.get("starttls", ["no"])[0].lower() in ("require", "required", "yes", "true")
+        self.verify = query.get("verify", ["yes"])[0].lower() not in ("no", "false", "0")
+        self.username = unquote(parts.username) if parts.username else None
+        self.password = unquote(parts.password) if parts.password else None
+        self.timeout = timeout
+        self.helo = helo
+
+    async def send(self, sender: str, recipient: str, body: bytes, name: str) -> Attempt:
+        context = ssl.create_default_context()
+        if not self.verify:
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+        try:
+            _, response = await aiosmtplib.send(
+                body, sender=sender, recipients=[recipient], hostname=self.host, port=self.port,
+                use_tls=self.implicit_tls, start_tls=True if self.starttls else False,
+                username=self.username, password=self.password, timeout=self.timeout,
+                local_hostname=self.helo, tls_context=context if (self.implicit_tls or self.starttls)
+                else None)
+        except aiosmtplib.SMTPRecipientsRefused as exc:
+            refused = exc.recipients[0] if exc.recipients else None
+            code = refused.code if refused else 550
+            return _by_code(code, f"{code} {refused.message if refused else 'recipient refused'}")
+        except aiosmtplib.SMTPResponseException as exc:
+            return _by_code(exc.code, f"{exc.code} {exc.message}")
+        except (aiosmtplib.SMTPException, OSError, asyncio.TimeoutError, ssl.SSLError) as exc:
+            return Attempt(Result.TEMPORARY, f"{type(exc).__name__}: {exc}"[:500])
+        return Attempt(Result.SENT, str(response)[:500])
+
+
+def _by_code(code: int, detail: str) -> Attempt:
+    return Attempt(Result.PERMANENT if 500 <= code < 600 else Result.TEMPORARY, detail[:500])
+
+
+def from_url(url: str, timeout: float, helo: str | None = None) -> Transport:
+    if url.startswith("maildir:"):
+        return MaildirTransport(Path(url[len("maildir:"):]))
+    return SmtpTransport(url, timeout, helo or socket.getfqdn())

@@ -1,0 +1,82 @@
+"""Text renderings of cases and queues for the CLI (pure: rows in, lines out)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+
+def to_json(value: Any) -> str:
+    return json.dumps(value, default=_json_default, ensure_ascii=False, indent=None)
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat(timespec="seconds") + "Z"
+    if isinstance(value, bytes):
+        return f"<{len(value)} bytes>"
+    raise TypeError(f"cannot serialise {type(value).__name__}")
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, datetime):
+        return value.strftime("%Y-%m-%d %H:%M")
+    return str(value)
+
+
+def table(rows: Sequence[dict[str, Any]], columns: Sequence[tuple[str, str]]) -> str:
+    """Aligned columns with a header line; `columns` is (key, heading)."""
+    cells = [[heading.upper() for _, heading in columns]]
+    cells += [[_cell(row.get(key)) for key, _ in columns] for row in rows]
+    widths = [max(len(line[i]) for line in cells) for i in range(len(columns))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip()
+                     for line in cells)
+
+
+CASE_COLUMNS = (("id", "case"), ("state", "state"), ("review", "review"), ("business", "business"),
+                ("opened_at", "opened (UTC)"), ("deadline", "deadline (UTC)"))
+
+
+def cases_table(rows: Sequence[dict[str, Any]]) -> str:
+    return table(rows, CASE_COLUMNS) if rows else "no cases"
+
+
+def case_timeline(detail: dict[str, Any]) -> str:
+    """A case as a timeline: what happened when, messages and deliveries, no addresses."""
+    head = [f"case {detail['id']}  {detail['state']}",
+            f"  review    {detail['review']} ({detail['origin']})",
+            f"  business  {detail['business']} ({detail['business_name']})",
+            f"  locale    {detail['locale']}   requests: {detail['requests'] or '-'}",
+            f"  opened    {_cell(detail['opened_at'])} UTC   deadline {_cell(detail['deadline'])} UTC"]
+    if detail.get("close_reason"):
+        head.append(f"  closed    {_cell(detail['closed_at'])} UTC: {detail['close_reason']}")
+    events = [(e["at"], f"{e['name']:<16} {e['detail']}".rstrip()) for e in detail["events"]]
+    for m in detail["messages"]:
+        late = " (late)" if m["late"] else ""
+        events.append((m["received_at"], f"{'message':<16} from {m['sender']}{late}, {m['size']} bytes, "
+                                         f"queue id {m['queue_id']}"))
+    for d in detail["deliveries"]:
+        status = d["state"] + (f": {d['last_error']}" if d["last_error"] and d["state"] != "sent" else "")
+        events.append((d["sent_at"] or d["created_at"],
+                       f"{'delivery':<16} {d['kind']} to {d['recipient_party']}, {status}, "
+                       f"{d['attempts']} attempt(s), queue id {d['queue_id']}"))
+    events.sort(key=lambda item: item[0])
+    return "\n".join([*head, "", *(f"{_cell(at)}  {text}" for at, text in events)])
+
+
+def status_text(status: dict[str, Any]) -> str:
+    cases = ", ".join(f"{k} {v}" for k, v in sorted(status["cases"].items())) or "none"
+    queue = ", ".join(f"{k} {v}" for k, v in sorted(status["outbox"].items())) or "empty"
+    lines = [f"cases:   {cases}", f"outbox:  {queue}"]
+    oldest = status.get("oldest_pending")
+    if oldest:
+        error = f", last error: {oldest['last_error']}" if oldest.get("last_error") else ""
+        lines.append(f"oldest pending: queue id {oldest['queue_id']} ({oldest['kind']}) since "
+                     f"{_cell(oldest['created_at'])} UTC, {oldest['attempts']} attempt(s){error}")
+    else:
+        lines.append("oldest pending: none")
+    return "\n".join(lines)
