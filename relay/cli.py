@@ -28,7 +28,8 @@ class Failure(Exception):
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="relay", description="Review-contact mail relay.")
-    parser.add_argument("--config", metavar="PATH", help="settings file (default: $RELAY_CONFIG or ./settings.toml)")
+    parser.add_argument("--config", metavar="PATH",
+                        help="settings file (default: $RELAY_CONFIG or ./settings.toml)")
     parser.add_argument("--version", action="version", version=f"relay {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 

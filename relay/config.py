@@ -207,7 +207,7 @@ def load(path: str | os.PathLike[str] | None = None, environ: Mapping[str, str] 
     folder, so `relay serve` works on a fresh checkout. A missing file that was named explicitly is.
     """
     env = os.environ if environ is None else environ
-    named = path or env.get(ENV_CONFIG)
+    named = str(path) if path else env.get(ENV_CONFIG)
     file = Path(named or DEFAULT_CONFIG).absolute()
     raw: dict[str, Any] = {}
     if file.exists():
@@ -234,9 +234,9 @@ def from_mapping(raw: Mapping[str, Any], base: Path, environ: Mapping[str, str] 
                 raise ConfigError(f"[{section}] {key}: unknown key (known: {', '.join(SCHEMA[section])})")
             merged.setdefault(section, {})[key] = value
     for name, value in (environ or {}).items():
-        section, key = _env_target(name)
-        if section:
-            merged.setdefault(section, {})[key] = value
+        target = _env_target(name)
+        if target:
+            merged.setdefault(target[0], {})[target[1]] = value
     values: dict[str, dict[str, Any]] = {}
     for section, keys in SCHEMA.items():
         values[section] = {}
@@ -249,15 +249,15 @@ def from_mapping(raw: Mapping[str, Any], base: Path, environ: Mapping[str, str] 
     return Settings(source=source, values=values)
 
 
-def _env_target(name: str) -> tuple[str | None, str]:
+def _env_target(name: str) -> tuple[str, str] | None:
     """RELAY_INBOUND_PORT -> ("inbound", "port"); RELAY_INBOUND_NOPE -> ConfigError; others ignored."""
     if not name.startswith("RELAY_") or name == ENV_CONFIG:
-        return None, ""
+        return None
     rest = name[len("RELAY_"):].lower()
-    for section in SCHEMA:
+    for section, keys in SCHEMA.items():
         if rest.startswith(section + "_"):
             key = rest[len(section) + 1:]
-            if key not in SCHEMA[section]:
+            if key not in keys:
                 raise ConfigError(f"{name}: [{section}] has no key {key!r}")
             return section, key
-    return None, ""
+    return None

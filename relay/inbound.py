@@ -18,7 +18,7 @@ from .app import App
 from .outcomes import Outcome, reply
 
 
-class RelaySMTP(SMTP):  # type: ignore[misc]
+class RelaySMTP(SMTP):
     """aiosmtpd's protocol with the relay's limits and wording.
 
     Lines may be as long as the whole message may be (real clients send unwrapped HTML and bare
@@ -51,7 +51,8 @@ class InboundHandler:
             try:
                 conversation = await asyncio.to_thread(intake.lookup, self.app, local)
             except Exception as exc:
-                return self._refuse(Outcome.TEMPORARY_FAILURE, session, f"lookup failed: {type(exc).__name__}")
+                return self._refuse(Outcome.TEMPORARY_FAILURE, session,
+                                    f"lookup failed: {type(exc).__name__}")
         outcome = policy.check_recipient(
             address, self.app.domain, conversation, self.app.clock.now(),
             self.app.settings["cases"]["conversation_lifetime"],
@@ -59,7 +60,7 @@ class InboundHandler:
         if outcome is not Outcome.RECIPIENT_OK:
             case = conversation.case_id if conversation else None
             return self._refuse(outcome, session, f"recipient refused ({outcome.value})", case=case)
-        envelope.conversation = conversation
+        envelope.conversation = conversation  # type: ignore[attr-defined]
         envelope.rcpt_tos.append(address)
         envelope.rcpt_options.extend(rcpt_options)
         return str(reply(outcome))

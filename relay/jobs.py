@@ -38,7 +38,7 @@ async def run_scheduler(app: App, stop: asyncio.Event,
             try:
                 counts = await job()
                 if any(any(v.values()) for v in counts.values()):
-                    logs.event("jobs.pass", "scheduler pass", **{k: v for k, v in counts.items()})
+                    logs.event("jobs.pass", "scheduler pass", counts=counts)
             except Exception as exc:  # a failed pass is retried at the next interval
                 logs.event("jobs.error", f"scheduler pass failed: {type(exc).__name__}: {exc}",
                            level=logging.ERROR)

@@ -20,12 +20,12 @@ from .transport import Attempt, Result, Transport
 
 BASE_DELAY = timedelta(minutes=1)
 MAX_DELAY = timedelta(hours=1)
-LEASE = timedelta(seconds=30)
+LEASE = timedelta(seconds=15)
 
 
 def retry_delay(attempts: int) -> timedelta:
     """Delay after the `attempts`-th failed attempt: exponential, capped."""
-    return min(BASE_DELAY * (2 ** max(0, attempts - 1)), MAX_DELAY)
+    return min(BASE_DELAY * int(2 ** max(0, attempts - 1)), MAX_DELAY)
 
 
 @dataclass(frozen=True)

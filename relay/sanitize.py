@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from email.message import EmailMessage
 from email.parser import BytesParser
-from typing import cast
 
 from . import redact
 from .compose import PARSE_POLICY, Addressing, message_ids, set_headers, to_bytes
@@ -48,7 +47,7 @@ class Route:
 def parse(raw: bytes) -> EmailMessage:
     """Parse leniently (real mail is often malformed); defects are judged later, not here."""
     try:
-        return cast(EmailMessage, BytesParser(policy=PARSE_POLICY).parsebytes(raw))
+        return BytesParser(policy=PARSE_POLICY).parsebytes(raw)
     except (email.errors.MessageError, ValueError, LookupError, RecursionError) as exc:
         raise Unprocessable(f"unparseable message: {exc}") from exc
 
@@ -86,7 +85,7 @@ def forward(msg: EmailMessage, route: Route) -> bytes:
     replacements = {address: route.alias for address in route.hidden}
     try:
         for part in msg.walk():
-            _clean_part(cast(EmailMessage, part), replacements, root=part is msg)
+            _clean_part(part, replacements, root=part is msg)
         if "MIME-Version" not in msg:
             msg["MIME-Version"] = "1.0"
         set_headers(msg, Addressing(from_name=f"{route.sender_name} via {route.platform_name}",
@@ -107,7 +106,7 @@ def forward(msg: EmailMessage, route: Route) -> bytes:
 
 def _clean_part(part: EmailMessage, replacements: dict[str, str], root: bool) -> None:
     allowed = _ROOT_HEADERS if root else _PART_HEADERS
-    for name in {k.lower() for k in part.keys()}:
+    for name in {k.lower() for k in part}:
         if name not in allowed:
             del part[name]
             continue
@@ -157,6 +156,6 @@ def leaks(raw: bytes, address: str) -> bool:
             if redact.contains_address(f"{name}: {value}", address):
                 return True
         if not part.is_multipart() and redact.contains_address(
-                decoded_text(cast(EmailMessage, part)), address):
+                decoded_text(part), address):
             return True
     return False

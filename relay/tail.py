@@ -40,8 +40,11 @@ def render(entry: dict[str, Any]) -> str:
     return (text + (f"{tags} " if tags else "") + str(entry.get("msg", "")) + reply).rstrip()
 
 
-def last_lines(path: Path, count: int, keep: Callable[[dict[str, Any]], bool]) -> list[tuple[str, dict[str, Any]]]:
-    found: deque[tuple[str, dict[str, Any]]] = deque(maxlen=count)
+Line = tuple[str, dict[str, Any]]
+
+
+def last_lines(path: Path, count: int, keep: Callable[[dict[str, Any]], bool]) -> list[Line]:
+    found: deque[Line] = deque(maxlen=count)
     if not path.exists():
         return []
     with open(path, encoding="utf-8", errors="replace") as handle:
@@ -53,7 +56,7 @@ def last_lines(path: Path, count: int, keep: Callable[[dict[str, Any]], bool]) -
 
 
 def follow(path: Path, keep: Callable[[dict[str, Any]], bool], poll: float = 0.5,
-           stop: Callable[[], bool] = lambda: False) -> Iterator[tuple[str, dict[str, Any]]]:
+           stop: Callable[[], bool] = lambda: False) -> Iterator[Line]:
     """New lines from the end of `path` on; reopens the file when it is replaced (rotation), and
     reads a file that appears later from its start."""
     handle: TextIO | None = None

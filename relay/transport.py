@@ -93,7 +93,7 @@ class SmtpTransport:
         try:
             _, response = await aiosmtplib.send(
                 body, sender=sender, recipients=[recipient], hostname=self.host, port=self.port,
-                use_tls=self.implicit_tls, start_tls=True if self.starttls else False,
+                use_tls=self.implicit_tls, start_tls=self.starttls,
                 username=self.username, password=self.password, timeout=self.timeout,
                 local_hostname=self.helo, tls_context=context if (self.implicit_tls or self.starttls)
                 else None)
@@ -103,7 +103,7 @@ class SmtpTransport:
             return _by_code(code, f"{code} {refused.message if refused else 'recipient refused'}")
         except aiosmtplib.SMTPResponseException as exc:
             return _by_code(exc.code, f"{exc.code} {exc.message}")
-        except (aiosmtplib.SMTPException, OSError, asyncio.TimeoutError, ssl.SSLError) as exc:
+        except (TimeoutError, aiosmtplib.SMTPException, OSError, ssl.SSLError) as exc:
             return Attempt(Result.TEMPORARY, f"{type(exc).__name__}: {exc}"[:500])
         return Attempt(Result.SENT, str(response)[:500])
 

@@ -9,7 +9,7 @@ import re
 
 PREFIX = "bounce-"
 _SIG_HEX = 16  # 64 bits
-_LOCAL = re.compile(r"bounce-(\d+)-([0-9a-f]{%d})" % _SIG_HEX)
+_LOCAL = re.compile(rf"bounce-(\d+)-([0-9a-f]{{{_SIG_HEX}}})")
 
 
 def _sign(delivery_id: int, key: bytes) -> str:

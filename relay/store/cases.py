@@ -10,7 +10,7 @@ import peewee as pw
 
 from ..cases import OpenCaseRequest, Party, State
 from ..policy import Conversation
-from .models import Business, Case, Delivery, Event, Message, RelayAddress, Review, db
+from .models import Business, Case, Delivery, Event, Message, RelayAddress, Review, db, rows
 
 
 class CaseAlreadyOpen(Exception):
@@ -31,9 +31,11 @@ class NewCase:
 def create_case(req: OpenCaseRequest, reviewer_token: str, business_token: str,
                 opened_at: datetime, deadline: datetime) -> NewCase:
     """Insert business, review, case and both addresses. Call inside a transaction."""
-    business, created = Business.get_or_create(
-        external_id=req.business_id, defaults={"name": req.business_name, "email": req.business_email})
-    if not created:
+    business = Business.get_or_none(Business.external_id == req.business_id)
+    if business is None:
+        business = Business.create(external_id=req.business_id, name=req.business_name,
+                                   email=req.business_email)
+    else:
         Business.update(name=req.business_name, email=req.business_email).where(
             Business.id == business.id).execute()
     review = Review.get_or_none(Review.external_id == req.review_id)
@@ -94,12 +96,12 @@ def thread_entries(message_ids: list[str]) -> dict[str, tuple[Party, Party | Non
     """For relay Message-IDs: (recipient party, sender party of the forwarded message, its original id)."""
     if not message_ids:
         return {}
-    rows = (Delivery.select(Delivery.message_id, Delivery.recipient_party, Message.sender,
-                            Message.original_message_id)
-            .join(Message, pw.JOIN.LEFT_OUTER, on=(Delivery.source == Message.id))
-            .where(Delivery.message_id.in_(message_ids)).dicts())
+    found = rows(Delivery.select(Delivery.message_id, Delivery.recipient_party, Message.sender,
+                                 Message.original_message_id)
+                 .join(Message, pw.JOIN.LEFT_OUTER, on=(Delivery.source == Message.id))
+                 .where(Delivery.message_id.in_(message_ids)))
     return {r["message_id"]: (Party(r["recipient_party"]), Party(r["sender"]) if r["sender"] else None,
-                              r["original_message_id"]) for r in rows}
+                              r["original_message_id"]) for r in found}
 
 
 def close_case(case_id: int, reason: str | None, now: datetime) -> bool:
@@ -115,43 +117,39 @@ def close_case(case_id: int, reason: str | None, now: datetime) -> bool:
     return bool(changed)
 
 
+def _case_query() -> Any:
+    return (Case.select(Case.id, Case.state, Case.locale, Case.requests, Case.opened_at, Case.deadline,
+                        Case.replied_at, Case.expired_at, Case.closed_at, Case.close_reason,
+                        Case.last_activity_at, Review.external_id.alias("review"), Review.origin,
+                        Business.external_id.alias("business"), Business.name.alias("business_name"))
+            .join(Review).switch(Case).join(Business))
+
+
 def case_rows(status: str | None = None, limit: int = 1000) -> list[dict[str, Any]]:
-    query = (Case.select(Case.id, Case.state, Case.locale, Case.opened_at, Case.deadline,
-                         Case.replied_at, Case.closed_at, Review.external_id.alias("review"),
-                         Business.external_id.alias("business"), Business.name.alias("business_name"))
-             .join(Review).switch(Case).join(Business).order_by(Case.id.desc()).limit(limit))
+    query = _case_query().order_by(Case.id.desc()).limit(limit)
     if status:
         query = query.where(Case.state == status)
-    return list(query.dicts())
+    return rows(query)
 
 
 def case_detail(case_id: int) -> dict[str, Any]:
-    rows = case_rows_by_id(case_id)
-    if not rows:
+    found = rows(_case_query().where(Case.id == case_id))
+    if not found:
         raise NoSuchCase(f"no case {case_id}")
-    detail = rows[0]
-    detail["events"] = list(Event.select(Event.name, Event.at, Event.detail)
-                            .where(Event.case == case_id).order_by(Event.at, Event.id).dicts())
-    detail["messages"] = list(Message.select(Message.queue_id, Message.sender, Message.received_at,
+    detail = found[0]
+    detail["events"] = rows(Event.select(Event.name, Event.at, Event.detail)
+                            .where(Event.case == case_id).order_by(Event.at, Event.id))
+    detail["messages"] = rows(Message.select(Message.queue_id, Message.sender, Message.received_at,
                                              Message.size, Message.late)
-                              .where(Message.case == case_id).order_by(Message.id).dicts())
-    detail["deliveries"] = list(Delivery.select(Delivery.id, Delivery.queue_id, Delivery.kind,
+                              .where(Message.case == case_id).order_by(Message.id))
+    detail["deliveries"] = rows(Delivery.select(Delivery.id, Delivery.queue_id, Delivery.kind,
                                                 Delivery.recipient_party, Delivery.state,
                                                 Delivery.attempts, Delivery.created_at,
                                                 Delivery.sent_at, Delivery.last_error)
-                                .where(Delivery.case == case_id).order_by(Delivery.id).dicts())
+                                .where(Delivery.case == case_id).order_by(Delivery.id))
     return detail
-
-
-def case_rows_by_id(case_id: int) -> list[dict[str, Any]]:
-    return list(Case.select(Case.id, Case.state, Case.locale, Case.requests, Case.opened_at,
-                            Case.deadline, Case.replied_at, Case.expired_at, Case.closed_at,
-                            Case.close_reason, Case.last_activity_at,
-                            Review.external_id.alias("review"), Review.origin,
-                            Business.external_id.alias("business"), Business.name.alias("business_name"))
-                .join(Review).switch(Case).join(Business).where(Case.id == case_id).dicts())
 
 
 def state_counts() -> dict[str, int]:
     return {r["state"]: r["n"] for r in
-            Case.select(Case.state, pw.fn.COUNT(Case.id).alias("n")).group_by(Case.state).dicts()}
+            rows(Case.select(Case.state, pw.fn.COUNT(Case.id).alias("n")).group_by(Case.state))}

@@ -27,12 +27,14 @@ class Setting(BaseModel):
 
 
 class Business(BaseModel):
+    id = pw.AutoField()
     external_id = pw.CharField(unique=True, max_length=200)
     name = pw.CharField(max_length=200)
     email = pw.CharField(max_length=320)
 
 
 class Review(BaseModel):
+    id = pw.AutoField()
     external_id = pw.CharField(unique=True, max_length=200)
     business = pw.ForeignKeyField(Business, backref="reviews", on_delete="CASCADE")
     reviewer_email = pw.CharField(max_length=320, null=True)  # null once forgotten
@@ -41,6 +43,7 @@ class Review(BaseModel):
 
 
 class Case(BaseModel):
+    id = pw.AutoField()
     review = pw.ForeignKeyField(Review, backref="cases", on_delete="CASCADE")
     business = pw.ForeignKeyField(Business, backref="cases", on_delete="CASCADE")
     state = pw.CharField(max_length=32, index=True)
@@ -70,6 +73,8 @@ class RelayAddress(BaseModel):
 class Message(BaseModel):
     """One message a party sent through the relay (metadata only)."""
 
+    id = pw.AutoField()
+
     case = pw.ForeignKeyField(Case, backref="messages", on_delete="CASCADE")
     queue_id = pw.CharField(unique=True, max_length=32)
     sender = pw.CharField(max_length=16)  # party
@@ -81,6 +86,8 @@ class Message(BaseModel):
 
 class Delivery(BaseModel):
     """The outbox: one message the relay sends to one recipient, and its delivery state."""
+
+    id = pw.AutoField()
 
     case = pw.ForeignKeyField(Case, backref="deliveries", null=True, on_delete="CASCADE")
     source = pw.ForeignKeyField(Message, backref="deliveries", null=True, on_delete="CASCADE")
@@ -108,6 +115,8 @@ class Delivery(BaseModel):
 class Event(BaseModel):
     """What happened to a case, for the platform and for `relay case show`."""
 
+    id = pw.AutoField()
+
     case = pw.ForeignKeyField(Case, backref="events", null=True, on_delete="CASCADE")
     name = pw.CharField(max_length=64, index=True)
     at = pw.DateTimeField(index=True)
@@ -117,5 +126,6 @@ class Event(BaseModel):
 MODELS: list[type[BaseModel]] = [Setting, Business, Review, Case, RelayAddress, Message, Delivery, Event]
 
 
-def row_dict(row: pw.Model, *fields: str) -> dict[str, Any]:
-    return {name: getattr(row, name) for name in fields}
+def rows(query: Any) -> list[dict[str, Any]]:
+    """A query's results as plain dicts (foreign keys as ids): what the rest of the relay gets."""
+    return list(query.dicts())

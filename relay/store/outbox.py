@@ -17,7 +17,7 @@ import peewee as pw
 
 from ..cases import Party
 from .database import is_postgres
-from .models import Delivery, db
+from .models import Delivery, db, rows
 
 
 @dataclass(frozen=True)
@@ -63,11 +63,11 @@ def claim(now: datetime, lease: timedelta, limit: int) -> tuple[str, list[Claime
             return token, []
         Delivery.update(state="sending", claim_token=token, lease_until=now + lease,
                         attempts=Delivery.attempts + 1).where(Delivery.id.in_(ids) & due).execute()
-        rows = list(Delivery.select().where(Delivery.id.in_(ids) & (Delivery.claim_token == token)))
-    return token, [Claimed(id=r.id, case_id=r.case_id, queue_id=r.queue_id, kind=r.kind,
-                           recipient=r.recipient, recipient_party=r.recipient_party,
-                           message_id=r.message_id, body=bytes(r.body or b""), attempts=r.attempts,
-                           expires_at=r.expires_at) for r in rows]
+        found = rows(Delivery.select().where(Delivery.id.in_(ids) & (Delivery.claim_token == token)))
+    return token, [Claimed(id=r["id"], case_id=r["case"], queue_id=r["queue_id"], kind=r["kind"],
+                           recipient=r["recipient"], recipient_party=r["recipient_party"],
+                           message_id=r["message_id"], body=bytes(r["body"] or b""),
+                           attempts=r["attempts"], expires_at=r["expires_at"]) for r in found]
 
 
 def renew(ids: list[int], token: str, until: datetime) -> None:
@@ -94,13 +94,12 @@ def mark_failed(delivery_id: int, token: str, error: str) -> bool:
 
 
 def state_counts() -> dict[str, int]:
-    return {r["state"]: r["n"] for r in Delivery.select(
-        Delivery.state, pw.fn.COUNT(Delivery.id).alias("n")).group_by(Delivery.state).dicts()}
+    return {r["state"]: r["n"] for r in rows(Delivery.select(
+        Delivery.state, pw.fn.COUNT(Delivery.id).alias("n")).group_by(Delivery.state))}
 
 
 def oldest_pending() -> dict[str, Any] | None:
-    row = (Delivery.select(Delivery.id, Delivery.queue_id, Delivery.kind, Delivery.created_at,
-                           Delivery.attempts, Delivery.last_error, Delivery.next_attempt_at)
-           .where(Delivery.state.in_(["queued", "sending"])).order_by(Delivery.created_at)
-           .limit(1).dicts().first())
-    return dict(row) if row else None
+    found = rows(Delivery.select(Delivery.id, Delivery.queue_id, Delivery.kind, Delivery.created_at,
+                                 Delivery.attempts, Delivery.last_error, Delivery.next_attempt_at)
+                 .where(Delivery.state.in_(["queued", "sending"])).order_by(Delivery.created_at).limit(1))
+    return found[0] if found else None
