@@ -31,7 +31,6 @@ class Reply:
 
 class Outcome(Enum):
     ACCEPTED = "accepted"
-    SENDER_OK = "sender_ok"
     RECIPIENT_OK = "recipient_ok"
     FOREIGN_DOMAIN = "foreign_domain"
     UNKNOWN_ADDRESS = "unknown_address"
@@ -54,7 +53,6 @@ class Rule:
 
 _TABLE: dict[Outcome, Rule] = {
     Outcome.ACCEPTED: Rule(Reply(250, "2.0.0", "Message accepted for delivery"), "inbound.accepted"),
-    Outcome.SENDER_OK: Rule(Reply(250, "2.1.0", "Sender OK"), "smtp.mail"),
     Outcome.RECIPIENT_OK: Rule(Reply(250, "2.1.5", "Recipient OK"), "smtp.rcpt"),
     Outcome.FOREIGN_DOMAIN: Rule(
         Reply(550, "5.7.1", "Relaying denied: this server only accepts mail for its own relay addresses"),

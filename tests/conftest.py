@@ -1,0 +1,234 @@
+"""Shared fixtures: real SQLite files and the real PostgreSQL, a real capturing SMTP sink, and a
+real `relay serve` (in a thread, or as a subprocess where a test kills it)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import peewee as pw
+import psycopg2
+import pytest
+
+from relay import config
+from relay.app import App
+from relay.cases import validate_open_case
+from relay.clock import Clock
+from relay.opening import Opened, open_case
+from relay.server import serve
+from relay.store import database
+
+REPO = Path(__file__).resolve().parent.parent
+PG_URL = os.environ.get("RELAY_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
+DOMAIN = "relay.test"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+# --- databases -------------------------------------------------------------------------------
+
+@pytest.fixture(scope="session")
+def pg_database() -> Iterator[str]:
+    """A fresh PostgreSQL database for this test session (dropped at the end)."""
+    name = f"relay_test_{os.getpid()}_{secrets.token_hex(3)}"
+    admin = psycopg2.connect(PG_URL)
+    admin.autocommit = True
+    with admin.cursor() as cur:
+        cur.execute(f'CREATE DATABASE "{name}"')
+    base = PG_URL.rsplit("/", 1)[0]
+    yield f"{base}/{name}"
+    database.close()
+    with admin.cursor() as cur:
+        cur.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,))
+        cur.execute(f'DROP DATABASE IF EXISTS "{name}"')
+    admin.close()
+
+
+def _reset_postgres(url: str) -> None:
+    conn = psycopg2.connect(url)
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute("DROP SCHEMA public CASCADE; CREATE SCHEMA public")
+    conn.close()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Each test that takes this runs twice: on a new SQLite file and on an emptied PostgreSQL."""
+    database.close()
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path}/relay.db"
+    url: str = request.getfixturevalue("pg_database")
+    _reset_postgres(url)
+    return url
+
+
+def make_settings(tmp_path: Path, db_url: str, **sections: dict[str, Any]) -> config.Settings:
+    raw: dict[str, dict[str, Any]] = {
+        "relay": {"domain": DOMAIN, "platform_name": "ReviewHub", "templates": str(REPO / "templates")},
+        "inbound": {"host": "127.0.0.1", "port": free_port(), "max_message_bytes": 1024 * 1024},
+        "outbound": {"url": f"maildir:{tmp_path}/outbox"},
+        "storage": {"database": db_url},
+        "scheduler": {"interval": "1s"},
+        "log": {"file": str(tmp_path / "relay.log"), "stderr": False},
+    }
+    for section, values in sections.items():
+        raw.setdefault(section, {}).update(values)
+    return config.from_mapping(raw, tmp_path)
+
+
+def new_case(app: App, reviewer: str = "max.mueller@example.de", business: str = "service@shop.example",
+             review_id: str | None = None, locale: str = "de", reviewer_name: str = "Max M.") -> Opened:
+    request = validate_open_case(
+        review_id=review_id or f"R-{secrets.token_hex(4)}", business_id="B-1",
+        business_name="Beispiel Shop GmbH", business_email=business, reviewer_email=reviewer,
+        reviewer_name=reviewer_name, origin="organic", locale=locale, requests=["order_number"],
+        message="Bitte nennen Sie uns Ihre Bestellnummer.")
+    return open_case(app, request)
+
+
+@pytest.fixture
+def app_factory(tmp_path: Path) -> Iterator[Any]:
+    opened: list[App] = []
+
+    def make(db_url: str, clock: Clock | None = None, **sections: dict[str, Any]) -> App:
+        app = App.open(make_settings(tmp_path, db_url, **sections), clock)
+        opened.append(app)
+        return app
+
+    yield make
+    database.close()
+
+
+# --- SMTP sink -------------------------------------------------------------------------------
+
+class Sink:
+    """A real SMTP server that captures what the relay sends (the smarthost in tests)."""
+
+    def __init__(self, reply: str = "250 2.0.0 OK", hang: bool = False) -> None:
+        from aiosmtpd.controller import Controller
+        from aiosmtpd.smtp import SMTP
+
+        SMTP.line_length_limit = 1 << 20
+        self.messages: list[dict[str, Any]] = []
+        self.lock = threading.Lock()
+        self.port = free_port()
+        self.reply = reply
+        self.release = threading.Event()
+        sink = self
+
+        class Handler:
+            async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+                if hang:
+                    while not sink.release.is_set():
+                        await asyncio.sleep(0.05)
+                with sink.lock:
+                    sink.messages.append({"from": envelope.mail_from, "to": list(envelope.rcpt_tos),
+                                          "raw": envelope.original_content})
+                return sink.reply
+
+        self.controller = Controller(Handler(), hostname="127.0.0.1", port=self.port)
+        self.controller.start()
+
+    @property
+    def url(self) -> str:
+        return f"smtp://127.0.0.1:{self.port}"
+
+    def to(self, rcpt: str) -> list[dict[str, Any]]:
+        with self.lock:
+            return [m for m in self.messages if rcpt.lower() in [t.lower() for t in m["to"]]]
+
+    def wait(self, rcpt: str, count: int = 1, timeout: float = 20.0) -> list[dict[str, Any]]:
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            got = self.to(rcpt)
+            if len(got) >= count:
+                return got
+            time.sleep(0.05)
+        return self.to(rcpt)
+
+    def stop(self) -> None:
+        self.release.set()
+        self.controller.stop()
+
+
+@pytest.fixture
+def sink() -> Iterator[Sink]:
+    s = Sink()
+    yield s
+    s.stop()
+
+
+# --- the relay in a thread -------------------------------------------------------------------
+
+class RunningRelay:
+    """`serve(app)` on its own event loop in a background thread."""
+
+    def __init__(self, app: App) -> None:
+        self.app = app
+        self.port: int = app.settings["inbound"]["port"]
+        self.loop = asyncio.new_event_loop()
+        self.stop_event: asyncio.Event | None = None
+        ready = threading.Event()
+
+        def run() -> None:
+            asyncio.set_event_loop(self.loop)
+
+            async def main() -> None:
+                self.stop_event = asyncio.Event()
+                started = asyncio.Event()
+                task = asyncio.create_task(serve(app, stop=self.stop_event, ready=started))
+                await started.wait()
+                ready.set()
+                await task
+
+            self.loop.run_until_complete(main())
+
+        self.thread = threading.Thread(target=run, daemon=True)
+        self.thread.start()
+        if not ready.wait(15):
+            raise RuntimeError("relay did not start")
+
+    def stop(self) -> None:
+        if self.stop_event is not None:
+            self.loop.call_soon_threadsafe(self.stop_event.set)
+        self.thread.join(15)
+
+
+@pytest.fixture
+def relay_factory() -> Iterator[Any]:
+    running: list[RunningRelay] = []
+
+    def start(app: App) -> RunningRelay:
+        relay = RunningRelay(app)
+        running.append(relay)
+        return relay
+
+    yield start
+    for relay in running:
+        relay.stop()
+
+
+def raw_sql(db_url: str, statement: str) -> None:
+    """Run one statement on a separate connection (to break or mend the database under a test)."""
+    if db_url.startswith("sqlite:///"):
+        conn: Any = pw.SqliteDatabase(db_url[len("sqlite:///"):])
+        conn.execute_sql(statement)
+        conn.close()
+        return
+    pg = psycopg2.connect(db_url)
+    pg.autocommit = True
+    with pg.cursor() as cur:
+        cur.execute(statement)
+    pg.close()

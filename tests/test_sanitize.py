@@ -1,0 +1,169 @@
+"""The forward a party's message becomes: allowlisted headers, the sender's address replaced in
+every text part and encoding, attachments intact, anything unsafe refused."""
+
+from __future__ import annotations
+
+import base64
+import email
+import email.policy
+import html
+import re
+import urllib.parse
+from datetime import datetime
+from email.message import EmailMessage
+
+import pytest
+
+from relay import redact, sanitize
+
+REVIEWER = "max.mueller@example.de"
+ALIAS = "b" * 32 + "@relay.test"
+
+
+def route(**changes: object) -> sanitize.Route:
+    base = dict(hidden=(REVIEWER,), alias=ALIAS, sender_name="Max M.", platform_name="ReviewHub",
+                recipient="service@shop.example", message_id="<new1@relay.test>",
+                date=datetime(2026, 3, 2, 12, 0), in_reply_to=["<notice@relay.test>"],
+                references=["<notice@relay.test>"])
+    base.update(changes)
+    return sanitize.Route(**base)  # type: ignore[arg-type]
+
+
+def independent_texts(raw: bytes) -> list[str]:
+    """Every decoded view of a message, computed without the relay's own helpers."""
+    out = [raw.decode("latin-1")]
+    msg = email.message_from_bytes(raw, policy=email.policy.default)
+    for part in msg.walk():
+        out += [f"{k}: {v}" for k, v in part.items()]
+        if not part.is_multipart():
+            payload = part.get_payload(decode=True) or b""
+            out += [payload.decode(cs, errors="ignore") for cs in ("utf-8", "latin-1")]
+    views = []
+    for text in out:
+        low = text.lower()
+        views += [low, html.unescape(low), urllib.parse.unquote(low), re.sub(r"=\r?\n", "", low)]
+    return views
+
+
+def assert_no_leak(raw: bytes, address: str = REVIEWER) -> None:
+    hits = [v for v in independent_texts(raw) if address in v]
+    assert not hits, f"address leaked: {hits[0][:200]}"
+
+
+def reply_message() -> EmailMessage:
+    msg = EmailMessage()
+    msg["From"] = f"Maximilian Mueller <{REVIEWER}>"
+    msg["To"] = "a" * 32 + "@relay.test"
+    msg["Cc"] = "Freundin <friend@example.org>"
+    msg["Subject"] = f"Re: Ihre Anfrage – von {REVIEWER}"
+    msg["Message-ID"] = f"<1234.{REVIEWER}>"
+    msg["In-Reply-To"] = "<notice@relay.test>"
+    msg["Received"] = f"from pc (dsl.example.de [192.0.2.7]) by mx.example.de for <{REVIEWER}>"
+    msg["X-Mailer"] = "Thunderbird 115"
+    msg["Return-Path"] = f"<{REVIEWER}>"
+    msg["Disposition-Notification-To"] = REVIEWER
+    msg["DKIM-Signature"] = "v=1; a=rsa-sha256; d=example.de; s=sel; b=abc"
+    msg.set_content(f"Hallo,\n\nmeine Bestellnummer ist BE-48213.\nSchreiben Sie mir an {REVIEWER.upper()}\n"
+                    "oder mailto:max.mueller%40example.de\n" + "Lange Zeile " * 200 + "\n",
+                    charset="utf-8")
+    msg.add_alternative(f'<p>Bestellnummer <b>BE-48213</b>, <a href="mailto:max.mueller&#64;example.de">'
+                        f'mail</a> <!-- {REVIEWER} --> <img alt="{REVIEWER}" src="cid:x"></p>',
+                        subtype="html")
+    msg.add_attachment(b"%PDF-1.4 invoice bytes \x00\xff\x10", maintype="application", subtype="pdf",
+                       filename="Rechnung.pdf")
+    return msg
+
+
+def test_reply_is_forwarded_without_the_address_and_with_the_words() -> None:
+    original = reply_message()
+    raw = original.as_bytes()
+    out = sanitize.forward(sanitize.parse(raw), route())
+    assert_no_leak(out)
+    parsed = email.message_from_bytes(out, policy=email.policy.default)
+    assert parsed["From"].addresses[0].addr_spec == ALIAS
+    assert parsed["From"].addresses[0].display_name == "Max M. via ReviewHub"
+    assert str(parsed["Reply-To"]) == ALIAS
+    assert str(parsed["To"]) == "service@shop.example"
+    assert parsed["Message-ID"] == "<new1@relay.test>"
+    assert parsed["In-Reply-To"] == "<notice@relay.test>"
+    for gone in ("Cc", "Received", "X-Mailer", "Return-Path", "Disposition-Notification-To", "DKIM-Signature"):
+        assert gone not in parsed, gone
+    assert "Maximilian" not in out.decode("latin-1")
+    assert parsed["Subject"].startswith("Re: Ihre Anfrage – von ")
+    text = parsed.get_body(("plain",)).get_content()
+    assert "BE-48213" in text and ALIAS in text and "Lange Zeile " * 50 in text
+    assert "BE-48213" in parsed.get_body(("html",)).get_content()
+    attachment = next(parsed.iter_attachments())
+    assert attachment.get_content() == b"%PDF-1.4 invoice bytes \x00\xff\x10"
+    assert attachment.get_filename() == "Rechnung.pdf"
+    assert b"\r\n" in out and b"\n" not in out.replace(b"\r\n", b"")
+    assert max(len(line) for line in out.split(b"\r\n")) <= 998
+
+
+def test_untouched_parts_keep_their_bytes() -> None:
+    msg = EmailMessage()
+    msg["From"] = REVIEWER
+    msg["Subject"] = "Hallo"
+    msg.set_content("Grüße aus Köln, Bestellung 4711", charset="iso-8859-1")
+    out = sanitize.forward(sanitize.parse(msg.as_bytes()), route())
+    parsed = email.message_from_bytes(out, policy=email.policy.default)
+    assert parsed.get_content_charset() == "iso-8859-1"
+    assert parsed.get_content().replace("\r\n", "\n") == "Grüße aus Köln, Bestellung 4711\n"
+
+
+def test_quoted_printable_and_base64_bodies_are_cleaned() -> None:
+    body = f"Antwort von {REVIEWER}\n".encode()
+    for cte, encoded in (("base64", base64.b64encode(body)),
+                         ("quoted-printable", b"Antwort von max.muel=\nler=40example.de\n")):
+        raw = (b"From: " + REVIEWER.encode() + b"\nSubject: x\nMIME-Version: 1.0\n"
+               b"Content-Type: text/plain; charset=utf-8\nContent-Transfer-Encoding: " + cte.encode()
+               + b"\n\n" + encoded + b"\n")
+        out = sanitize.forward(sanitize.parse(raw), route())
+        assert_no_leak(out)
+        assert "Antwort von" in email.message_from_bytes(out, policy=email.policy.default).get_content()
+
+
+def test_nested_message_headers_are_stripped_too() -> None:
+    inner = EmailMessage()
+    inner["From"] = f"Max <{REVIEWER}>"
+    inner["Subject"] = "Bestellbestätigung"
+    inner.set_content("Ihre Bestellung BE-48213")
+    outer = EmailMessage()
+    outer["From"] = REVIEWER
+    outer["Subject"] = "Fwd"
+    outer.set_content("Siehe Anhang")
+    outer.add_attachment(inner)
+    out = sanitize.forward(sanitize.parse(outer.as_bytes()), route())
+    assert_no_leak(out)
+    assert "BE-48213" in out.decode("latin-1")
+
+
+def test_an_address_that_cannot_be_removed_refuses_the_message() -> None:
+    msg = EmailMessage()
+    msg["From"] = REVIEWER
+    msg["Subject"] = "x"
+    msg.set_content("see attachment")
+    msg.add_attachment(f"BEGIN:VCARD\nEMAIL:{REVIEWER}\nEND:VCARD\n".encode(), maintype="application",
+                       subtype="octet-stream", filename="card.bin")
+    with pytest.raises(sanitize.Unprocessable):
+        sanitize.forward(sanitize.parse(msg.as_bytes()), route())
+
+
+@pytest.mark.parametrize("form", [
+    "max.mueller@example.de", "MAX.Mueller@EXAMPLE.de", "max.mueller%40example.de",
+    "max%2Emueller%40example%2Ede", "max.mueller&#64;example.de", "max.mueller&#x40;example.de",
+    "max&period;mueller&commat;example&#46;de", "xmax.mueller@example.dev",
+])
+def test_redaction_finds_encoded_forms(form: str) -> None:
+    text = f"before {form} after"
+    cleaned = redact.replace_address(text, REVIEWER, "ALIAS")
+    assert "ALIAS" in cleaned and "before" in cleaned and "after" in cleaned
+    assert not redact.contains_address(cleaned, REVIEWER)
+
+
+def test_unparseable_headers_do_not_crash() -> None:
+    raw = (b"From: =?bogus?Q?x?= <" + REVIEWER.encode() + b">\r\nSubject: =?utf-8?B?####?=\r\n"
+           b"Content-Type: text/plain; charset=x-unknown-charset\r\n\r\nHallo " + REVIEWER.encode() + b"\r\n")
+    out = sanitize.forward(sanitize.parse(raw), route())
+    assert_no_leak(out)
+    assert "Hallo" in out.decode("latin-1")
