@@ -17,7 +17,7 @@ import peewee as pw
 import psycopg2
 import pytest
 
-from relay import config
+from relay import config, logs
 from relay.app import App
 from relay.cases import validate_open_case
 from relay.clock import Clock
@@ -103,7 +103,9 @@ def app_factory(tmp_path: Path) -> Iterator[Any]:
     opened: list[App] = []
 
     def make(db_url: str, clock: Clock | None = None, **sections: dict[str, Any]) -> App:
-        app = App.open(make_settings(tmp_path, db_url, **sections), clock)
+        settings = make_settings(tmp_path, db_url, **sections)
+        logs.setup(settings["log"]["file"], "info", stderr=False)
+        app = App.open(settings, clock)
         opened.append(app)
         return app
 
@@ -126,10 +128,12 @@ class Sink:
         self.port = free_port()
         self.reply = reply
         self.release = threading.Event()
+        self.started = 0  # DATA transactions begun (a hanging sink never finishes them)
         sink = self
 
         class Handler:
             async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+                sink.started += 1
                 if hang:
                     while not sink.release.is_set():
                         await asyncio.sleep(0.05)

@@ -37,7 +37,6 @@ def make_database(url: str) -> pw.Database:
             password=unquote(parts.password) if parts.password else None,
             host=parts.hostname or None,
             port=parts.port or 5432,
-            autorollback=True,
         )
     raise ValueError(f"unknown database URL scheme in {url!r}")
 
