@@ -50,7 +50,7 @@ def open_database(url: str) -> pw.Database:
         with database.atomic():
             database.create_tables(MODELS, safe=True)
     except pw.OperationalError as exc:
-        raise StorageUnavailable(f"cannot open database: {exc}".strip()) from exc
+        raise StorageUnavailable("cannot open database: " + " ".join(str(exc).split())) from exc
     except pw.IntegrityError:
         # Another instance created the same tables at the same moment (PostgreSQL catalog race).
         database.rollback()
