@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 LOGGER = logging.getLogger("relay")
-_FIELDS = ("case", "qid", "reply")
 
 
 def event(name: str, msg: str, level: int = logging.INFO, **fields: Any) -> None:
@@ -23,28 +22,38 @@ def event(name: str, msg: str, level: int = logging.INFO, **fields: Any) -> None
     LOGGER.log(level, msg, extra={"event": name, "fields": fields})
 
 
+def entry(record: logging.LogRecord) -> dict[str, Any]:
+    """The JSON object of one log line."""
+    line: dict[str, Any] = {
+        "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds")
+              .replace("+00:00", "Z"),
+        "level": record.levelname.lower(),
+        "event": getattr(record, "event", record.name),
+    }
+    line.update({k: v for k, v in getattr(record, "fields", {}).items() if v is not None})
+    line["msg"] = record.getMessage()
+    if record.exc_info and record.exc_info[1] is not None:
+        line["error"] = f"{type(record.exc_info[1]).__name__}: {record.exc_info[1]}"
+    return line
+
+
+def render(line: dict[str, Any]) -> str:
+    """One readable, aligned line (UTC): time, level, event, case and queue id, message, [reply]."""
+    ts = str(line.get("ts", ""))[:19].replace("T", " ")
+    tags = " ".join(f"{k}={line[k]}" for k in ("case", "qid") if line.get(k) is not None)
+    reply = f" [{line['reply']}]" if line.get("reply") else ""
+    text = f"{ts} {str(line.get('level', '')).upper():<7} {line.get('event', ''):<20} "
+    return (text + (f"{tags} " if tags else "") + str(line.get("msg", "")) + reply).rstrip()
+
+
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
-        line: dict[str, Any] = {
-            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds")
-                  .replace("+00:00", "Z"),
-            "level": record.levelname.lower(),
-            "event": getattr(record, "event", record.name),
-        }
-        line.update({k: v for k, v in getattr(record, "fields", {}).items() if v is not None})
-        line["msg"] = record.getMessage()
-        if record.exc_info:
-            line["error"] = self.formatException(record.exc_info).splitlines()[-1]
-        return json.dumps(line, ensure_ascii=False, default=str)
+        return json.dumps(entry(record), ensure_ascii=False, default=str)
 
 
 class ReadableFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
-        when = datetime.fromtimestamp(record.created).strftime("%Y-%m-%d %H:%M:%S")
-        fields = getattr(record, "fields", {})
-        tags = " ".join(f"{k}={fields[k]}" for k in _FIELDS if fields.get(k) is not None)
-        text = f"{when} {record.levelname:<7} {getattr(record, 'event', record.name):<20} "
-        return (text + (tags + " " if tags else "") + record.getMessage()).rstrip()
+        return render(entry(record))
 
 
 def setup(file: Path | None, level: str = "info", stderr: bool = True) -> None:

@@ -11,6 +11,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
+from .logs import render
+
+__all__ = ["Filter", "follow", "last_lines", "render"]
+
 
 @dataclass(frozen=True)
 class Filter:
@@ -29,15 +33,6 @@ def parse_line(line: str) -> dict[str, Any] | None:
     except json.JSONDecodeError:
         return None
     return entry if isinstance(entry, dict) else None
-
-
-def render(entry: dict[str, Any]) -> str:
-    """One readable, aligned line: time, level, event, case/qid, message."""
-    ts = str(entry.get("ts", ""))[:19].replace("T", " ")
-    tags = " ".join(f"{k}={entry[k]}" for k in ("case", "qid") if entry.get(k) is not None)
-    reply = f" [{entry['reply']}]" if entry.get("reply") else ""
-    text = f"{ts} {str(entry.get('level', '')).upper():<7} {entry.get('event', ''):<20} "
-    return (text + (f"{tags} " if tags else "") + str(entry.get("msg", "")) + reply).rstrip()
 
 
 Line = tuple[str, dict[str, Any]]
