@@ -1,0 +1,125 @@
+"""Outbound delivery: the SMTP transport against real servers (plain, STARTTLS with login, 4xx,
+5xx, nothing listening), and the outbox worker's retries and failures with a moved clock."""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+import subprocess
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult
+
+from relay.clock import ManualClock
+from relay.outbox import Worker
+from relay.store import cases as case_store
+from relay.transport import MaildirTransport, Result, SmtpTransport
+
+from .conftest import Sink, free_port, new_case
+
+BODY = b"From: a@relay.test\r\nTo: b@example.org\r\nSubject: t\r\n\r\nhello\r\n"
+
+
+def send(transport: Any, recipient: str = "b@example.org") -> Any:
+    return asyncio.run(transport.send("bounce-1-x@relay.test", recipient, BODY, "0000000001.relay"))
+
+
+@pytest.fixture
+def tls_files(tmp_path: Path) -> tuple[Path, Path]:
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key),
+                    "-out", str(cert), "-days", "1", "-subj", "/CN=localhost"],
+                   check=True, capture_output=True)
+    return cert, key
+
+
+def test_smtp_results_by_reply_code() -> None:
+    for reply, expected in (("250 2.0.0 OK", Result.SENT), ("451 4.3.0 try later", Result.TEMPORARY),
+                            ("554 5.7.1 rejected", Result.PERMANENT)):
+        sink = Sink(reply=reply)
+        try:
+            attempt = send(SmtpTransport(sink.url, timeout=10, helo="relay.test"))
+        finally:
+            sink.stop()
+        assert attempt.result is expected, attempt
+        if expected is not Result.SENT:
+            assert reply.split()[0] in attempt.detail
+    nobody = send(SmtpTransport(f"smtp://127.0.0.1:{free_port()}", timeout=5, helo="relay.test"))
+    assert nobody.result is Result.TEMPORARY and "Connect" in nobody.detail
+
+
+def test_starttls_and_login(tls_files: tuple[Path, Path]) -> None:
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(*tls_files)
+    received: list[bytes] = []
+
+    class Handler:
+        async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+            received.append(envelope.original_content)
+            return "250 2.0.0 OK"
+
+    def authenticator(server: Any, session: Any, envelope: Any, mechanism: str, data: Any) -> AuthResult:
+        return AuthResult(success=(data.login, data.password) == (b"relay", b"s3cret"), handled=False)
+
+    port = free_port()
+    controller = Controller(Handler(), hostname="127.0.0.1", port=port, tls_context=context,
+                            require_starttls=True, auth_required=True, authenticator=authenticator)
+    controller.start()
+    try:
+        base = f"127.0.0.1:{port}?starttls=require&verify=no"
+        ok = send(SmtpTransport(f"smtp://relay:s3cret@{base}", timeout=10, helo="relay.test"))
+        assert ok.result is Result.SENT, ok
+        wrong = send(SmtpTransport(f"smtp://relay:nope@{base}", timeout=10, helo="relay.test"))
+        assert wrong.result is Result.PERMANENT and "535" in wrong.detail
+        plain = send(SmtpTransport(f"smtp://127.0.0.1:{port}", timeout=10, helo="relay.test"))
+        assert plain.result is not Result.SENT  # the server demands STARTTLS first
+    finally:
+        controller.stop()
+    assert len(received) == 1
+
+
+def test_maildir_delivery_is_atomic_and_idempotent(tmp_path: Path) -> None:
+    transport = MaildirTransport(tmp_path / "box")
+    assert send(transport).result is Result.SENT
+    assert send(transport).result is Result.SENT  # a retry of the same delivery replaces its file
+    files = list((tmp_path / "box" / "new").iterdir())
+    assert [f.name for f in files] == ["0000000001.relay"]
+    assert files[0].read_bytes().startswith(b"Return-Path: <bounce-1-x@relay.test>\r\nDelivered-To: b@example.org")
+    assert list((tmp_path / "box" / "tmp").iterdir()) == []
+
+
+def test_worker_retries_then_delivers_and_gives_up(db_url: str, app_factory: Any) -> None:
+    clock = ManualClock()
+    sink = Sink(reply="451 4.3.0 greylisted")
+    try:
+        app = app_factory(db_url, clock, outbound={"max_queue_lifetime": "10m"})
+        worker = Worker(app, SmtpTransport(sink.url, timeout=10, helo="relay.test"))
+        opened = new_case(app)
+        first = asyncio.run(worker.run_pass())
+        assert (first.sent, first.deferred, first.failed) == (0, 1, 0)
+        assert asyncio.run(worker.run_pass()).deferred == 0  # not due yet: nothing is tried
+        clock.advance(timedelta(minutes=1))
+        sink.reply = "250 2.0.0 OK"
+        assert asyncio.run(worker.run_pass()).sent == 1
+        detail = case_store.case_detail(opened.case_id)
+        assert detail["deliveries"][0]["state"] == "sent" and detail["deliveries"][0]["attempts"] == 2
+
+        sink.reply = "550 5.1.1 no such user"
+        rejected = new_case(app, review_id="R-rejected")
+        assert asyncio.run(worker.run_pass()).failed == 1
+        failed = case_store.case_detail(rejected.case_id)["deliveries"][0]
+        assert failed["state"] == "failed" and "550 5.1.1" in failed["last_error"]
+
+        sink.reply = "421 4.7.0 go away"
+        stuck = new_case(app, review_id="R-stuck")
+        for _ in range(4):  # 1 + 2 + 4 minutes of backoff, then the 10 minute lifetime is over
+            asyncio.run(worker.run_pass())
+            clock.advance(timedelta(minutes=8))
+        last = case_store.case_detail(stuck.case_id)["deliveries"][0]
+        assert last["state"] == "failed" and "lifetime" in last["last_error"] and "421" in last["last_error"]
+    finally:
+        sink.stop()
