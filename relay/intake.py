@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import peewee as pw
 
-from . import logs, policy, sanitize
+from . import logs, notices, policy, sanitize
 from .app import App
 from .cases import Party, State
 from .compose import new_message_id
@@ -51,7 +51,9 @@ def process(app: App, conversation: Conversation, envelope_from: str, raw: bytes
             platform_name=app.platform_name, recipient=conversation.reader_email,
             message_id=message_id, date=now,
             in_reply_to=policy.map_thread_ids(in_reply_to, conversation.writer, app.domain, known),
-            references=policy.map_thread_ids(references, conversation.writer, app.domain, known))
+            references=policy.map_thread_ids(references, conversation.writer, app.domain, known),
+            block_remote=conversation.writer is Party.BUSINESS,
+            note=lambda removed: notices.removed_attachments(app.templates, conversation.locale, removed))
         body = sanitize.forward(msg, route)
     except sanitize.Unprocessable as exc:
         return Result(Outcome.UNPROCESSABLE, detail=str(exc))

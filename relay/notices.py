@@ -7,6 +7,7 @@ for something the code does not give fails in the tests, not in a reviewer's inb
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.message import EmailMessage
@@ -19,6 +20,7 @@ import jinja2
 from babel.dates import format_date, format_datetime
 
 from .compose import Addressing, set_headers, to_bytes
+from .parts import Removed
 
 KINDS = ("contact_request",)
 
@@ -64,6 +66,16 @@ def render(templates: Path, kind: str, locale: str, context: dict[str, Any]) -> 
         raise TemplateProblem(f"notice template {locale}/{kind}: {exc}") from exc
     subject = " ".join(parts[0].split())
     return Rendered(subject=subject, text=parts[1], html=parts[2])
+
+
+def removed_attachments(templates: Path, locale: str, removed: Sequence[Removed]) -> str:
+    """The one line a forward carries when attachments were removed, in the recipient's language."""
+    env = _environment(str(templates))
+    try:
+        text = env.get_template(f"{locale}/removed_attachments.txt").render(removed=list(removed))
+    except (jinja2.TemplateNotFound, jinja2.UndefinedError) as exc:
+        raise TemplateProblem(f"notice template {locale}/removed_attachments.txt: {exc}") from exc
+    return " ".join(text.split())
 
 
 def build(rendered: Rendered, who: Addressing, message_id: str, date: datetime) -> bytes:

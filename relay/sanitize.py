@@ -1,21 +1,30 @@
 """Turning a party's message into the forward the other party receives (pure: bytes in, bytes out).
 
-The sender's identity is removed rather than filtered: the forward's headers are the relay's own
-(an allowlist keeps only Subject and the MIME structure), every text part at any depth has the
-sender's address replaced by the relay address that stands for them, and a final scan of the
-encoded result refuses the message if any form of the address survived. A message that cannot be
-processed safely raises Unprocessable and is refused at DATA time, never forwarded half-cleaned.
+The sender's identity is removed rather than filtered:
+
+- headers: an allowlist at every MIME level (nested messages included); the forward's addressing
+  headers are the relay's own;
+- text: in every text/plain and text/html part at any depth, whatever its charset and transfer
+  encoding, the sender's address is replaced by the relay address that stands for them (plain,
+  URL-encoded, entity-encoded), and the name their client wrote into quoted-reply attribution lines
+  by their public name; HTML to a reviewer loses its remote references (tracking);
+- parts: contact cards, calendar invitations, keys, signatures and winmail.dat are dropped, with a
+  one-line note; encrypted content is refused;
+- last, the encoded result is scanned for every form of the address; if one survived, the message
+  is refused (Unprocessable), never forwarded half-cleaned.
 """
 
 from __future__ import annotations
 
 import email.errors
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from email.message import EmailMessage
+from email.message import EmailMessage, MIMEPart
 from email.parser import BytesParser
+from typing import Any
 
-from . import redact
+from . import attribution, leaks, parts, redact, remote_content
 from .compose import PARSE_POLICY, Addressing, message_ids, set_headers, to_bytes
 
 
@@ -23,10 +32,18 @@ class Unprocessable(Exception):
     """The message cannot be forwarded safely; the reason goes to the log, not to the sender."""
 
 
-# Headers kept on each MIME part (the root gets its own addressing headers from the relay).
 _PART_HEADERS = frozenset({"content-type", "content-transfer-encoding", "content-disposition",
-                           "content-id", "content-description", "content-language", "mime-version"})
+                           "content-id", "content-description", "content-language", "content-location",
+                           "mime-version"})
 _ROOT_HEADERS = _PART_HEADERS | {"subject"}
+_NESTED_HEADERS = _PART_HEADERS | {"subject", "date"}
+_NAME_HEADERS = ("From", "Sender", "Reply-To")
+
+
+def english_note(removed: Sequence[parts.Removed]) -> str:
+    names = ", ".join(r.filename or r.kind for r in removed)
+    return (f"[The relay removed {len(removed)} attachment(s) ({names}) because they can reveal the "
+            "sender's e-mail address.]")
 
 
 @dataclass(frozen=True)
@@ -42,6 +59,16 @@ class Route:
     date: datetime
     in_reply_to: list[str] = field(default_factory=list)
     references: list[str] = field(default_factory=list)
+    block_remote: bool = False       # True towards reviewers: no tracking pixels
+    note: Callable[[Sequence[parts.Removed]], str] = english_note
+
+
+@dataclass
+class _Work:
+    route: Route
+    replacements: dict[str, str]
+    names: list[str]
+    removed: list[parts.Removed] = field(default_factory=list)
 
 
 def parse(raw: bytes) -> EmailMessage:
@@ -54,38 +81,46 @@ def parse(raw: bytes) -> EmailMessage:
 
 def header_addresses(msg: EmailMessage, name: str) -> list[str]:
     """Addresses in a header such as From, lowercased; [] if absent or unparseable."""
+    return [addr for addr, _ in _mailboxes(msg, name)]
+
+
+def _mailboxes(msg: EmailMessage, name: str) -> list[tuple[str, str]]:
     try:
         header = msg.get(name)
         if header is None:
             return []
-        return [a.addr_spec.lower() for a in getattr(header, "addresses", ()) if a.addr_spec]
-    except (email.errors.MessageError, ValueError, IndexError, AttributeError):
+        found = getattr(header, "addresses", ())
+        return [(a.addr_spec.lower(), a.display_name) for a in found if a.addr_spec]
+    except (email.errors.MessageError, ValueError, IndexError, AttributeError, TypeError):
+        return []
+
+
+def _ids(msg: EmailMessage, name: str) -> list[str]:
+    try:
+        return message_ids(str(msg.get(name, "")))
+    except (email.errors.MessageError, ValueError, IndexError, TypeError):
         return []
 
 
 def referenced_ids(msg: EmailMessage) -> tuple[list[str], list[str]]:
     """(In-Reply-To ids, References ids) of a party's message, for thread mapping."""
-    try:
-        return message_ids(str(msg.get("In-Reply-To", ""))), message_ids(str(msg.get("References", "")))
-    except (email.errors.MessageError, ValueError, IndexError):
-        return [], []
+    return _ids(msg, "In-Reply-To"), _ids(msg, "References")
 
 
 def own_message_id(msg: EmailMessage) -> str | None:
     """The message's own Message-ID (kept only to map the other party's replies back to it)."""
-    try:
-        found = message_ids(str(msg.get("Message-ID", "")))
-    except (email.errors.MessageError, ValueError, IndexError):
-        return None
+    found = _ids(msg, "Message-ID")
     return found[0] if found else None
 
 
 def forward(msg: EmailMessage, route: Route) -> bytes:
     """The forward of `msg` along `route`, as bytes ready for SMTP. Raises Unprocessable."""
-    replacements = {address: route.alias for address in route.hidden}
+    names = [display for header in _NAME_HEADERS for _, display in _mailboxes(msg, header) if display]
+    work = _Work(route, {address: route.alias for address in route.hidden}, names)
     try:
-        for part in msg.walk():
-            _clean_part(part, replacements, root=part is msg)
+        _clean(msg, work, allowed=_ROOT_HEADERS)
+        if work.removed:
+            _add_note(msg, route.note(work.removed))
         if "MIME-Version" not in msg:
             msg["MIME-Version"] = "1.0"
         set_headers(msg, Addressing(from_name=f"{route.sender_name} via {route.platform_name}",
@@ -99,63 +134,102 @@ def forward(msg: EmailMessage, route: Route) -> bytes:
             KeyError, IndexError, UnicodeError, RecursionError) as exc:
         raise Unprocessable(f"cannot rebuild message: {type(exc).__name__}: {exc}") from exc
     for address in route.hidden:
-        if leaks(output, address):
+        if leaks.found(output, address):
             raise Unprocessable("an encoded form of the sender's address survived sanitising")
     return output
 
 
-def _clean_part(part: EmailMessage, replacements: dict[str, str], root: bool) -> None:
-    allowed = _ROOT_HEADERS if root else _PART_HEADERS
+def _clean(part: MIMEPart, work: _Work, allowed: frozenset[str]) -> None:
+    _clean_headers(part, work, allowed)
+    if part.get_content_type() == "message/rfc822" or part.get_content_maintype() == "message":
+        for inner in part.get_payload() if isinstance(part.get_payload(), list) else []:
+            if isinstance(inner, MIMEPart):
+                _clean(inner, work, _NESTED_HEADERS)
+        return
+    if part.is_multipart():
+        _clean_children(part, work)
+    elif part.get_content_maintype() == "text":
+        _clean_text(part, work)
+
+
+def _clean_children(part: MIMEPart, work: _Work) -> None:
+    kept: list[Any] = []
+    dropped_signature = False
+    for child in part.iter_parts():
+        verdict, why = parts.verdict(child)
+        if verdict is parts.Verdict.REFUSE:
+            raise Unprocessable(why)
+        if verdict is parts.Verdict.DROP:
+            filename = redact.replace_all(child.get_filename() or "", work.replacements)
+            work.removed.append(parts.Removed(kind=why, filename=filename))
+            dropped_signature |= why == "signature"
+            continue
+        _clean(child, work, _PART_HEADERS)
+        kept.append(child)
+    part.set_payload(kept)
+    if part.get_content_subtype() == "signed" and dropped_signature:
+        # without its signature a multipart/signed is an ordinary multipart
+        part.set_type("multipart/mixed")
+        for param in ("protocol", "micalg"):
+            part.del_param(param)
+
+
+def _clean_headers(part: MIMEPart, work: _Work, allowed: frozenset[str]) -> None:
     for name in {k.lower() for k in part}:
         if name not in allowed:
             del part[name]
             continue
-        values = part.get_all(name) or []
-        cleaned = [redact.replace_all(str(v), replacements) for v in values]
-        if cleaned != [str(v) for v in values]:
+        values = [str(v) for v in part.get_all(name) or []]
+        cleaned = [redact.replace_all(v, work.replacements) for v in values]
+        if cleaned != values:
             del part[name]
             for value in cleaned:
                 part[name] = value
-    if not part.is_multipart() and part.get_content_maintype() == "text":
-        _clean_text(part, replacements)
 
 
-def _clean_text(part: EmailMessage, replacements: dict[str, str]) -> None:
+def _clean_text(part: MIMEPart, work: _Work) -> None:
+    verdict, why = parts.verdict(part)
+    if verdict is not parts.Verdict.KEEP:  # a text part at the root (the whole message is a card)
+        raise Unprocessable(f"the message consists only of content that cannot be forwarded ({why})")
     text = decoded_text(part)
-    cleaned = redact.replace_all(text, replacements)
+    cleaned = redact.replace_all(text, work.replacements)
+    subtype = part.get_content_subtype()
+    if subtype == "html":
+        cleaned = attribution.replace_in_html(cleaned, work.names, work.route.sender_name)
+        if work.route.block_remote:
+            try:
+                cleaned = remote_content.block_remote(cleaned).html
+            except remote_content.UnparseableHtml as exc:
+                raise Unprocessable(str(exc)) from exc
+    else:
+        cleaned = attribution.replace_in_plain(cleaned, work.names, work.route.sender_name)
     if cleaned == text:
         return
-    subtype = part.get_content_subtype()
-    disposition = part.get("Content-Disposition")
+    disposition = part.get_content_disposition()
     filename = part.get_filename()
-    part.set_content(cleaned, subtype=subtype, charset="utf-8",
-                     disposition=str(disposition).split(";")[0] if disposition else None,
-                     filename=filename)
+    content_id = part.get("Content-ID")
+    part.set_content(cleaned, subtype=subtype, charset="utf-8", disposition=disposition,
+                     filename=filename, cid=str(content_id) if content_id else None)
     del part["MIME-Version"]
 
 
-def decoded_text(part: EmailMessage) -> str:
-    """A text part's content as str; an unknown charset falls back to UTF-8 with replacement."""
-    payload = part.get_payload(decode=True)
-    if not isinstance(payload, bytes):
-        return ""
-    charset = part.get_content_charset() or "us-ascii"
+def _add_note(msg: EmailMessage, note: str) -> None:
+    if msg.get_content_type() != "multipart/mixed":
+        msg.make_mixed()
+    notice = EmailMessage()
+    notice.set_content(note + "\n", charset="utf-8", disposition="inline")
+    del notice["MIME-Version"]
+    msg.attach(notice)
+
+
+def decoded_text(part: MIMEPart) -> str:
+    """A text part's content as str. The email package maps charset aliases and replaces bytes
+    that do not decode; an unknown charset falls back to UTF-8 with replacement."""
     try:
-        return payload.decode(charset, errors="replace")
-    except LookupError:
-        return payload.decode("utf-8", errors="replace")
-
-
-def leaks(raw: bytes, address: str) -> bool:
-    """Whether `address` appears in `raw` as bytes, in a decoded header, or in a decoded part."""
-    if redact.contains_address(raw.decode("latin-1"), address):
-        return True
-    msg = parse(raw)
-    for part in msg.walk():
-        for name, value in part.items():
-            if redact.contains_address(f"{name}: {value}", address):
-                return True
-        if not part.is_multipart() and redact.contains_address(
-                decoded_text(part), address):
-            return True
-    return False
+        content = part.get_content()
+        if isinstance(content, str):
+            return content
+    except (LookupError, UnicodeError, AssertionError, KeyError, ValueError):
+        pass
+    payload = part.get_payload(decode=True)
+    return payload.decode("utf-8", errors="replace") if isinstance(payload, bytes) else ""

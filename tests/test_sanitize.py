@@ -143,8 +143,8 @@ def test_an_address_that_cannot_be_removed_refuses_the_message() -> None:
     msg["From"] = REVIEWER
     msg["Subject"] = "x"
     msg.set_content("see attachment")
-    msg.add_attachment(f"BEGIN:VCARD\nEMAIL:{REVIEWER}\nEND:VCARD\n".encode(), maintype="application",
-                       subtype="octet-stream", filename="card.bin")
+    msg.add_attachment(f"%PDF-1.4\n1 0 obj << /Author ({REVIEWER}) >>\n".encode(), maintype="application",
+                       subtype="pdf", filename="invoice.pdf")
     with pytest.raises(sanitize.Unprocessable):
         sanitize.forward(sanitize.parse(msg.as_bytes()), route())
 

@@ -1,0 +1,49 @@
+"""The last line of defence: does an address survive anywhere in an encoded message?
+
+Looks where a reader or a program could find it: the raw bytes, every header decoded (RFC 2047),
+and every part decoded from its transfer encoding and charset, with the forms relay.redact knows
+(case, URL-encoding, HTML entities). Quoted-printable soft line breaks are undone by decoding.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import email.errors
+from collections.abc import Iterator
+from email.message import EmailMessage
+from email.parser import BytesParser
+
+from . import redact
+from .compose import PARSE_POLICY
+
+_CHARSETS = ("utf-8", "latin-1", "utf-7", "utf-16")
+
+
+def views(raw: bytes) -> Iterator[str]:
+    """Every decoded view of a message in which an address could hide."""
+    yield raw.decode("latin-1")
+    try:
+        msg: EmailMessage = BytesParser(policy=PARSE_POLICY).parsebytes(raw)
+        parts = list(msg.walk())
+    except (email.errors.MessageError, ValueError, LookupError, RecursionError):
+        return
+    for part in parts:
+        for name, value in part.raw_items():
+            yield f"{name}: {value}"
+            with contextlib.suppress(email.errors.MessageError, ValueError, IndexError, TypeError,
+                                     AttributeError):
+                yield f"{name}: {part.get(name)}"
+        if part.is_multipart():
+            continue
+        payload = part.get_payload(decode=True)
+        if isinstance(payload, bytes):
+            declared = part.get_content_charset() or "utf-8"
+            for charset in (declared, *_CHARSETS):
+                try:
+                    yield payload.decode(charset, errors="ignore")
+                except LookupError:
+                    continue
+
+
+def found(raw: bytes, address: str) -> bool:
+    return any(redact.contains_address(view, address) for view in views(raw))
