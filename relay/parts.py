@@ -21,8 +21,7 @@ class Verdict(Enum):
 
 @dataclass(frozen=True)
 class Removed:
-    kind: str          # vcard, calendar, pgp_key, tnef, signature
-    filename: str
+    kind: str  # vcard, calendar, pgp_key, tnef, signature (no file name: it is often the person's name)
 
 
 _BY_TYPE = {

@@ -17,6 +17,7 @@ The sender's identity is removed rather than filtered:
 from __future__ import annotations
 
 import email.errors
+import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -41,9 +42,9 @@ _NAME_HEADERS = ("From", "Sender", "Reply-To")
 
 
 def english_note(removed: Sequence[parts.Removed]) -> str:
-    names = ", ".join(r.filename or r.kind for r in removed)
-    return (f"[The relay removed {len(removed)} attachment(s) ({names}) because they can reveal the "
-            "sender's e-mail address.]")
+    """The note when no template is at hand. File names are left out: they often are a name."""
+    kinds = ", ".join(dict.fromkeys(r.kind for r in removed))
+    return f"[The relay removed attachments ({kinds}) that can reveal the sender's e-mail address.]"
 
 
 @dataclass(frozen=True)
@@ -120,7 +121,7 @@ def forward(msg: EmailMessage, route: Route) -> bytes:
     try:
         _clean(msg, work, allowed=_ROOT_HEADERS)
         if work.removed:
-            _add_note(msg, route.note(work.removed))
+            _add_note(msg, route.note(work.removed), route.message_id)
         if "MIME-Version" not in msg:
             msg["MIME-Version"] = "1.0"
         set_headers(msg, Addressing(from_name=f"{route.sender_name} via {route.platform_name}",
@@ -160,8 +161,7 @@ def _clean_children(part: MIMEPart, work: _Work) -> None:
         if verdict is parts.Verdict.REFUSE:
             raise Unprocessable(why)
         if verdict is parts.Verdict.DROP:
-            filename = redact.replace_all(child.get_filename() or "", work.replacements)
-            work.removed.append(parts.Removed(kind=why, filename=filename))
+            work.removed.append(parts.Removed(kind=why))
             dropped_signature |= why == "signature"
             continue
         _clean(child, work, _PART_HEADERS)
@@ -213,9 +213,11 @@ def _clean_text(part: MIMEPart, work: _Work) -> None:
     del part["MIME-Version"]
 
 
-def _add_note(msg: EmailMessage, note: str) -> None:
+def _add_note(msg: EmailMessage, note: str, message_id: str) -> None:
     if msg.get_content_type() != "multipart/mixed":
         msg.make_mixed()
+        # a boundary derived from the forward's id keeps the output reproducible (golden files)
+        msg.set_boundary("=_relay_" + hashlib.sha256(message_id.encode()).hexdigest()[:24])
     notice = EmailMessage()
     notice.set_content(note + "\n", charset="utf-8", disposition="inline")
     del notice["MIME-Version"]

@@ -167,3 +167,35 @@ def test_unparseable_headers_do_not_crash() -> None:
     out = sanitize.forward(sanitize.parse(raw), route())
     assert_no_leak(out)
     assert "Hallo" in out.decode("latin-1")
+
+
+def test_note_is_added_when_the_root_was_not_mixed() -> None:
+    msg = EmailMessage()
+    msg["From"] = REVIEWER
+    msg["Subject"] = "Termin"
+    msg.set_content("Termin anbei")
+    msg.add_alternative("<p>Termin anbei</p>", subtype="html")
+    msg.make_mixed()
+    msg.set_type("multipart/related")  # an unusual root: the note must still be added
+    msg.attach(_calendar())
+    out = sanitize.forward(sanitize.parse(msg.as_bytes()), route())
+    again = sanitize.forward(sanitize.parse(msg.as_bytes()), route())
+    assert out == again  # reproducible
+    parsed = email.message_from_bytes(out, policy=email.policy.default)
+    assert parsed.get_content_type() == "multipart/mixed"
+    assert "attachments (calendar)" in out.decode() and "VCALENDAR" not in out.decode()
+
+
+def _calendar() -> EmailMessage:
+    part = EmailMessage()
+    part.set_content(f"BEGIN:VCALENDAR\nORGANIZER:mailto:{REVIEWER}\nEND:VCALENDAR\n", subtype="calendar")
+    del part["MIME-Version"]
+    return part
+
+
+def test_encrypted_mail_is_refused() -> None:
+    raw = (f"From: {REVIEWER}\r\nSubject: x\r\nMIME-Version: 1.0\r\nContent-Type: multipart/encrypted; "
+           "protocol=\"application/pgp-encrypted\"; boundary=b\r\n\r\n--b\r\nContent-Type: application/pgp-encrypted\r\n\r\n"
+           "Version: 1\r\n--b\r\nContent-Type: application/octet-stream\r\n\r\n-----BEGIN PGP MESSAGE-----\r\n--b--\r\n").encode()
+    with pytest.raises(sanitize.Unprocessable, match="encrypted"):
+        sanitize.forward(sanitize.parse(raw), route())
