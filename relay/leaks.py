@@ -16,7 +16,9 @@ from email.parser import BytesParser
 from . import redact
 from .compose import PARSE_POLICY
 
-_CHARSETS = ("utf-8", "latin-1", "utf-7", "utf-16")
+_TEXT_CHARSETS = ("utf-8", "latin-1")
+# Bytes of a document or image: ASCII (and UTF-8) text shows in latin-1, UTF-16 text in its own view.
+_BINARY_CHARSETS = ("latin-1", "utf-16-le", "utf-16-be")
 
 
 def views(raw: bytes) -> Iterator[str]:
@@ -36,13 +38,17 @@ def views(raw: bytes) -> Iterator[str]:
         if part.is_multipart():
             continue
         payload = part.get_payload(decode=True)
-        if isinstance(payload, bytes):
-            declared = part.get_content_charset() or "utf-8"
-            for charset in (declared, *_CHARSETS):
-                try:
-                    yield payload.decode(charset, errors="ignore")
-                except LookupError:
-                    continue
+        if not isinstance(payload, bytes):
+            continue
+        if part.get_content_maintype() == "text":
+            charsets: tuple[str, ...] = (part.get_content_charset() or "utf-8", *_TEXT_CHARSETS)
+        else:
+            charsets = _BINARY_CHARSETS
+        for charset in dict.fromkeys(charsets):
+            try:
+                yield payload.decode(charset, errors="ignore")
+            except LookupError:
+                continue
 
 
 def found(raw: bytes, address: str) -> bool:

@@ -42,8 +42,22 @@ def replace_address(text: str, address: str, replacement: str) -> str:
     return address_pattern(address).sub(replacement, text)
 
 
+# Every form of an address has one of these where its "@" is; scanning only around them keeps the
+# check fast on large decoded attachments.
+_AT = re.compile(r"@|%40|&#0*64;|&#x0*40;|&commat;", re.IGNORECASE)
+_MAX_FORM = 12  # the longest form of one character: "&#x0000040;" and the like
+
+
 def contains_address(text: str, address: str) -> bool:
-    return address_pattern(address).search(text) is not None
+    pattern = address_pattern(address)
+    if len(text) < 4096:
+        return pattern.search(text) is not None
+    reach = _MAX_FORM * len(address)
+    for at in _AT.finditer(text):
+        window = text[max(0, at.start() - reach): at.end() + reach]
+        if pattern.search(window):
+            return True
+    return False
 
 
 def replace_all(text: str, replacements: dict[str, str]) -> str:

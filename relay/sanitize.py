@@ -39,6 +39,10 @@ _PART_HEADERS = frozenset({"content-type", "content-transfer-encoding", "content
 _ROOT_HEADERS = _PART_HEADERS | {"subject"}
 _NESTED_HEADERS = _PART_HEADERS | {"subject", "date"}
 _NAME_HEADERS = ("From", "Sender", "Reply-To")
+# Real replies have a handful of parts; thousands of parts or deep nesting is an attack on the
+# relay's time (each part is parsed, cleaned and scanned), not a message someone wrote.
+MAX_PARTS = 250
+MAX_DEPTH = 20
 
 
 def english_note(removed: Sequence[parts.Removed]) -> str:
@@ -116,6 +120,7 @@ def own_message_id(msg: EmailMessage) -> str | None:
 
 def forward(msg: EmailMessage, route: Route) -> bytes:
     """The forward of `msg` along `route`, as bytes ready for SMTP. Raises Unprocessable."""
+    _check_structure(msg)
     names = [display for header in _NAME_HEADERS for _, display in _mailboxes(msg, header) if display]
     work = _Work(route, {address: route.alias for address in route.hidden}, names)
     try:
@@ -138,6 +143,21 @@ def forward(msg: EmailMessage, route: Route) -> bytes:
         if leaks.found(output, address):
             raise Unprocessable("an encoded form of the sender's address survived sanitising")
     return output
+
+
+def _check_structure(msg: EmailMessage) -> None:
+    for count, _ in enumerate(msg.walk(), start=1):
+        if count > MAX_PARTS:
+            raise Unprocessable(f"more than {MAX_PARTS} MIME parts")
+    if _depth(msg) > MAX_DEPTH:
+        raise Unprocessable(f"MIME parts nested deeper than {MAX_DEPTH} levels")
+
+
+def _depth(part: MIMEPart) -> int:
+    payload = part.get_payload()
+    if not isinstance(payload, list) or not payload:
+        return 0
+    return 1 + max((_depth(child) for child in payload if isinstance(child, MIMEPart)), default=0)
 
 
 def _clean(part: MIMEPart, work: _Work, allowed: frozenset[str]) -> None:
