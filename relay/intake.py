@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from email.message import EmailMessage
 
 import peewee as pw
 
@@ -46,7 +47,7 @@ def process(app: App, conversation: Conversation, envelope_from: str, raw: bytes
         now = app.clock.now()
         message_id = new_message_id(app.domain)
         route = sanitize.Route(
-            hidden=tuple(a for a in {conversation.writer_email or ""} if a),
+            hidden=_identities(conversation, envelope_from, msg, app.domain),
             alias=conversation.reader_alias, sender_name=conversation.writer_name,
             platform_name=app.platform_name, recipient=conversation.reader_email,
             message_id=message_id, date=now,
@@ -64,6 +65,16 @@ def process(app: App, conversation: Conversation, envelope_from: str, raw: bytes
                    level=logging.ERROR, case=conversation.case_id)
         return Result(Outcome.TEMPORARY_FAILURE, detail="database error")
     return Result(Outcome.ACCEPTED, queue_id=queue_id)
+
+
+def _identities(conversation: Conversation, envelope_from: str, msg: EmailMessage,
+                domain: str) -> tuple[str, ...]:
+    """Every address that names the sender: the registered one, the envelope sender (a forwarding
+    service's rewrite of it, say) and whatever the message's From, Sender and Reply-To say."""
+    found = [conversation.writer_email or "", envelope_from.lower()]
+    for header in ("From", "Sender", "Reply-To"):
+        found += sanitize.header_addresses(msg, header)
+    return tuple(a for a in dict.fromkeys(found) if "@" in a and not a.endswith("@" + domain))
 
 
 def _store(app: App, conversation: Conversation, raw: bytes, original_id: str | None,

@@ -157,3 +157,18 @@ def test_slow_data_does_not_stall_other_connections(db_url: str, app_factory: An
     slow.close()
     subjects = sorted(str(parse(m["raw"])["Subject"]) for m in sink.wait(BUSINESS, count=2))
     assert subjects == ["fast", "slow"]
+
+
+def test_every_address_that_names_the_sender_is_hidden(db_url: str, app_factory: Any, relay_factory: Any,
+                                                       sink: Sink) -> None:
+    app, relay = start(db_url, app_factory, relay_factory, sink)
+    opened = new_case(app)
+    forwarder, private = "srs0=hh=tt=example.de=max.mueller@forwarder.example", "max.private@example.org"
+    message = (f"From: Max <{REVIEWER}>\r\nReply-To: {private}\r\nSender: {forwarder}\r\nSubject: Re\r\n\r\n"
+               f"Bestellung BE-9. Privat: {private}, weitergeleitet von {forwarder}\r\n").encode()
+    code, text = smtp_send(relay.port, forwarder, opened.reviewer_address, message)
+    assert code == 250, text
+    raw = sink.wait(BUSINESS)[0]["raw"]
+    for address in (REVIEWER, forwarder, private):
+        assert_no_leak(raw, address)
+    assert "BE-9" in parse(raw).get_content()
