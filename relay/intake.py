@@ -8,17 +8,19 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from datetime import datetime
 from email.message import EmailMessage
 
 import peewee as pw
 
-from . import logs, notices, policy, sanitize
+from . import lifecycle, logs, notices, policy, sanitize
 from .app import App
 from .cases import Party, State
 from .compose import new_message_id
 from .outcomes import Outcome
 from .policy import Conversation
 from .store import cases as case_store
+from .store import lifecycle as lifecycle_store
 from .store import outbox
 from .store.models import Case, Message, db
 
@@ -37,14 +39,14 @@ def lookup(app: App, local_part: str) -> Conversation | None:
 def process(app: App, conversation: Conversation, envelope_from: str, raw: bytes) -> Result:
     try:
         msg = sanitize.parse(raw)
+        now = app.clock.now()
         outcome = policy.check_sender(conversation, envelope_from, sanitize.header_addresses(msg, "From"),
-                                      app.settings["cases"]["late_replies"])
+                                      app.settings["cases"]["late_replies"], now)
         if outcome is not Outcome.ACCEPTED:
             return Result(outcome, detail=f"sender not the {conversation.writer.value} of the case")
         in_reply_to, references = sanitize.referenced_ids(msg)
         original_id = sanitize.own_message_id(msg)
         known = case_store.thread_entries(list(dict.fromkeys(in_reply_to + references)))
-        now = app.clock.now()
         message_id = new_message_id(app.domain)
         route = sanitize.Route(
             hidden=_identities(conversation, envelope_from, msg, app.domain),
@@ -54,17 +56,27 @@ def process(app: App, conversation: Conversation, envelope_from: str, raw: bytes
             in_reply_to=policy.map_thread_ids(in_reply_to, conversation.writer, app.domain, known),
             references=policy.map_thread_ids(references, conversation.writer, app.domain, known),
             block_remote=conversation.writer is Party.BUSINESS,
-            note=lambda removed: notices.removed_attachments(app.templates, conversation.locale, removed))
+            note=lambda removed: notices.removed_attachments(app.templates, conversation.locale, removed),
+            extra_notes=_late_note(app, conversation, now))
         body = sanitize.forward(msg, route)
     except sanitize.Unprocessable as exc:
         return Result(Outcome.UNPROCESSABLE, detail=str(exc))
     try:
-        queue_id = _store(app, conversation, raw, original_id, message_id, body)
+        queue_id = _store(app, conversation, raw, original_id, message_id, body, now)
     except pw.DatabaseError as exc:
         logs.event("storage.error", f"could not store an inbound message: {type(exc).__name__}",
                    level=logging.ERROR, case=conversation.case_id)
         return Result(Outcome.TEMPORARY_FAILURE, detail="database error")
     return Result(Outcome.ACCEPTED, queue_id=queue_id)
+
+
+def _late_note(app: App, conversation: Conversation, now: datetime) -> tuple[str, ...]:
+    """Tell the business that the answer came after the reply window (in the case's language)."""
+    if not conversation.late(now):
+        return ()
+    timezone = app.settings["relay"]["timezone"]
+    deadline = notices.localized(conversation.deadline, conversation.locale, timezone)
+    return (notices.line(app.templates, conversation.locale, "late_reply", {"deadline": deadline}),)
 
 
 def _identities(conversation: Conversation, envelope_from: str, msg: EmailMessage,
@@ -78,25 +90,39 @@ def _identities(conversation: Conversation, envelope_from: str, msg: EmailMessag
 
 
 def _store(app: App, conversation: Conversation, raw: bytes, original_id: str | None,
-           message_id: str, body: bytes) -> str:
-    """Message, outbox entry and case update in one transaction (durable before the 250)."""
-    now = app.clock.now()
+           message_id: str, body: bytes, now: datetime) -> str:
+    """Message, outbox entry and case transition in one transaction (durable before the 250).
+
+    A reviewer's first answer within the window makes the case `replied` and queues the reply
+    notice; an answer after the window expires the case first (with its expiry notice) and is
+    marked late. The conditional updates decide a race with the expiry job: exactly one wins.
+    """
     queue_id = outbox.new_queue_id()
     writer = conversation.writer
+    late = conversation.late(now)
     with db.atomic():
-        case = Case.get_by_id(conversation.case_id)
-        late = writer is Party.REVIEWER and case.state == State.EXPIRED.value
-        message = Message.create(case=case.id, queue_id=queue_id, sender=writer.value, received_at=now,
-                                 size=len(raw), original_message_id=original_id, late=late)
-        outbox.enqueue(case_id=case.id, source_id=message.id, kind="forward",
+        message = Message.create(case=conversation.case_id, queue_id=queue_id, sender=writer.value,
+                                 received_at=now, size=len(raw), original_message_id=original_id, late=late)
+        outbox.enqueue(case_id=conversation.case_id, source_id=message.id, kind="forward",
                        recipient_party=writer.other, recipient=conversation.reader_email,
                        message_id=message_id, queue_id=queue_id, body=body, now=now,
                        lifetime=app.queue_lifetime)
-        updates: dict[str, object] = {"last_activity_at": now}
-        if writer is Party.REVIEWER and case.state == State.AWAITING_REPLY.value:
-            updates.update(state=State.REPLIED.value, replied_at=now)
-        Case.update(**updates).where(Case.id == case.id).execute()
-        if "replied_at" in updates:
-            case_store.record_event(case.id, "case.replied", now)
-        case_store.record_event(case.id, "forward.queued", now, f"{writer.value} -> {writer.other.value}")
+        Case.update(last_activity_at=now).where(Case.id == conversation.case_id).execute()
+        case_store.record_event(conversation.case_id, "forward.queued", now,
+                                f"{writer.value} -> {writer.other.value}" + (" (late)" if late else ""))
+        if writer is Party.REVIEWER:
+            _reviewer_answered(app, conversation.case_id, message.id, late, now)
     return queue_id
+
+
+def _reviewer_answered(app: App, case_id: int, message_id: int, late: bool, now: datetime) -> None:
+    if late:
+        lifecycle.expire(app, case_id, now)
+        return
+    if lifecycle_store.mark_replied(case_id, now):
+        case_store.record_event(case_id, "case.replied", now)
+        logs.event("case.replied", "the reviewer answered", case=case_id)
+        lifecycle.queue_notice(app, case_id, "reply_notice", now)
+    elif lifecycle_store.current_state(case_id) is State.EXPIRED:
+        # the expiry job won the race by moments: the answer counts as late
+        Message.update(late=True).where(Message.id == message_id).execute()

@@ -12,15 +12,17 @@ from collections.abc import Awaitable, Callable
 
 import schedule
 
-from . import logs
+from . import lifecycle, logs
 from .app import App
 from .outbox import Worker
 
 
 async def run_once(app: App, worker: Worker) -> dict[str, dict[str, int]]:
     """One pass of every job; returns counts per job for the caller to print or log."""
+    cases = await asyncio.to_thread(lifecycle.run_all, app)
     delivered = await worker.run_pass()
-    return {"outbox": {"sent": delivered.sent, "deferred": delivered.deferred, "failed": delivered.failed}}
+    return {"cases": cases,
+            "outbox": {"sent": delivered.sent, "deferred": delivered.deferred, "failed": delivered.failed}}
 
 
 async def run_scheduler(app: App, stop: asyncio.Event,

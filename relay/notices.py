@@ -22,8 +22,6 @@ from babel.dates import format_date, format_datetime
 from .compose import Addressing, set_headers, to_bytes
 from .parts import Removed
 
-KINDS = ("contact_request",)
-
 
 class TemplateProblem(Exception):
     """A notice template is missing or does not render (a deployment problem, named in the message)."""
@@ -68,14 +66,19 @@ def render(templates: Path, kind: str, locale: str, context: dict[str, Any]) -> 
     return Rendered(subject=subject, text=parts[1], html=parts[2])
 
 
-def removed_attachments(templates: Path, locale: str, removed: Sequence[Removed]) -> str:
-    """The one line a forward carries when attachments were removed, in the recipient's language."""
+def line(templates: Path, locale: str, name: str, context: dict[str, Any]) -> str:
+    """A one-line note the relay adds to a forward, from `templates/<locale>/<name>.txt`."""
     env = _environment(str(templates))
     try:
-        text = env.get_template(f"{locale}/removed_attachments.txt").render(removed=list(removed))
+        text = env.get_template(f"{locale}/{name}.txt").render(**context)
     except (jinja2.TemplateNotFound, jinja2.UndefinedError) as exc:
-        raise TemplateProblem(f"notice template {locale}/removed_attachments.txt: {exc}") from exc
+        raise TemplateProblem(f"notice template {locale}/{name}.txt: {exc}") from exc
     return " ".join(text.split())
+
+
+def removed_attachments(templates: Path, locale: str, removed: Sequence[Removed]) -> str:
+    """The line a forward carries when attachments were removed, in the recipient's language."""
+    return line(templates, locale, "removed_attachments", {"removed": list(removed)})
 
 
 def build(rendered: Rendered, who: Addressing, message_id: str, date: datetime) -> bytes:

@@ -16,6 +16,8 @@ from datetime import datetime, timedelta
 from . import logs, verp
 from .app import App
 from .store import outbox as store
+from .store.cases import record_event
+from .store.models import db
 from .transport import Attempt, Result, Transport
 
 BASE_DELAY = timedelta(minutes=1)
@@ -102,9 +104,12 @@ class Worker:
         now = self.app.clock.now()
         step = next_step(attempt, item.attempts, now, item.expires_at)
         if step.state == "sent":
-            await asyncio.to_thread(store.mark_sent, item.id, token, now)
+            await asyncio.to_thread(self._sent, item, token, now)
             logs.event("delivery.sent", f"{item.kind} delivered to the {item.recipient_party}",
                        case=item.case_id, qid=item.queue_id)
+            if item.kind != "forward":
+                logs.event("notice.sent", f"{item.kind} sent to the {item.recipient_party}",
+                           case=item.case_id, qid=item.queue_id)
         elif step.state == "failed":
             await asyncio.to_thread(store.mark_failed, item.id, token, step.reason)
             logs.event("delivery.failed", f"{item.kind} to the {item.recipient_party} failed: {step.reason}",
@@ -116,6 +121,12 @@ class Worker:
                        f"until {step.next_attempt_at:%Y-%m-%d %H:%M:%S}Z: {step.reason}",
                        level=logging.WARNING, case=item.case_id, qid=item.queue_id)
         return step.state
+
+    @staticmethod
+    def _sent(item: store.Claimed, token: str, now: datetime) -> None:
+        with db.atomic():
+            if store.mark_sent(item.id, token, now) and item.kind != "forward":
+                record_event(item.case_id, "notice.sent", now, item.kind)
 
     async def run_forever(self, stop: asyncio.Event, poll: float = 2.0) -> None:
         """Deliver until `stop` is set; wakes early when `wake` is set (a message was queued)."""

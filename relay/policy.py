@@ -30,6 +30,12 @@ class Conversation:
     reader_email: str             # where messages to this address go
     reader_alias: str             # the relay address the reader writes to (stands for the writer)
     locale: str
+    deadline: datetime
+
+    def late(self, now: datetime) -> bool:
+        """A reviewer's message is late when no answer came within the reply window."""
+        return self.writer is Party.REVIEWER and (
+            self.state is State.EXPIRED or (self.state is State.AWAITING_REPLY and now >= self.deadline))
 
 
 def is_relay_domain(address: str, domain: str) -> bool:
@@ -51,7 +57,7 @@ def check_recipient(address: str, domain: str, conversation: Conversation | None
 
 
 def check_sender(conversation: Conversation, envelope_from: str, header_from: Iterable[str],
-                 late_replies: str) -> Outcome:
+                 late_replies: str, now: datetime) -> Outcome:
     """The answer to DATA as far as the sender is concerned.
 
     Either the envelope sender or an address in From must be the owner's registered address;
@@ -63,8 +69,7 @@ def check_sender(conversation: Conversation, envelope_from: str, header_from: It
     candidates = {addresses.normalize(envelope_from), *(addresses.normalize(a) for a in header_from)}
     if addresses.normalize(owner) not in candidates:
         return Outcome.WRONG_SENDER
-    if (conversation.writer is Party.REVIEWER and conversation.state is State.EXPIRED
-            and late_replies == "reject"):
+    if late_replies == "reject" and conversation.late(now):
         return Outcome.LATE_REPLY_REJECTED
     return Outcome.ACCEPTED
 

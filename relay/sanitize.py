@@ -66,6 +66,7 @@ class Route:
     references: list[str] = field(default_factory=list)
     block_remote: bool = False       # True towards reviewers: no tracking pixels
     note: Callable[[Sequence[parts.Removed]], str] = english_note
+    extra_notes: tuple[str, ...] = ()  # lines the relay adds (a late answer, say)
 
 
 @dataclass
@@ -125,8 +126,9 @@ def forward(msg: EmailMessage, route: Route) -> bytes:
     work = _Work(route, {address: route.alias for address in route.hidden}, names)
     try:
         _clean(msg, work, allowed=_ROOT_HEADERS)
-        if work.removed:
-            _add_note(msg, route.note(work.removed), route.message_id)
+        lines = [*route.extra_notes, *([route.note(work.removed)] if work.removed else [])]
+        if lines:
+            _add_note(msg, "\n".join(lines), route.message_id)
         if "MIME-Version" not in msg:
             msg["MIME-Version"] = "1.0"
         set_headers(msg, Addressing(from_name=f"{route.sender_name} via {route.platform_name}",

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import secrets
 import socket
 import threading
@@ -149,18 +150,24 @@ class Sink:
     def url(self) -> str:
         return f"smtp://127.0.0.1:{self.port}"
 
-    def to(self, rcpt: str) -> list[dict[str, Any]]:
+    def to(self, rcpt: str, kind: str = "any") -> list[dict[str, Any]]:
+        """Messages to `rcpt`; kind "forward" (a party's message) or "notice" (the relay's own,
+        marked Auto-Submitted) narrows them down."""
         with self.lock:
-            return [m for m in self.messages if rcpt.lower() in [t.lower() for t in m["to"]]]
+            found = [m for m in self.messages if rcpt.lower() in [t.lower() for t in m["to"]]]
+        if kind == "any":
+            return found
+        notice = re.compile(rb"^Auto-Submitted: auto-generated\r?$", re.MULTILINE | re.IGNORECASE)
+        return [m for m in found if bool(notice.search(m["raw"].split(b"\r\n\r\n", 1)[0])) == (kind == "notice")]
 
-    def wait(self, rcpt: str, count: int = 1, timeout: float = 20.0) -> list[dict[str, Any]]:
+    def wait(self, rcpt: str, count: int = 1, timeout: float = 20.0, kind: str = "any") -> list[dict[str, Any]]:
         end = time.monotonic() + timeout
         while time.monotonic() < end:
-            got = self.to(rcpt)
+            got = self.to(rcpt, kind)
             if len(got) >= count:
                 return got
             time.sleep(0.05)
-        return self.to(rcpt)
+        return self.to(rcpt, kind)
 
     def stop(self) -> None:
         self.release.set()

@@ -24,19 +24,20 @@ def test_kill_9_mid_delivery_then_restart_delivers(db_url: str, tmp_path: Path) 
                            header_from="Max <max.mueller@example.de>")
         assert code == 250, text
         deadline = time.monotonic() + 20
-        while hanging.started < 2 and time.monotonic() < deadline:  # request and forward in flight
+        while hanging.started < 3 and time.monotonic() < deadline:  # request, forward, reply notice in flight
             time.sleep(0.05)
-        assert hanging.started == 2
+        assert hanging.started == 3
         assert serve.kill(signal.SIGKILL) == -signal.SIGKILL
 
         restarted = Serve(config, port, env={"RELAY_OUTBOUND_URL": good.url})
         try:
-            forwards = good.wait("service@shop.example", timeout=45)
+            forwards = good.wait("service@shop.example", timeout=45, kind="forward")
             requests = good.wait("max.mueller@example.de", timeout=5)
+            notices = good.wait("service@shop.example", timeout=5, kind="notice")
         finally:
             restarted.kill()
         assert len(forwards) == 1 and b"RE-7781" in forwards[0]["raw"]
-        assert len(requests) == 1
+        assert len(requests) == 1 and len(notices) == 1
     finally:
         hanging.stop()
         good.stop()

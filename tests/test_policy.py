@@ -21,7 +21,7 @@ def conversation(state: State = State.AWAITING_REPLY, writer: Party = Party.REVI
                  last: datetime = NOW) -> Conversation:
     return Conversation(case_id=1, local_part="a" * 32, state=state, last_activity_at=last, writer=writer,
                         writer_email="max@example.de", writer_name="Max M.", reader_email="shop@example.com",
-                        reader_alias="b" * 32 + "@relay.test", locale="de")
+                        reader_alias="b" * 32 + "@relay.test", locale="de", deadline=NOW + timedelta(days=5))
 
 
 def test_recipient_decisions() -> None:
@@ -58,16 +58,21 @@ def test_refusal_replies_carry_codes_the_design_names() -> None:
 
 def test_sender_must_be_the_owner_by_envelope_or_from() -> None:
     conv = conversation()
-    assert check_sender(conv, "MAX@example.de", [], "forward") is Outcome.ACCEPTED
-    assert check_sender(conv, "bounces+srs=x@forwarder.example", ["max@example.de"], "forward") is Outcome.ACCEPTED
-    assert check_sender(conv, "intruder@evil.example", ["intruder@evil.example"], "forward") is Outcome.WRONG_SENDER
-    assert check_sender(conv, "", [], "forward") is Outcome.WRONG_SENDER
+    assert check_sender(conv, "MAX@example.de", [], "forward", NOW) is Outcome.ACCEPTED
+    assert check_sender(conv, "bounces+srs=x@forwarder.example", ["max@example.de"], "forward", NOW) is Outcome.ACCEPTED
+    assert check_sender(conv, "intruder@evil.example", ["intruder@evil.example"], "forward", NOW) is Outcome.WRONG_SENDER
+    assert check_sender(conv, "", [], "forward", NOW) is Outcome.WRONG_SENDER
     expired = conversation(State.EXPIRED)
-    assert check_sender(expired, "max@example.de", [], "forward") is Outcome.ACCEPTED
-    assert check_sender(expired, "max@example.de", [], "reject") is Outcome.LATE_REPLY_REJECTED
+    assert check_sender(expired, "max@example.de", [], "forward", NOW) is Outcome.ACCEPTED
+    assert check_sender(expired, "max@example.de", [], "reject", NOW) is Outcome.LATE_REPLY_REJECTED
+    overdue = Conversation(**{**conv.__dict__, "deadline": NOW})
+    assert check_sender(overdue, "max@example.de", [], "reject", NOW) is Outcome.LATE_REPLY_REJECTED
+    assert check_sender(overdue, "max@example.de", [], "reject", NOW - timedelta(seconds=1)) is Outcome.ACCEPTED
+    replied = Conversation(**{**conv.__dict__, "state": State.REPLIED, "deadline": NOW - timedelta(days=1)})
+    assert check_sender(replied, "max@example.de", [], "reject", NOW) is Outcome.ACCEPTED
     business_expired = conversation(State.EXPIRED, writer=Party.BUSINESS)
     business_expired = Conversation(**{**business_expired.__dict__, "writer_email": "shop@example.com"})
-    assert check_sender(business_expired, "shop@example.com", [], "reject") is Outcome.ACCEPTED
+    assert check_sender(business_expired, "shop@example.com", [], "reject", NOW) is Outcome.ACCEPTED
 
 
 def test_thread_ids_map_back_to_each_partys_own_ids() -> None:

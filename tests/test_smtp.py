@@ -41,7 +41,7 @@ def test_conversation_both_ways(db_url: str, app_factory: Any, relay_factory: An
                        header_from=f"Maximilian Mueller <{REVIEWER}>",
                        extra=["--header", f"Message-Id: <r1.{REVIEWER}>"])
     assert (code, text.split(" ")[0]) == (250, "2.0.0"), text
-    forward = sink.wait(BUSINESS)
+    forward = sink.wait(BUSINESS, kind="forward")
     assert len(forward) == 1
     raw = forward[0]["raw"]
     assert_no_leak(raw)
@@ -60,6 +60,9 @@ def test_conversation_both_ways(db_url: str, app_factory: Any, relay_factory: An
     assert code == 250, text
     back = sink.wait(REVIEWER, count=2)
     assert len(back) == 2
+    notices = sink.wait(BUSINESS, kind="notice")
+    assert len(notices) == 1 and "Antwort auf Ihre Anfrage" in str(parse(notices[0]["raw"])["Subject"])
+    assert_no_leak(notices[0]["raw"])
     assert_no_leak(back[1]["raw"], BUSINESS)
     reply = parse(back[1]["raw"])
     assert "Bestellung gefunden" in reply.get_content()
@@ -126,7 +129,7 @@ def test_database_failure_answers_451_and_loses_nothing(db_url: str, app_factory
     assert (code, text[:5]) == (451, "4.3.0"), text
     code, text = smtp_send(relay.port, REVIEWER, opened.reviewer_address, message)
     assert code == 250, text
-    assert len(sink.wait(BUSINESS)) == 1
+    assert len(sink.wait(BUSINESS, kind="forward")) == 1
 
 
 def test_slow_data_does_not_stall_other_connections(db_url: str, app_factory: Any, relay_factory: Any,
@@ -155,7 +158,7 @@ def test_slow_data_does_not_stall_other_connections(db_url: str, app_factory: An
     assert code == 250 and time.monotonic() - started < 5
     assert say(b"zweiter Teil\r\n.\r\n").startswith(b"250")
     slow.close()
-    subjects = sorted(str(parse(m["raw"])["Subject"]) for m in sink.wait(BUSINESS, count=2))
+    subjects = sorted(str(parse(m["raw"])["Subject"]) for m in sink.wait(BUSINESS, count=2, kind="forward"))
     assert subjects == ["fast", "slow"]
 
 
@@ -168,7 +171,7 @@ def test_every_address_that_names_the_sender_is_hidden(db_url: str, app_factory:
                f"Bestellung BE-9. Privat: {private}, weitergeleitet von {forwarder}\r\n").encode()
     code, text = smtp_send(relay.port, forwarder, opened.reviewer_address, message)
     assert code == 250, text
-    raw = sink.wait(BUSINESS)[0]["raw"]
+    raw = sink.wait(BUSINESS, kind="forward")[0]["raw"]
     for address in (REVIEWER, forwarder, private):
         assert_no_leak(raw, address)
     assert "BE-9" in parse(raw).get_content()

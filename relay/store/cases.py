@@ -84,7 +84,8 @@ def conversation(local_part: str, domain: str) -> Conversation | None:
         case_id=case.id, local_part=row.local_part, state=State(case.state),
         last_activity_at=case.last_activity_at, writer=writer, writer_email=writer_email,
         writer_name=writer_name, reader_email=reader_email or "",
-        reader_alias=f"{other.local_part}@{domain}" if other else "", locale=case.locale)
+        reader_alias=f"{other.local_part}@{domain}" if other else "", locale=case.locale,
+        deadline=case.deadline)
 
 
 def addresses_of(case_id: int, domain: str) -> dict[Party, str]:

@@ -61,6 +61,9 @@ class Case(BaseModel):
     closed_at = pw.DateTimeField(null=True)
     close_reason = pw.TextField(null=True)
 
+    class Meta:
+        indexes = ((("state", "deadline"), False), (("state", "last_activity_at"), False))
+
 
 class RelayAddress(BaseModel):
     """One of the case's two addresses; `party` is who writes to it."""
@@ -112,6 +115,20 @@ class Delivery(BaseModel):
         indexes = ((("state", "next_attempt_at"), False),)
 
 
+class Notice(BaseModel):
+    """One notice of one kind for one case: the unique index is what makes each notice exactly-once,
+    however many processes try to send it at the same moment."""
+
+    id = pw.AutoField()
+    case = pw.ForeignKeyField(Case, backref="notices", on_delete="CASCADE")
+    kind = pw.CharField(max_length=32)
+    delivery = pw.ForeignKeyField(Delivery, null=True, on_delete="SET NULL")
+    created_at = pw.DateTimeField()
+
+    class Meta:
+        indexes = ((("case", "kind"), True),)
+
+
 class Event(BaseModel):
     """What happened to a case, for the platform and for `relay case show`."""
 
@@ -123,7 +140,8 @@ class Event(BaseModel):
     detail = pw.TextField(default="")
 
 
-MODELS: list[type[BaseModel]] = [Setting, Business, Review, Case, RelayAddress, Message, Delivery, Event]
+MODELS: list[type[BaseModel]] = [Setting, Business, Review, Case, RelayAddress, Message, Delivery, Notice,
+                                  Event]
 
 
 def rows(query: Any) -> list[dict[str, Any]]:

@@ -1,0 +1,161 @@
+"""The case lifecycle: expiry, reminders, reply and expiry notices, closing quiet conversations and
+purging old bodies. Each job is idempotent and safe in several processes at once; the database
+claims in relay.store.lifecycle decide who does a piece of work.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from . import logs, notices
+from .app import App
+from .cases import Party
+from .compose import Addressing, new_message_id
+from .store import cases as case_store
+from .store import lifecycle as store
+from .store import outbox
+from .store.models import db
+
+BATCH = 200
+
+
+@dataclass(frozen=True)
+class NoticeKind:
+    recipient: Party
+    from_relay_address: bool  # True: from the reviewer's relay address, so replying reaches the business
+
+
+KINDS = {
+    "reply_notice": NoticeKind(Party.BUSINESS, from_relay_address=False),
+    "expiry_notice": NoticeKind(Party.BUSINESS, from_relay_address=False),
+    "reminder": NoticeKind(Party.REVIEWER, from_relay_address=True),
+}
+
+
+def notice_address(app: App) -> str:
+    """The relay's own sender for notices that nobody is meant to answer."""
+    return f"notices@{app.domain}"
+
+
+def queue_notice(app: App, case_id: int, kind: str, now: datetime) -> bool:
+    """Queue one notice of `kind` for the case unless it exists already. Call inside a transaction:
+    the claim, the delivery and the event commit together or not at all."""
+    notice_id = store.claim_notice(case_id, kind, now)
+    if notice_id is None:
+        return False
+    spec = KINDS[kind]
+    facts = store.notice_facts(case_id)
+    timezone = app.settings["relay"]["timezone"]
+    locale = facts["locale"]
+    context: dict[str, Any] = {
+        "platform_name": app.platform_name, "business_name": facts["business_name"],
+        "reviewer_name": facts["reviewer_name"], "review_id": facts["review_id"], "message": facts["message"],
+        "opened_on": notices.localized(facts["opened_at"], locale, timezone, with_time=False),
+        "deadline": notices.localized(facts["deadline"], locale, timezone),
+        "replied_at": notices.localized(facts["replied_at"] or now, locale, timezone),
+    }
+    rendered = notices.render(app.templates, kind, locale, context)
+    reviewer_alias = f"{facts['tokens'].get(Party.REVIEWER.value, '')}@{app.domain}"
+    if spec.recipient is Party.REVIEWER:
+        to_address, to_name = facts["reviewer_email"], facts["reviewer_name"]
+    else:
+        to_address, to_name = facts["business_email"], facts["business_name"]
+    if not to_address:
+        return False  # the reviewer was forgotten: nobody to tell
+    if spec.from_relay_address:
+        who = Addressing(from_name=f"{facts['business_name']} via {app.platform_name}",
+                         from_address=reviewer_alias, to_address=to_address, to_name=to_name,
+                         reply_to=reviewer_alias)
+    else:
+        who = Addressing(from_name=app.platform_name, from_address=notice_address(app),
+                         to_address=to_address, to_name=to_name)
+    message_id = new_message_id(app.domain)
+    queue_id = outbox.new_queue_id()
+    delivery_id = outbox.enqueue(case_id=case_id, source_id=None, kind=kind, recipient_party=spec.recipient,
+                                 recipient=to_address, message_id=message_id, queue_id=queue_id,
+                                 body=notices.build(rendered, who, message_id, now), now=now,
+                                 lifetime=app.queue_lifetime)
+    store.attach_delivery(notice_id, delivery_id)
+    case_store.record_event(case_id, "notice.queued", now, kind)
+    logs.event("notice.queued", f"{kind} queued to the {spec.recipient.value}", case=case_id, qid=queue_id)
+    return True
+
+
+def expire(app: App, case_id: int, now: datetime) -> bool:
+    """Expire one case if its window is over, with its expiry notice. Call inside a transaction."""
+    if not store.expire_if_due(case_id, now):
+        return False
+    case_store.record_event(case_id, "case.expired", now)
+    logs.event("case.expired", "reply window over without an answer", case=case_id)
+    queue_notice(app, case_id, "expiry_notice", now)
+    return True
+
+
+def _each(ids: Callable[[], list[int]], act: Callable[[int], bool], rounds: int = 10_000) -> int:
+    """Run `act` on every id, one transaction each, fetching batches until none is left."""
+    done = 0
+    seen: set[int] = set()
+    for _ in range(rounds):
+        batch = [i for i in ids() if i not in seen]
+        if not batch:
+            break
+        for case_id in batch:
+            seen.add(case_id)
+            with db.atomic():
+                done += bool(act(case_id))
+    return done
+
+
+def expire_due(app: App) -> int:
+    now = app.clock.now()
+    return _each(lambda: store.due_expiries(now, BATCH), lambda case_id: expire(app, case_id, now))
+
+
+def remind_due(app: App) -> int:
+    before = app.settings["cases"]["reminder_before"]
+    if not before:
+        return 0
+    now = app.clock.now()
+    return _each(lambda: store.due_reminders(now, before, BATCH),
+                 lambda case_id: queue_notice(app, case_id, "reminder", now))
+
+
+def close_stale(app: App) -> int:
+    now = app.clock.now()
+    lifetime = app.settings["cases"]["conversation_lifetime"]
+
+    def close(case_id: int) -> bool:
+        if not store.close_if_stale(case_id, now, lifetime):
+            return False
+        case_store.record_event(case_id, "case.closed", now, "conversation lifetime over")
+        logs.event("case.closed", "conversation lifetime over", case=case_id)
+        return True
+
+    return _each(lambda: store.stale_conversations(now, lifetime, BATCH), close)
+
+
+def purge(app: App) -> int:
+    cutoff = app.clock.now() - app.settings["storage"]["retention"]
+    total = 0
+    while (purged := store.purge_bodies(cutoff, 1000)) > 0:
+        total += purged
+    if total:
+        logs.event("storage.purged", f"{total} message bodies older than the retention removed")
+    return total
+
+
+def run_all(app: App) -> dict[str, int]:
+    """One pass of the lifecycle jobs (blocking; callers in asyncio run it in a thread)."""
+    counts = {}
+    for name, job in (("expired", expire_due), ("reminded", remind_due), ("closed", close_stale),
+                      ("purged", purge)):
+        try:
+            counts[name] = job(app)
+        except Exception as exc:  # one failing job must not stop the others; the next pass retries
+            logs.event("jobs.error", f"{name} job failed: {type(exc).__name__}: {exc}", level=logging.ERROR)
+            counts[name] = 0
+    return counts

@@ -1,0 +1,93 @@
+"""Case state transitions and notice claims in the database.
+
+Every transition is a conditional UPDATE whose row count decides who made it, and every notice is
+claimed by inserting a row under a unique (case, kind) index. Both hold across processes and across
+SQLite (IMMEDIATE transactions) and PostgreSQL (row locks re-check the WHERE clause), so a reply
+racing the deadline ends in exactly one of `replied` or `expired`, and no notice goes out twice.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+import peewee as pw
+
+from ..cases import State
+from .models import Business, Case, Delivery, Notice, RelayAddress, Review, db, rows
+
+
+def mark_replied(case_id: int, now: datetime) -> bool:
+    """awaiting_reply -> replied, only while the reply window is open."""
+    return bool(Case.update(state=State.REPLIED.value, replied_at=now).where(
+        (Case.id == case_id) & (Case.state == State.AWAITING_REPLY.value) & (Case.deadline > now)).execute())
+
+
+def expire_if_due(case_id: int, now: datetime) -> bool:
+    """awaiting_reply -> expired, only once the reply window is over."""
+    return bool(Case.update(state=State.EXPIRED.value, expired_at=now).where(
+        (Case.id == case_id) & (Case.state == State.AWAITING_REPLY.value) & (Case.deadline <= now)).execute())
+
+
+def close_if_stale(case_id: int, now: datetime, lifetime: timedelta) -> bool:
+    return bool(Case.update(state=State.CLOSED.value, closed_at=now, open_review_key=None,
+                            close_reason="conversation lifetime over").where(
+        (Case.id == case_id) & (Case.state != State.CLOSED.value)
+        & (Case.last_activity_at < now - lifetime)).execute())
+
+
+def current_state(case_id: int) -> State:
+    return State(Case.get_by_id(case_id).state)
+
+
+def claim_notice(case_id: int, kind: str, now: datetime) -> int | None:
+    """The new notice's id, or None if this case already has a notice of this kind."""
+    try:
+        with db.atomic():
+            return int(Notice.insert(case=case_id, kind=kind, created_at=now).execute())
+    except pw.IntegrityError:
+        return None
+
+
+def attach_delivery(notice_id: int, delivery_id: int) -> None:
+    Notice.update(delivery=delivery_id).where(Notice.id == notice_id).execute()
+
+
+def notice_facts(case_id: int) -> dict[str, Any]:
+    """What notice templates may say about a case (names, dates, ids) and where notices go."""
+    found = rows(Case.select(Case.id, Case.locale, Case.opened_at, Case.deadline, Case.replied_at,
+                             Case.message, Case.requests, Review.external_id.alias("review_id"),
+                             Review.reviewer_email, Review.reviewer_name,
+                             Business.name.alias("business_name"), Business.email.alias("business_email"))
+                 .join(Review).switch(Case).join(Business).where(Case.id == case_id))
+    facts = found[0]
+    facts["tokens"] = {r["party"]: r["local_part"] for r in rows(
+        RelayAddress.select(RelayAddress.party, RelayAddress.local_part).where(RelayAddress.case == case_id))}
+    return facts
+
+
+def due_expiries(now: datetime, limit: int) -> list[int]:
+    due = (Case.state == State.AWAITING_REPLY.value) & (Case.deadline <= now)
+    return [r["id"] for r in rows(Case.select(Case.id).where(due).order_by(Case.deadline).limit(limit))]
+
+
+def due_reminders(now: datetime, before: timedelta, limit: int) -> list[int]:
+    """Open cases whose deadline is within `before` and that had no reminder yet."""
+    reminded = Notice.select(Notice.case).where(Notice.kind == "reminder")
+    return [r["id"] for r in rows(Case.select(Case.id).where(
+        (Case.state == State.AWAITING_REPLY.value) & (Case.deadline > now) & (Case.deadline <= now + before)
+        & Case.id.not_in(reminded)).order_by(Case.deadline).limit(limit))]
+
+
+def stale_conversations(now: datetime, lifetime: timedelta, limit: int) -> list[int]:
+    return [r["id"] for r in rows(Case.select(Case.id).where(
+        (Case.state != State.CLOSED.value) & (Case.last_activity_at < now - lifetime))
+        .order_by(Case.last_activity_at).limit(limit))]
+
+
+def purge_bodies(cutoff: datetime, limit: int) -> int:
+    """Drop the bodies of finished deliveries older than `cutoff`; their metadata stays."""
+    ids = Delivery.select(Delivery.id).where(
+        Delivery.state.in_(["sent", "failed"]) & (Delivery.created_at < cutoff) & Delivery.body.is_null(False)
+    ).limit(limit)
+    return int(Delivery.update(body=None).where(Delivery.id.in_(ids)).execute())
