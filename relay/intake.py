@@ -120,9 +120,9 @@ def _reviewer_answered(app: App, case_id: int, message_id: int, late: bool, now:
         lifecycle.expire(app, case_id, now)
         return
     if lifecycle_store.mark_replied(case_id, now):
+        # the reply notice follows once this forward is delivered (lifecycle.notify_replies)
         case_store.record_event(case_id, "case.replied", now)
         logs.event("case.replied", "the reviewer answered", case=case_id)
-        lifecycle.queue_notice(app, case_id, "reply_notice", now)
     elif lifecycle_store.current_state(case_id) is State.EXPIRED:
         # the expiry job won the race by moments: the answer counts as late
         Message.update(late=True).where(Message.id == message_id).execute()

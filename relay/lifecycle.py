@@ -115,6 +115,19 @@ def expire_due(app: App) -> int:
     return _each(lambda: store.due_expiries(now, BATCH), lambda case_id: expire(app, case_id, now))
 
 
+def notify_replies(app: App) -> int:
+    """Tell the business that the reviewer answered, once the answer has reached it.
+
+    The notice says the answer was forwarded, so it waits until the forward is delivered (a forward
+    that fails gets a failure notice instead), and one scheduler interval more, so that it arrives
+    after the forward in the business's inbox instead of racing it.
+    """
+    now = app.clock.now()
+    settled = now - app.settings["scheduler"]["interval"]
+    return _each(lambda: store.due_reply_notices(settled, BATCH),
+                 lambda case_id: queue_notice(app, case_id, "reply_notice", now))
+
+
 def remind_due(app: App) -> int:
     before = app.settings["cases"]["reminder_before"]
     if not before:
@@ -151,8 +164,8 @@ def purge(app: App) -> int:
 def run_all(app: App) -> dict[str, int]:
     """One pass of the lifecycle jobs (blocking; callers in asyncio run it in a thread)."""
     counts = {}
-    for name, job in (("expired", expire_due), ("reminded", remind_due), ("closed", close_stale),
-                      ("purged", purge)):
+    for name, job in (("expired", expire_due), ("reply_notices", notify_replies), ("reminded", remind_due),
+                      ("closed", close_stale), ("purged", purge)):
         try:
             counts[name] = job(app)
         except Exception as exc:  # one failing job must not stop the others; the next pass retries
