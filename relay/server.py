@@ -12,8 +12,10 @@ from .inbound import InboundHandler, RelaySMTP
 from .outbox import Worker
 
 
-async def serve(app: App, stop: asyncio.Event | None = None, ready: asyncio.Event | None = None) -> None:
-    """Run until `stop` is set or SIGTERM/SIGINT arrives."""
+async def serve(app: App, stop: asyncio.Event | None = None, ready: asyncio.Event | None = None,
+                background: bool = True) -> None:
+    """Run until `stop` is set or SIGTERM/SIGINT arrives. With `background=False` only inbound SMTP
+    runs (an intake-only instance; the outbox and the scheduler are driven from elsewhere)."""
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -29,7 +31,8 @@ async def serve(app: App, stop: asyncio.Event | None = None, ready: asyncio.Even
                           ident="relay", enable_SMTPUTF8=True),
         host=inbound["host"], port=inbound["port"])
     tasks = [asyncio.create_task(worker.run_forever(stop)),
-             asyncio.create_task(jobs.run_scheduler(app, stop, lambda: jobs.run_once(app, worker)))]
+             asyncio.create_task(jobs.run_scheduler(app, stop, lambda: jobs.run_once(app, worker)))
+             ] if background else []
     logs.event("serve.started", f"listening on {inbound['host']}:{inbound['port']} for @{app.domain}, "
                f"outbound {_describe(outbound['url'])}")
     if ready is not None:

@@ -90,9 +90,10 @@ def make_settings(tmp_path: Path, db_url: str, **sections: dict[str, Any]) -> co
 
 
 def new_case(app: App, reviewer: str = "max.mueller@example.de", business: str = "service@shop.example",
-             review_id: str | None = None, locale: str = "de", reviewer_name: str = "Max M.") -> Opened:
+             review_id: str | None = None, locale: str = "de", reviewer_name: str = "Max M.",
+             business_id: str = "B-1") -> Opened:
     request = validate_open_case(
-        review_id=review_id or f"R-{secrets.token_hex(4)}", business_id="B-1",
+        review_id=review_id or f"R-{secrets.token_hex(4)}", business_id=business_id,
         business_name="Beispiel Shop GmbH", business_email=business, reviewer_email=reviewer,
         reviewer_name=reviewer_name, origin="organic", locale=locale, requests=["order_number"],
         message="Bitte nennen Sie uns Ihre Bestellnummer.")
@@ -186,7 +187,7 @@ def sink() -> Iterator[Sink]:
 class RunningRelay:
     """`serve(app)` on its own event loop in a background thread."""
 
-    def __init__(self, app: App) -> None:
+    def __init__(self, app: App, background: bool = True) -> None:
         self.app = app
         self.port: int = app.settings["inbound"]["port"]
         self.loop = asyncio.new_event_loop()
@@ -199,7 +200,7 @@ class RunningRelay:
             async def main() -> None:
                 self.stop_event = asyncio.Event()
                 started = asyncio.Event()
-                task = asyncio.create_task(serve(app, stop=self.stop_event, ready=started))
+                task = asyncio.create_task(serve(app, stop=self.stop_event, ready=started, background=background))
                 await started.wait()
                 ready.set()
                 await task
@@ -221,8 +222,8 @@ class RunningRelay:
 def relay_factory() -> Iterator[Any]:
     running: list[RunningRelay] = []
 
-    def start(app: App) -> RunningRelay:
-        relay = RunningRelay(app)
+    def start(app: App, background: bool = True) -> RunningRelay:
+        relay = RunningRelay(app, background)
         running.append(relay)
         return relay
 
