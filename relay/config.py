@@ -171,6 +171,7 @@ SCHEMA: dict[str, dict[str, tuple[Parser, Any]]] = {
     "cases": {
         "reply_window": (_duration, "5d"),
         "reminder_before": (_duration, "1d"),
+        "reply_notice_after": (_duration, "10m"),
         "late_replies": (_choice("forward", "reject"), "forward"),
         "conversation_lifetime": (_duration, "30d"),
     },

@@ -119,11 +119,11 @@ def notify_replies(app: App) -> int:
     """Tell the business that the reviewer answered, once the answer has reached it.
 
     The notice says the answer was forwarded, so it waits until the forward is delivered (a forward
-    that fails gets a failure notice instead), and one scheduler interval more, so that it arrives
-    after the forward in the business's inbox instead of racing it.
+    that fails is reported instead), and `[cases] reply_notice_after` since the answer, so it comes
+    as one status message after the forward and the reviewer's quick follow-ups, not between them.
     """
     now = app.clock.now()
-    settled = now - app.settings["scheduler"]["interval"]
+    settled = now - app.settings["cases"]["reply_notice_after"]
     return _each(lambda: store.due_reply_notices(settled, BATCH),
                  lambda case_id: queue_notice(app, case_id, "reply_notice", now))
 

@@ -16,7 +16,7 @@ def test_kill_9_mid_delivery_then_restart_delivers(db_url: str, tmp_path: Path) 
     hanging = Sink(hang=True)   # accepts DATA and never answers: deliveries stay unconfirmed
     good = Sink()
     try:
-        config = write_settings(tmp_path, db_url, hanging.url)
+        config = write_settings(tmp_path, db_url, hanging.url, cases={"reply_notice_after": "0s"})
         port = int(config.read_text().split("port = ")[1].split("\n")[0])
         serve = Serve(config, port)
         case = open_case(config, "R-crash")

@@ -29,7 +29,7 @@ def parse(raw: bytes) -> email.message.EmailMessage:
 
 
 def test_conversation_both_ways(db_url: str, app_factory: Any, relay_factory: Any, sink: Sink) -> None:
-    app, relay = start(db_url, app_factory, relay_factory, sink)
+    app, relay = start(db_url, app_factory, relay_factory, sink, cases={"reply_notice_after": "0s"})
     opened = new_case(app)
     request = sink.wait(REVIEWER)
     assert len(request) == 1

@@ -71,14 +71,14 @@ def due_expiries(now: datetime, limit: int) -> list[int]:
     return [r["id"] for r in rows(Case.select(Case.id).where(due).order_by(Case.deadline).limit(limit))]
 
 
-def due_reply_notices(delivered_before: datetime, limit: int) -> list[int]:
-    """Replied cases without a reply notice whose forward to the business was delivered by then."""
+def due_reply_notices(replied_before: datetime, limit: int) -> list[int]:
+    """Cases replied by then, without a reply notice, whose forward to the business was delivered."""
     notified = Notice.select(Notice.case).where(Notice.kind == "reply_notice")
     delivered = Delivery.select(Delivery.case).where(
-        (Delivery.kind == "forward") & (Delivery.recipient_party == "business") & (Delivery.state == "sent")
-        & (Delivery.sent_at <= delivered_before))
+        (Delivery.kind == "forward") & (Delivery.recipient_party == "business") & (Delivery.state == "sent"))
     return [r["id"] for r in rows(Case.select(Case.id).where(
-        (Case.state == State.REPLIED.value) & Case.id.in_(delivered) & Case.id.not_in(notified))
+        (Case.state == State.REPLIED.value) & (Case.replied_at <= replied_before)
+        & Case.id.in_(delivered) & Case.id.not_in(notified))
         .order_by(Case.replied_at).limit(limit))]
 
 
