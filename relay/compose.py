@@ -18,6 +18,7 @@ from email.utils import format_datetime
 OUTPUT_POLICY = email.policy.SMTP
 PARSE_POLICY = email.policy.default
 _MSGID = re.compile(r"<[^<>\s]{1,250}>")
+LOOP_HEADER = "X-Relay-Loop"
 
 
 def new_message_id(domain: str) -> str:
@@ -50,7 +51,7 @@ def set_headers(msg: EmailMessage, who: Addressing, message_id: str, date: datet
                 auto_submitted: bool = False) -> None:
     """Put the relay's own addressing headers on `msg` (replacing any it had)."""
     for name in ("From", "To", "Reply-To", "Message-ID", "Date", "In-Reply-To", "References",
-                 "Auto-Submitted"):
+                 "Auto-Submitted", LOOP_HEADER):
         del msg[name]
     msg["From"] = mailbox(who.from_name, who.from_address)
     msg["To"] = mailbox(who.to_name, who.to_address)
@@ -64,6 +65,8 @@ def set_headers(msg: EmailMessage, who: Addressing, message_id: str, date: datet
         msg["References"] = " ".join(references)
     if auto_submitted:
         msg["Auto-Submitted"] = "auto-generated"
+    # the relay's loop marker: if this message ever comes back to the relay, it is refused
+    msg[LOOP_HEADER] = who.from_address.rpartition("@")[2]
 
 
 def to_bytes(msg: EmailMessage) -> bytes:

@@ -138,6 +138,16 @@ def _outbound_url(value: Any, base: Path) -> str:
     return text
 
 
+def _optional_path(value: Any, base: Path) -> Path | None:
+    """A file that may be left out ("" = not configured)."""
+    if value in ("", None):
+        return None
+    path = _path(value, base)
+    if not path.is_file():
+        raise ValueError(f"{value!r}: no such file")
+    return path
+
+
 def _boolean(value: Any, _base: Path) -> bool:
     if isinstance(value, bool):
         return value
@@ -158,6 +168,16 @@ SCHEMA: dict[str, dict[str, tuple[Parser, Any]]] = {
         "host": (_string, "127.0.0.1"),
         "port": (_int_range(1, 65535), 2525),
         "max_message_bytes": (_int_range(1024, 1 << 30), 25 * 1024 * 1024),
+        "tls_cert": (_optional_path, ""),
+        "tls_key": (_optional_path, ""),
+        "require_starttls": (_boolean, False),
+    },
+    "limits": {
+        "messages_per_case_per_hour": (_int_range(1, 1_000_000), 30),
+        "unknown_recipients_per_client": (_int_range(1, 1_000_000), 5),
+        "max_line_bytes": (_int_range(1000, 1 << 30), 1024 * 1024),
+        "max_header_count": (_int_range(10, 100_000), 500),
+        "max_header_bytes": (_int_range(1024, 1 << 30), 256 * 1024),
     },
     "outbound": {
         "url": (_outbound_url, "maildir:storage/outbox"),

@@ -8,21 +8,26 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
-from . import addresses, intake, logs, outcomes, policy
+from . import addresses, intake, limits, logs, outcomes, policy, returns, verp
 from .app import App
 from .outcomes import Outcome, reply
+
+_PROBES = {Outcome.UNKNOWN_ADDRESS, Outcome.FOREIGN_DOMAIN, Outcome.BAD_BOUNCE_ADDRESS}
 
 
 class RelaySMTP(SMTP):
     """aiosmtpd's protocol with the relay's limits and wording.
 
     Lines may be as long as the whole message may be (real clients send unwrapped HTML and bare
-    LF line endings); only CRLF.CRLF ends DATA, which aiosmtpd already guarantees (no smuggling).
+    LF line endings; the intake measures lines itself); only CRLF.CRLF ends DATA, which aiosmtpd
+    guarantees (no smuggling). A 421 reply closes the connection, as RFC 5321 says it does.
     """
 
     def __init__(self, handler: Any, *, max_message_bytes: int, **kwargs: Any) -> None:
@@ -36,62 +41,101 @@ class RelaySMTP(SMTP):
                 logs.event(outcomes.event(outcome), f"refused: {outcome.value}", reply=translated)
             status = translated
         await super().push(status)
+        if isinstance(status, str) and status.startswith("421") and self.transport is not None:
+            self.transport.close()
+
+
+def tls_context(cert: Path | None, key: Path | None) -> ssl.SSLContext | None:
+    """The STARTTLS context from `[inbound] tls_cert` and `tls_key`, or None when not configured."""
+    if cert is None:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(str(cert), str(key) if key else None)
+    return context
 
 
 class InboundHandler:
     def __init__(self, app: App, on_queued: Callable[[], None] = lambda: None) -> None:
         self.app = app
         self.on_queued = on_queued
+        self.probes = limits.ProbeCounter(app.settings["limits"]["unknown_recipients_per_client"])
 
     async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope, address: str,
                           rcpt_options: list[str]) -> str:
+        client = session.peer[0] if session and session.peer else "?"
+        now = self.app.clock.now()
+        if self.probes.blocked(client, now):
+            return self._refuse(Outcome.TOO_MANY_PROBES, session, "client over the unknown-recipient limit")
         local, domain = addresses.split(address)
-        conversation = None
-        if domain == self.app.domain and addresses.is_token(local.lower()):
-            try:
-                conversation = await asyncio.to_thread(intake.lookup, self.app, local)
-            except Exception as exc:
-                return self._refuse(Outcome.TEMPORARY_FAILURE, session,
-                                    f"lookup failed: {type(exc).__name__}")
-        outcome = policy.check_recipient(
-            address, self.app.domain, conversation, self.app.clock.now(),
-            self.app.settings["cases"]["conversation_lifetime"],
-            already_have_recipient=getattr(envelope, "conversation", None) is not None)
+        if getattr(envelope, "target", None) is not None:
+            return self._refuse(Outcome.TOO_MANY_RECIPIENTS, session, "a second recipient")
+        try:
+            outcome, target, case = await self._recipient(local, domain, address, envelope.mail_from or "")
+        except Exception as exc:
+            return self._refuse(Outcome.TEMPORARY_FAILURE, session, f"lookup failed: {type(exc).__name__}")
+        if outcome in _PROBES and self.probes.add(client, now):
+            return self._refuse(Outcome.TOO_MANY_PROBES, session, "client over the unknown-recipient limit")
         if outcome is not Outcome.RECIPIENT_OK:
-            case = conversation.case_id if conversation else None
             return self._refuse(outcome, session, f"recipient refused ({outcome.value})", case=case)
-        envelope.conversation = conversation  # type: ignore[attr-defined]
+        envelope.target = target  # type: ignore[attr-defined]
         envelope.rcpt_tos.append(address)
         envelope.rcpt_options.extend(rcpt_options)
         return str(reply(outcome))
 
+    async def _recipient(self, local: str, domain: str, address: str,
+                         mail_from: str) -> tuple[Outcome, Any, int | None]:
+        """(outcome, what the address stands for, case id) for one RCPT TO."""
+        if domain == self.app.domain and verp.looks_like_verp(local):
+            number = verp.delivery_id(local, self.app.key)
+            delivery = None if number is None else await asyncio.to_thread(
+                returns.lookup, self.app, number, self.app.clock.now())
+            if delivery is None:
+                return Outcome.BAD_BOUNCE_ADDRESS, None, None
+            return Outcome.RECIPIENT_OK, delivery, delivery["case"]
+        conversation = None
+        if domain == self.app.domain and addresses.is_token(local.lower()):
+            conversation = await asyncio.to_thread(intake.lookup, self.app, local)
+        outcome = policy.check_recipient(
+            address, self.app.domain, conversation, self.app.clock.now(),
+            self.app.settings["cases"]["conversation_lifetime"], already_have_recipient=False)
+        if outcome is Outcome.RECIPIENT_OK and not mail_from.strip("<>"):
+            outcome = Outcome.NULL_SENDER_REFUSED  # reports go to the bounce addresses, never to a party
+        return outcome, conversation, conversation.case_id if conversation else None
+
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
-        conversation = getattr(envelope, "conversation", None)
-        if conversation is None:
+        target = getattr(envelope, "target", None)
+        if target is None:
             return self._refuse(Outcome.UNKNOWN_ADDRESS, session, "DATA without an accepted recipient")
         raw = envelope.original_content or b""
+        is_bounce = isinstance(target, dict)
+        case = target["case"] if is_bounce else target.case_id
+        process = returns.process if is_bounce else intake.process
         try:
-            result = await asyncio.to_thread(intake.process, self.app, conversation,
-                                             envelope.mail_from or "", raw)
+            result = await asyncio.to_thread(process, self.app, target, envelope.mail_from or "", raw)
         except Exception as exc:
             logs.event("inbound.error", f"processing failed: {type(exc).__name__}: {exc}",
-                       level=logging.ERROR, case=conversation.case_id)
-            return self._refuse(Outcome.TEMPORARY_FAILURE, session, "processing failed",
-                                case=conversation.case_id)
-        if result.outcome is not Outcome.ACCEPTED:
-            sender = self.app.mask(envelope.mail_from or "")
-            return self._refuse(result.outcome, session, f"{result.detail} (envelope sender {sender})",
-                                case=conversation.case_id)
-        answer = reply(Outcome.ACCEPTED).with_text(f"queued as {result.queue_id}")
-        logs.event("inbound.accepted", f"{conversation.writer.value} message accepted "
-                   f"({len(raw)} bytes), forward queued to the {conversation.writer.other.value}",
-                   case=conversation.case_id, qid=result.queue_id, reply=answer)
-        self.on_queued()
-        return answer
+                       level=logging.ERROR, case=case)
+            return self._refuse(Outcome.TEMPORARY_FAILURE, session, "processing failed", case=case)
+        if result.outcome is Outcome.ACCEPTED:
+            answer = reply(Outcome.ACCEPTED).with_text(f"queued as {result.queue_id}")
+            logs.event("inbound.accepted", f"{target.writer.value} message accepted ({len(raw)} bytes), "
+                       f"forward queued to the {target.writer.other.value}",
+                       case=case, qid=result.queue_id, reply=answer)
+            self.on_queued()
+            return answer
+        if not reply(result.outcome).permanent and reply(result.outcome).code < 300:
+            answer = str(reply(result.outcome))
+            logs.event(outcomes.event(result.outcome), f"{result.outcome.value}: {result.detail}", case=case,
+                       reply=answer)
+            self.on_queued()
+            return answer
+        sender = self.app.mask(envelope.mail_from or "")
+        return self._refuse(result.outcome, session, f"{result.detail} (envelope sender {sender})", case=case)
 
     def _refuse(self, outcome: Outcome, session: Session, why: str, case: int | None = None) -> str:
         answer = str(reply(outcome))
         peer = session.peer[0] if session and session.peer else "?"
-        level = logging.WARNING if outcome is Outcome.TEMPORARY_FAILURE else logging.INFO
+        worrying = outcome in (Outcome.TEMPORARY_FAILURE, Outcome.TOO_MANY_PROBES)
+        level = logging.WARNING if worrying else logging.INFO
         logs.event(outcomes.event(outcome), f"{why}; client {peer}", level=level, case=case, reply=answer)
         return answer

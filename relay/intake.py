@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from email.message import EmailMessage
 
 import peewee as pw
 
-from . import lifecycle, logs, notices, policy, sanitize
+from . import classify, lifecycle, limits, logs, notices, outcomes, policy, sanitize
 from .app import App
 from .cases import Party, State
 from .compose import new_message_id
@@ -36,37 +36,61 @@ def lookup(app: App, local_part: str) -> Conversation | None:
     return case_store.conversation(local_part, app.domain)
 
 
+def shape_limits(app: App) -> limits.Shape:
+    configured = app.settings["limits"]
+    return limits.Shape(configured["max_line_bytes"], configured["max_header_count"],
+                        configured["max_header_bytes"])
+
+
 def process(app: App, conversation: Conversation, envelope_from: str, raw: bytes) -> Result:
+    """Decide about one message to a party's relay address and, if accepted, store its forward."""
+    refused = limits.check_shape(raw, shape_limits(app))
+    if refused is not None:
+        return Result(refused, detail="message shape over the limits")
     try:
-        msg = sanitize.parse(raw)
-        now = app.clock.now()
-        outcome = policy.check_sender(conversation, envelope_from, sanitize.header_addresses(msg, "From"),
-                                      app.settings["cases"]["late_replies"], now)
-        if outcome is not Outcome.ACCEPTED:
-            return Result(outcome, detail=f"sender not the {conversation.writer.value} of the case")
-        in_reply_to, references = sanitize.referenced_ids(msg)
-        original_id = sanitize.own_message_id(msg)
-        known = case_store.thread_entries(list(dict.fromkeys(in_reply_to + references)))
-        message_id = new_message_id(app.domain)
-        route = sanitize.Route(
-            hidden=_identities(conversation, envelope_from, msg, app.domain),
-            alias=conversation.reader_alias, sender_name=conversation.writer_name,
-            platform_name=app.platform_name, recipient=conversation.reader_email,
-            message_id=message_id, date=now,
-            in_reply_to=policy.map_thread_ids(in_reply_to, conversation.writer, app.domain, known),
-            references=policy.map_thread_ids(references, conversation.writer, app.domain, known),
-            block_remote=conversation.writer is Party.BUSINESS,
-            note=lambda removed: notices.removed_attachments(app.templates, conversation.locale, removed),
-            extra_notes=_late_note(app, conversation, now))
-        body = sanitize.forward(msg, route)
+        return _process(app, conversation, envelope_from, raw)
     except sanitize.Unprocessable as exc:
         return Result(Outcome.UNPROCESSABLE, detail=str(exc))
-    try:
-        queue_id = _store(app, conversation, raw, original_id, message_id, body, now)
     except pw.DatabaseError as exc:
-        logs.event("storage.error", f"could not store an inbound message: {type(exc).__name__}",
+        logs.event("storage.error", f"database error while processing a message: {type(exc).__name__}",
                    level=logging.ERROR, case=conversation.case_id)
         return Result(Outcome.TEMPORARY_FAILURE, detail="database error")
+
+
+def _process(app: App, conversation: Conversation, envelope_from: str, raw: bytes) -> Result:
+    msg = sanitize.parse(raw)
+    now = app.clock.now()
+    kind, clue = classify.classify(msg, envelope_from, app.domain)
+    if kind is classify.Kind.LOOP:
+        return Result(Outcome.LOOP, detail=clue)
+    if kind in (classify.Kind.AUTO_REPLY, classify.Kind.BOUNCE):
+        outcome = Outcome.AUTO_REPLY_DROPPED if kind is classify.Kind.AUTO_REPLY else Outcome.BOUNCE_IGNORED
+        case_store.record_event(conversation.case_id, outcomes.event(outcome), now,
+                                f"from the {conversation.writer.value}: {clue}")
+        return Result(outcome, detail=clue)
+    outcome = policy.check_sender(conversation, envelope_from, sanitize.header_addresses(msg, "From"),
+                                  app.settings["cases"]["late_replies"], now)
+    if outcome is not Outcome.ACCEPTED:
+        return Result(outcome, detail=f"sender not the {conversation.writer.value} of the case")
+    per_hour = app.settings["limits"]["messages_per_case_per_hour"]
+    if case_store.messages_since(conversation.case_id, now - timedelta(hours=1)) >= per_hour:
+        return Result(Outcome.RATE_LIMITED, detail=f"more than {per_hour} messages in the last hour")
+    in_reply_to, references = sanitize.referenced_ids(msg)
+    original_id = sanitize.own_message_id(msg)
+    known = case_store.thread_entries(list(dict.fromkeys(in_reply_to + references)))
+    message_id = new_message_id(app.domain)
+    route = sanitize.Route(
+        hidden=_identities(conversation, envelope_from, msg, app.domain),
+        alias=conversation.reader_alias, sender_name=conversation.writer_name,
+        platform_name=app.platform_name, recipient=conversation.reader_email,
+        message_id=message_id, date=now,
+        in_reply_to=policy.map_thread_ids(in_reply_to, conversation.writer, app.domain, known),
+        references=policy.map_thread_ids(references, conversation.writer, app.domain, known),
+        block_remote=conversation.writer is Party.BUSINESS,
+        note=lambda removed: notices.removed_attachments(app.templates, conversation.locale, removed),
+        extra_notes=_late_note(app, conversation, now))
+    body = sanitize.forward(msg, route)
+    queue_id = _store(app, conversation, raw, original_id, message_id, body, now)
     return Result(Outcome.ACCEPTED, queue_id=queue_id)
 
 

@@ -33,6 +33,7 @@ KINDS = {
     "reply_notice": NoticeKind(Party.BUSINESS, from_relay_address=False),
     "expiry_notice": NoticeKind(Party.BUSINESS, from_relay_address=False),
     "reminder": NoticeKind(Party.REVIEWER, from_relay_address=True),
+    "reviewer_unreachable": NoticeKind(Party.BUSINESS, from_relay_address=False),
 }
 
 

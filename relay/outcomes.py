@@ -43,6 +43,16 @@ class Outcome(Enum):
     UNPROCESSABLE = "unprocessable"
     LATE_REPLY_REJECTED = "late_reply_rejected"
     TEMPORARY_FAILURE = "temporary_failure"
+    AUTO_REPLY_DROPPED = "auto_reply_dropped"
+    BOUNCE_RECORDED = "bounce_recorded"
+    BOUNCE_IGNORED = "bounce_ignored"
+    LOOP = "loop"
+    RATE_LIMITED = "rate_limited"
+    TOO_MANY_PROBES = "too_many_probes"
+    BAD_BOUNCE_ADDRESS = "bad_bounce_address"
+    NULL_SENDER_REFUSED = "null_sender_refused"
+    HEADER_TOO_LARGE = "header_too_large"
+    TLS_REQUIRED = "tls_required"
 
 
 @dataclass(frozen=True)
@@ -75,7 +85,10 @@ _TABLE: dict[Outcome, Rule] = {
     Outcome.TOO_LARGE: Rule(
         Reply(552, "5.3.4", "Message too big for this relay"), "inbound.refused"),
     Outcome.LINE_TOO_LONG: Rule(
-        Reply(500, "5.5.6", "A line of the message is too long"), "inbound.refused"),
+        Reply(552, "5.3.4", "A line of the message is too long for this relay"), "inbound.refused"),
+    Outcome.HEADER_TOO_LARGE: Rule(
+        Reply(552, "5.3.4", "The message header is too large (too many or too long header fields)"),
+        "inbound.refused"),
     Outcome.UNPROCESSABLE: Rule(
         Reply(554, "5.6.0", "The message could not be processed safely and was not forwarded; "
                             "please send it again as a plain reply"),
@@ -86,6 +99,28 @@ _TABLE: dict[Outcome, Rule] = {
     Outcome.TEMPORARY_FAILURE: Rule(
         Reply(451, "4.3.0", "Temporary problem on the relay; please try again later"),
         "inbound.deferred"),
+    Outcome.AUTO_REPLY_DROPPED: Rule(
+        Reply(250, "2.0.0", "Automatic reply received; it is not forwarded"), "autoreply.dropped"),
+    Outcome.BOUNCE_RECORDED: Rule(
+        Reply(250, "2.0.0", "Delivery report received"), "bounce.received"),
+    Outcome.BOUNCE_IGNORED: Rule(
+        Reply(250, "2.0.0", "Message to a bounce address received; it is not forwarded"), "bounce.ignored"),
+    Outcome.LOOP: Rule(
+        Reply(554, "5.4.6", "Mail loop detected; the message was not forwarded"), "inbound.refused"),
+    Outcome.RATE_LIMITED: Rule(
+        Reply(451, "4.7.1", "Too many messages in this conversation for now; please try again later"),
+        "inbound.deferred"),
+    Outcome.TOO_MANY_PROBES: Rule(
+        Reply(421, "4.7.0", "Too many unknown recipients from your address; closing the connection"),
+        "inbound.refused"),
+    Outcome.BAD_BOUNCE_ADDRESS: Rule(
+        Reply(550, "5.7.1", "Not a valid bounce address of this relay (forged or expired)"),
+        "inbound.refused"),
+    Outcome.NULL_SENDER_REFUSED: Rule(
+        Reply(550, "5.7.1", "Mail with an empty sender is only accepted at the relay's bounce addresses"),
+        "inbound.refused"),
+    Outcome.TLS_REQUIRED: Rule(
+        Reply(530, "5.7.0", "Must issue a STARTTLS command first"), "inbound.refused"),
 }
 
 
@@ -103,6 +138,7 @@ _LIBRARY_REPLIES: dict[str, Outcome] = {
     "552 Error: Too much mail data": Outcome.TOO_LARGE,
     "552 Error: message size exceeds fixed maximum message size": Outcome.TOO_LARGE,
     "500 Line too long (see RFC5321 4.5.3.1.6)": Outcome.LINE_TOO_LONG,
+    "530 Must issue a STARTTLS command first": Outcome.TLS_REQUIRED,
 }
 
 

@@ -8,7 +8,7 @@ import signal
 
 from . import jobs, logs, transport
 from .app import App
-from .inbound import InboundHandler, RelaySMTP
+from .inbound import InboundHandler, RelaySMTP, tls_context
 from .outbox import Worker
 
 
@@ -26,9 +26,11 @@ async def serve(app: App, stop: asyncio.Event | None = None, ready: asyncio.Even
                                             helo=app.domain))
     handler = InboundHandler(app, on_queued=worker.wake.set)
     inbound = app.settings["inbound"]
+    context = tls_context(inbound["tls_cert"], inbound["tls_key"])
     server = await loop.create_server(
         lambda: RelaySMTP(handler, max_message_bytes=inbound["max_message_bytes"], hostname=app.domain,
-                          ident="relay", enable_SMTPUTF8=True),
+                          ident="relay", enable_SMTPUTF8=True, tls_context=context,
+                          require_starttls=bool(context) and inbound["require_starttls"]),
         host=inbound["host"], port=inbound["port"])
     tasks = [asyncio.create_task(worker.run_forever(stop)),
              asyncio.create_task(jobs.run_scheduler(app, stop, lambda: jobs.run_once(app, worker)))

@@ -105,6 +105,10 @@ def thread_entries(message_ids: list[str]) -> dict[str, tuple[Party, Party | Non
                               r["original_message_id"]) for r in found}
 
 
+def messages_since(case_id: int, since: datetime) -> int:
+    return int(Message.select().where((Message.case == case_id) & (Message.received_at >= since)).count())
+
+
 def close_case(case_id: int, reason: str | None, now: datetime) -> bool:
     """Close a case; False if it was closed already. Raises NoSuchCase."""
     if Case.get_or_none(Case.id == case_id) is None:

@@ -93,6 +93,20 @@ def mark_failed(delivery_id: int, token: str, error: str) -> bool:
     return _finish(delivery_id, token, state="failed", last_error=error)
 
 
+def delivery_facts(delivery_id: int) -> dict[str, Any] | None:
+    """What a bounce address stands for: the delivery's case, kind, recipient party and age."""
+    found = rows(Delivery.select(Delivery.id, Delivery.case, Delivery.kind, Delivery.recipient_party,
+                                 Delivery.queue_id, Delivery.created_at, Delivery.state)
+                 .where(Delivery.id == delivery_id))
+    return found[0] if found else None
+
+
+def mark_bounced(delivery_id: int, error: str) -> None:
+    """A delivery the smarthost took but the recipient's side gave back for good."""
+    Delivery.update(state="failed", last_error=error, claim_token=None, lease_until=None).where(
+        Delivery.id == delivery_id).execute()
+
+
 def state_counts() -> dict[str, int]:
     return {r["state"]: r["n"] for r in rows(Delivery.select(
         Delivery.state, pw.fn.COUNT(Delivery.id).alias("n")).group_by(Delivery.state))}

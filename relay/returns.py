@@ -1,0 +1,74 @@
+"""Mail to the relay's signed bounce addresses: delivery reports and automatic replies to what the
+relay sent. A permanent failure marks the delivery failed with its status; when something sent to
+the reviewer bounced, the business is told in the relay's own words (the bounce itself quotes the
+reviewer's address and is never passed on).
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+from typing import Any
+
+import peewee as pw
+
+from . import bounces, classify, lifecycle, limits, logs, sanitize
+from .app import App
+from .cases import Party
+from .intake import Result, shape_limits
+from .outcomes import Outcome
+from .store import cases as case_store
+from .store import outbox
+from .store.models import db
+
+
+def valid_for(app: App) -> timedelta:
+    """How long a bounce address keeps working after its delivery was queued."""
+    lifetime: timedelta = app.settings["cases"]["conversation_lifetime"]
+    return app.queue_lifetime + lifetime
+
+
+def lookup(app: App, delivery_id: int, now: datetime) -> dict[str, Any] | None:
+    """The delivery a bounce address names, if it is recent enough to be answered."""
+    facts = outbox.delivery_facts(delivery_id)
+    if facts is None or facts["created_at"] < now - valid_for(app):
+        return None
+    return facts
+
+
+def process(app: App, delivery: dict[str, Any], envelope_from: str, raw: bytes) -> Result:
+    refused = limits.check_shape(raw, shape_limits(app))
+    if refused is not None:
+        return Result(refused, detail="message shape over the limits")
+    try:
+        return _process(app, delivery, envelope_from, raw)
+    except sanitize.Unprocessable as exc:
+        return Result(Outcome.BOUNCE_IGNORED, detail=f"unreadable report: {exc}")
+    except pw.DatabaseError as exc:
+        logs.event("storage.error", f"database error while reading a bounce: {type(exc).__name__}",
+                   level=logging.ERROR, case=delivery["case"])
+        return Result(Outcome.TEMPORARY_FAILURE, detail="database error")
+
+
+def _process(app: App, delivery: dict[str, Any], envelope_from: str, raw: bytes) -> Result:
+    msg = sanitize.parse(raw)
+    now = app.clock.now()
+    case_id = delivery["case"]
+    kind, clue = classify.classify(msg, envelope_from, app.domain)
+    if kind is classify.Kind.AUTO_REPLY:
+        case_store.record_event(case_id, "autoreply.dropped", now,
+                                f"to the {delivery['kind']} for the {delivery['recipient_party']}: {clue}")
+        return Result(Outcome.AUTO_REPLY_DROPPED, detail=clue)
+    report = bounces.read(msg)
+    if report.permanent is None:
+        return Result(Outcome.BOUNCE_IGNORED, detail=report.detail)
+    what = f"{delivery['kind']} to the {delivery['recipient_party']}: {report.detail}"
+    with db.atomic():
+        case_store.record_event(case_id, "bounce.received", now, what)
+        if report.permanent:
+            outbox.mark_bounced(delivery["id"], f"bounced: {report.status} {report.detail}")
+            if delivery["recipient_party"] == Party.REVIEWER.value and case_id is not None:
+                lifecycle.queue_notice(app, case_id, "reviewer_unreachable", now)
+    logs.event("bounce.received", what, level=logging.WARNING if report.permanent else logging.INFO,
+               case=case_id, qid=delivery["queue_id"])
+    return Result(Outcome.BOUNCE_RECORDED, detail=what)
