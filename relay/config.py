@@ -173,6 +173,7 @@ SCHEMA: dict[str, dict[str, tuple[Parser, Any]]] = {
         "require_starttls": (_boolean, False),
     },
     "limits": {
+        "max_recipients": (_int_range(1, 1000), 10),
         "messages_per_case_per_hour": (_int_range(1, 1_000_000), 30),
         "unknown_recipients_per_client": (_int_range(1, 1_000_000), 5),
         "max_line_bytes": (_int_range(1000, 1 << 30), 1024 * 1024),

@@ -67,6 +67,10 @@ class InboundHandler:
         if self.probes.blocked(client, now):
             return self._refuse(Outcome.TOO_MANY_PROBES, session, "client over the unknown-recipient limit")
         local, domain = addresses.split(address)
+        tried = getattr(envelope, "rcpt_count", 0) + 1
+        envelope.rcpt_count = tried  # type: ignore[attr-defined]
+        if tried > self.app.settings["limits"]["max_recipients"]:
+            return self._refuse(Outcome.TOO_MANY_RECIPIENTS, session, f"more than {tried - 1} recipients")
         if getattr(envelope, "target", None) is not None:
             return self._refuse(Outcome.TOO_MANY_RECIPIENTS, session, "a second recipient")
         try:

@@ -129,7 +129,7 @@ def test_loops_are_refused(app_factory: Any, relay_factory: Any, sink: Sink, tmp
 
 def test_rate_probe_and_shape_limits(app_factory: Any, relay_factory: Any, sink: Sink, tmp_path: Path) -> None:
     app, relay = start(f"sqlite:///{tmp_path}/r.db", app_factory, relay_factory, sink,
-                       limits={"messages_per_case_per_hour": 3, "unknown_recipients_per_client": 3,
+                       limits={"messages_per_case_per_hour": 3, "unknown_recipients_per_client": 6, "max_recipients": 4,
                                "max_line_bytes": 2000, "max_header_count": 20, "max_header_bytes": 4096})
     opened = new_case(app)
     for n in range(3):
@@ -147,13 +147,19 @@ def test_rate_probe_and_shape_limits(app_factory: Any, relay_factory: Any, sink:
     fine = reviewer_mail("a" * 1900 + "\n" + "b" * 1900)  # long lines under the limit, bare LF
     assert smtp_send(relay.port, REVIEWER, other.reviewer_address, fine)[0] == 250
 
-    # address harvesting: after 3 unknown recipients the client is cut off, also in a new session
+    # recipients per transaction: the fifth RCPT is refused whatever it names
+    with smtplib.SMTP("127.0.0.1", relay.port, timeout=10) as s:
+        s.ehlo("many.example")
+        s.mail(REVIEWER)
+        codes = [s.rcpt(f"someone{n}@elsewhere.example")[0] for n in range(4)] + [s.rcpt(other.reviewer_address)]
+        assert codes[:4] == [550] * 4 and codes[4][0] == 452 and codes[4][1].startswith(b"4.5.3")
+
+    # address harvesting: past 6 unknown recipients (4 above) the client is cut off, also in a new session
     with smtplib.SMTP("127.0.0.1", relay.port, timeout=10) as s:
         s.ehlo("harvester.example")
         s.mail("x@harvester.example")
-        codes = [s.rcpt(f"{'a' * 31}{n}@relay.test")[0] for n in range(2, 6)]
-        assert codes[:3] == [550, 550, 550]
-        assert codes[3] == 421
+        codes = [s.rcpt(f"{'a' * 31}{n}@relay.test")[0] for n in range(2, 5)]
+        assert codes == [550, 550, 421]
         with pytest.raises(smtplib.SMTPServerDisconnected):
             s.noop()
     code, text = smtp_send(relay.port, REVIEWER, opened.business_address, reviewer_mail())
