@@ -7,7 +7,9 @@ import argparse
 import asyncio
 import sys
 from collections.abc import Callable, Sequence
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from . import __version__, config, logs, tail, views
 from .app import App
@@ -46,6 +48,8 @@ def _parser() -> argparse.ArgumentParser:
 
     cs = sub.add_parser("cases", help="list cases")
     cs.add_argument("--status", help="awaiting_reply | replied | expired | closed")
+    cs.add_argument("--business", help="only this business id")
+    cs.add_argument("--review", help="only this review id")
     cs.add_argument("--json", action="store_true")
 
     case = sub.add_parser("case", help="show or close one case")
@@ -64,7 +68,18 @@ def _parser() -> argparse.ArgumentParser:
     tl.add_argument("-n", "--lines", type=int, default=20, help="how many past lines (default 20)")
     tl.add_argument("--case", help="only lines of this case")
     tl.add_argument("--event", help="only events starting with this name (e.g. delivery)")
+    tl.add_argument("--level", choices=list(tail.LEVELS), help="only this level and above")
+    tl.add_argument("--since", metavar="DURATION", help="only the last DURATION (10m, 2h, 1d)")
     tl.add_argument("--json", action="store_true", help="raw JSON lines (for jq)")
+
+    ob = sub.add_parser("outbox", help="pending and failed deliveries; retry one now")
+    ob.add_argument("--json", action="store_true")
+    ob_sub = ob.add_subparsers(dest="action", metavar="ACTION")
+    retry = ob_sub.add_parser("retry", help="send one delivery again now")
+    retry.add_argument("id", type=int)
+
+    fg = sub.add_parser("forget", help="erase a reviewer's address and their message bodies")
+    fg.add_argument("--reviewer-email", required=True)
 
     st = sub.add_parser("status", help="cases by state and the delivery queue")
     st.add_argument("--json", action="store_true")
@@ -89,15 +104,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
-def _open(settings: config.Settings, stderr_log: bool = False) -> App:
-    logs.setup(Path(settings["log"]["file"]), settings["log"]["level"],
-               stderr=stderr_log and settings["log"]["stderr"])
+def _open(settings: config.Settings, serving: bool = False) -> App:
+    """Logging and the database for one command; only `serve` prints to stderr and rotates."""
+    log = settings["log"]
+    logs.setup(log["file"], log["level"], stderr=serving and log["stderr"],
+               rotate_bytes=log["max_bytes"] if serving else 0, backups=log["backups"])
     return App.open(settings)
 
 
 def cmd_serve(settings: config.Settings, args: argparse.Namespace) -> int:
     from .server import serve
-    app = _open(settings, stderr_log=True)
+    app = _open(settings, serving=True)
     try:
         asyncio.run(serve(app))
     except OSError as exc:
@@ -128,7 +145,7 @@ def cmd_open_case(settings: config.Settings, args: argparse.Namespace) -> int:
 
 def cmd_cases(settings: config.Settings, args: argparse.Namespace) -> int:
     app = _open(settings)
-    rows = case_store.case_rows(args.status)
+    rows = case_store.case_rows(args.status, args.business, args.review)
     app.close()
     print(views.to_json(rows) if args.json else views.cases_table(rows))
     return 0
@@ -170,31 +187,102 @@ def cmd_run_jobs(settings: config.Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_tail(settings: config.Settings, args: argparse.Namespace) -> int:
-    path = Path(settings["log"]["file"])
-    keep = tail.Filter(case=args.case, event=args.event)
-    show: Callable[[str, dict[str, object]], str] = (
-        (lambda raw, _e: raw) if args.json else (lambda _r, entry: tail.render(entry)))
-    for raw, entry in tail.last_lines(path, max(0, args.lines), keep):
+    path = settings["log"]["file"]
+    if path is None:
+        raise Failure("the log goes to stdout ([log] file = \"-\"); read it where stdout is collected")
+    since = None
+    if args.since:
+        try:
+            since = datetime.now(UTC).replace(tzinfo=None) - config.parse_duration(args.since)
+        except ValueError as exc:
+            raise Failure(f"--since: {exc}", code=2) from None
+    keep = tail.Filter(case=args.case, event=args.event, level=args.level, since=since)
+    terminal = sys.stdout.isatty() and not args.json
+
+    def show(raw: str, entry: dict[str, Any]) -> str:
+        if args.json:
+            return raw
+        text = tail.render(entry)
+        return tail.colour(entry, text) if terminal else text
+
+    for raw, entry in tail.last_lines(Path(path), max(0, args.lines), keep):
         print(show(raw, entry))
     if args.follow:
         sys.stdout.flush()
-        for raw, entry in tail.follow(path, keep):
+        for raw, entry in tail.follow(Path(path), keep):
             print(show(raw, entry), flush=True)
     return 0
 
 
 def cmd_status(settings: config.Settings, args: argparse.Namespace) -> int:
     app = _open(settings)
-    status = {"cases": case_store.state_counts(), "outbox": outbox_store.state_counts(),
-              "oldest_pending": outbox_store.oldest_pending()}
-    app.close()
+    try:
+        now = app.clock.now()
+        day = case_store.event_counts(["delivery.failed", "bounce.received", "autoreply.dropped"],
+                                      now - timedelta(days=1))
+        status = {"cases": case_store.state_counts(), "outbox": outbox_store.state_counts(),
+                  "oldest_pending": outbox_store.oldest_pending(),
+                  "last_24h": {"deliveries_failed": day["delivery.failed"], "bounces": day["bounce.received"],
+                               "autoreplies_dropped": day["autoreply.dropped"]},
+                  "refusals_last_hour": _refusals(settings, now - timedelta(hours=1))}
+    finally:
+        app.close()
     print(views.to_json(status) if args.json else views.status_text(status))
+    return 0
+
+
+def _refusals(settings: config.Settings, since: datetime) -> dict[str, int]:
+    """Refused SMTP transactions by reason, read from the log (refusals are not stored)."""
+    path = settings["log"]["file"]
+    if path is None:
+        return {}
+    counts: dict[str, int] = {}
+    for _, entry in tail.last_lines(Path(path), 1_000_000, tail.Filter(event="inbound.", since=since)):
+        if str(entry.get("reply", ""))[:1] in ("4", "5") and entry.get("outcome"):
+            counts[entry["outcome"]] = counts.get(entry["outcome"], 0) + 1
+    return counts
+
+
+def cmd_outbox(settings: config.Settings, args: argparse.Namespace) -> int:
+    from . import transport
+    from .outbox import Worker
+    app = _open(settings)
+    try:
+        if args.action != "retry":
+            rows = outbox_store.listing(["queued", "sending", "failed"])
+            print(views.to_json(rows) if args.json else views.outbox_table(rows))
+            return 0
+        if not outbox_store.retry_now(args.id, app.clock.now(), app.queue_lifetime):
+            raise Failure(f"delivery {args.id} is not pending or failed (or its body was purged)")
+        logs.event("delivery.retry", f"delivery {args.id} retried by an admin")
+        outbound = settings["outbound"]
+        worker = Worker(app, transport.from_url(outbound["url"], outbound["timeout"].total_seconds(),
+                                                helo=app.domain))
+        counts = asyncio.run(worker.run_pass(only=args.id))
+        state = "sent" if counts.sent else ("failed" if counts.failed else "deferred (see relay outbox)")
+        print(f"delivery {args.id}: {state}")
+        return 0 if counts.sent else 1
+    finally:
+        app.close()
+
+
+def cmd_forget(settings: config.Settings, args: argparse.Namespace) -> int:
+    from .store.privacy import forget_reviewer
+    app = _open(settings)
+    try:
+        counts = forget_reviewer(args.reviewer_email, app.clock.now())
+    finally:
+        app.close()
+    logs.event("reviewer.forgotten", f"a reviewer was forgotten: {counts['cases']} case(s), "
+               f"{counts['message_bodies']} message bodies erased")
+    print(views.to_json(counts))
     return 0
 
 
 COMMANDS: dict[str, Callable[[config.Settings, argparse.Namespace], int]] = {
     "serve": cmd_serve, "open-case": cmd_open_case, "cases": cmd_cases, "case": cmd_case,
-    "run-jobs": cmd_run_jobs, "tail": cmd_tail, "status": cmd_status,
+    "run-jobs": cmd_run_jobs, "tail": cmd_tail, "status": cmd_status, "outbox": cmd_outbox,
+    "forget": cmd_forget,
 }
 
 

@@ -148,6 +148,11 @@ def _optional_path(value: Any, base: Path) -> Path | None:
     return path
 
 
+def _log_target(value: Any, base: Path) -> Path | None:
+    """A log file, or "-" for JSON lines on stdout only (containers)."""
+    return None if value == "-" else _path(value, base)
+
+
 def _boolean(value: Any, _base: Path) -> bool:
     if isinstance(value, bool):
         return value
@@ -200,9 +205,12 @@ SCHEMA: dict[str, dict[str, tuple[Parser, Any]]] = {
         "interval": (_duration, "1m"),
     },
     "log": {
-        "file": (_path, "storage/logs/relay.log"),
+        "file": (_log_target, "storage/logs/relay.log"),
         "level": (_choice("debug", "info", "warning", "error"), "info"),
         "stderr": (_boolean, True),
+        "max_bytes": (_int_range(0, 1 << 40), 10 * 1024 * 1024),
+        "backups": (_int_range(0, 1000), 5),
+        "mask_business": (_boolean, True),
     },
 }
 

@@ -38,7 +38,8 @@ class RelaySMTP(SMTP):
         if isinstance(status, str):
             translated, outcome = outcomes.translate_library_reply(status)
             if outcome is not None:
-                logs.event(outcomes.event(outcome), f"refused: {outcome.value}", reply=translated)
+                logs.event(outcomes.event(outcome), f"refused: {outcome.value}", reply=translated,
+                           outcome=outcome.value)
             status = translated
         await super().push(status)
         if isinstance(status, str) and status.startswith("421") and self.transport is not None:
@@ -130,7 +131,7 @@ class InboundHandler:
         if not reply(result.outcome).permanent and reply(result.outcome).code < 300:
             answer = str(reply(result.outcome))
             logs.event(outcomes.event(result.outcome), f"{result.outcome.value}: {result.detail}", case=case,
-                       reply=answer)
+                       reply=answer, outcome=result.outcome.value)
             self.on_queued()
             return answer
         sender = self.app.mask(envelope.mail_from or "")
@@ -141,5 +142,6 @@ class InboundHandler:
         peer = session.peer[0] if session and session.peer else "?"
         worrying = outcome in (Outcome.TEMPORARY_FAILURE, Outcome.TOO_MANY_PROBES)
         level = logging.WARNING if worrying else logging.INFO
-        logs.event(outcomes.event(outcome), f"{why}; client {peer}", level=level, case=case, reply=answer)
+        logs.event(outcomes.event(outcome), f"{why}; client {peer}", level=level, case=case, reply=answer,
+                   outcome=outcome.value)
         return answer

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import logging.handlers
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -56,17 +57,32 @@ class ReadableFormatter(logging.Formatter):
         return render(entry(record))
 
 
-def setup(file: Path | None, level: str = "info", stderr: bool = True) -> None:
-    """Configure the relay logger (idempotent: replaces handlers set up before)."""
+def setup(file: Path | None, level: str = "info", stderr: bool = True, rotate_bytes: int = 0,
+          backups: int = 0) -> None:
+    """Configure the relay logger (idempotent: replaces handlers set up before).
+
+    `file=None` writes JSON lines to stdout (for containers). Only the long-running `relay serve`
+    rotates (`rotate_bytes`); short commands append to whatever file is current and reopen it if it
+    was rotated under them, so no process writes into a file another one has moved away.
+    """
+    for old in LOGGER.handlers:
+        old.close()
     LOGGER.handlers.clear()
     LOGGER.setLevel(level.upper())
     LOGGER.propagate = False
-    if file is not None:
+    handler: logging.Handler
+    if file is None:
+        handler = logging.StreamHandler(sys.stdout)
+    else:
         file.parent.mkdir(parents=True, exist_ok=True)
-        handler: logging.Handler = logging.FileHandler(file, encoding="utf-8")
-        handler.setFormatter(JsonFormatter())
-        LOGGER.addHandler(handler)
-    if stderr:
+        if rotate_bytes:
+            handler = logging.handlers.RotatingFileHandler(file, maxBytes=rotate_bytes, backupCount=backups,
+                                                           encoding="utf-8")
+        else:
+            handler = logging.handlers.WatchedFileHandler(file, encoding="utf-8")
+    handler.setFormatter(JsonFormatter())
+    LOGGER.addHandler(handler)
+    if stderr and file is not None:
         console = logging.StreamHandler(sys.stderr)
         console.setFormatter(ReadableFormatter())
         LOGGER.addHandler(console)

@@ -71,12 +71,12 @@ class Worker:
     lease: timedelta = LEASE
     wake: asyncio.Event = field(default_factory=asyncio.Event)
 
-    async def run_pass(self, max_batches: int = 1000) -> Counts:
-        """Deliver everything due now (bounded), then return counts."""
+    async def run_pass(self, max_batches: int = 1000, only: int | None = None) -> Counts:
+        """Deliver everything due now (bounded), or just delivery `only`; return counts."""
         counts = Counts()
         for _ in range(max_batches):
             now = self.app.clock.now()
-            token, claimed = await asyncio.to_thread(store.claim, now, self.lease, self.batch)
+            token, claimed = await asyncio.to_thread(store.claim, now, self.lease, self.batch, only)
             if not claimed:
                 break
             renewer = asyncio.create_task(self._renew([c.id for c in claimed], token))
@@ -111,7 +111,7 @@ class Worker:
                 logs.event("notice.sent", f"{item.kind} sent to the {item.recipient_party}",
                            case=item.case_id, qid=item.queue_id)
         elif step.state == "failed":
-            await asyncio.to_thread(store.mark_failed, item.id, token, step.reason)
+            await asyncio.to_thread(self._failed, item, token, now, step.reason)
             logs.event("delivery.failed", f"{item.kind} to the {item.recipient_party} failed: {step.reason}",
                        level=logging.WARNING, case=item.case_id, qid=item.queue_id)
         else:
@@ -127,6 +127,12 @@ class Worker:
         with db.atomic():
             if store.mark_sent(item.id, token, now) and item.kind != "forward":
                 record_event(item.case_id, "notice.sent", now, item.kind)
+
+    @staticmethod
+    def _failed(item: store.Claimed, token: str, now: datetime, reason: str) -> None:
+        with db.atomic():
+            if store.mark_failed(item.id, token, reason):
+                record_event(item.case_id, "delivery.failed", now, f"{item.kind} to the {item.recipient_party}")
 
     async def run_forever(self, stop: asyncio.Event, poll: float = 2.0) -> None:
         """Deliver until `stop` is set; wakes early when `wake` is set (a message was queued)."""

@@ -1,4 +1,5 @@
-"""`relay tail`: the relay log, filtered, readable or raw, optionally following new lines."""
+"""`relay tail`: the relay log, filtered, readable or raw, optionally following new lines across
+rotation (as `tail -F` does)."""
 
 from __future__ import annotations
 
@@ -8,23 +9,42 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
 from .logs import render
 
-__all__ = ["Filter", "follow", "last_lines", "render"]
+__all__ = ["Filter", "colour", "follow", "last_lines", "render"]
+
+Line = tuple[str, dict[str, Any]]
+LEVELS = {"debug": 10, "info": 20, "warning": 30, "error": 40}
+_COLOURS = {"warning": "\033[33m", "error": "\033[31m", "debug": "\033[2m"}
 
 
 @dataclass(frozen=True)
 class Filter:
     case: str | None = None
-    event: str | None = None  # prefix: "delivery" matches delivery.sent, delivery.failed ...
+    event: str | None = None   # prefix: "delivery" matches delivery.sent, delivery.failed ...
+    level: str | None = None   # this level and above
+    since: datetime | None = None  # naive UTC
 
     def __call__(self, entry: dict[str, Any]) -> bool:
         if self.case is not None and str(entry.get("case")) != self.case:
             return False
-        return not (self.event is not None and not str(entry.get("event", "")).startswith(self.event))
+        if self.event is not None and not str(entry.get("event", "")).startswith(self.event):
+            return False
+        if self.level is not None and LEVELS.get(str(entry.get("level")), 0) < LEVELS[self.level]:
+            return False
+        return self.since is None or _when(entry) >= self.since
+
+
+def _when(entry: dict[str, Any]) -> datetime:
+    try:
+        return datetime.fromisoformat(str(entry.get("ts", "")).replace("Z", "+00:00")).astimezone(UTC) \
+            .replace(tzinfo=None)
+    except ValueError:
+        return datetime.min
 
 
 def parse_line(line: str) -> dict[str, Any] | None:
@@ -35,25 +55,39 @@ def parse_line(line: str) -> dict[str, Any] | None:
     return entry if isinstance(entry, dict) else None
 
 
-Line = tuple[str, dict[str, Any]]
+def colour(entry: dict[str, Any], text: str) -> str:
+    """Level colours for a terminal (callers use it only when stdout is one)."""
+    start = _COLOURS.get(str(entry.get("level")))
+    return f"{start}{text}\033[0m" if start else text
+
+
+def _files(path: Path) -> list[Path]:
+    """The current log and its rotated predecessors, newest first."""
+    rotated = sorted(path.parent.glob(path.name + ".*"),
+                     key=lambda p: int(p.suffix[1:]) if p.suffix[1:].isdigit() else 10**9)
+    return [path, *[p for p in rotated if p.suffix[1:].isdigit()]]
 
 
 def last_lines(path: Path, count: int, keep: Callable[[dict[str, Any]], bool]) -> list[Line]:
-    found: deque[Line] = deque(maxlen=count)
-    if not path.exists():
-        return []
-    with open(path, encoding="utf-8", errors="replace") as handle:
-        for line in handle:
-            entry = parse_line(line)
-            if entry is not None and keep(entry):
-                found.append((line.rstrip("\n"), entry))
-    return list(found)
+    """The last `count` matching lines, reaching into rotated files when the current one is short."""
+    found: deque[Line] = deque()
+    for file in _files(path):
+        if len(found) >= count or not file.exists():
+            break
+        matching: deque[Line] = deque(maxlen=count)
+        with open(file, encoding="utf-8", errors="replace") as handle:
+            for line in handle:
+                entry = parse_line(line)
+                if entry is not None and keep(entry):
+                    matching.append((line.rstrip("\n"), entry))
+        found.extendleft(reversed(matching))
+    return list(found)[-count:] if count else []
 
 
-def follow(path: Path, keep: Callable[[dict[str, Any]], bool], poll: float = 0.5,
+def follow(path: Path, keep: Callable[[dict[str, Any]], bool], poll: float = 0.25,
            stop: Callable[[], bool] = lambda: False) -> Iterator[Line]:
-    """New lines from the end of `path` on; reopens the file when it is replaced (rotation), and
-    reads a file that appears later from its start."""
+    """New lines from the end of `path` on; when the file is rotated, the rest of the old file is
+    read and then the new one from its start, so no line is skipped."""
     handle: TextIO | None = None
     inode = None
     pending = ""
@@ -75,8 +109,8 @@ def follow(path: Path, keep: Callable[[dict[str, Any]], bool], poll: float = 0.5
                     if entry is not None and keep(entry):
                         yield line, entry
                 continue
-            if handle is not None and path.exists() and path.stat().st_ino != inode:
-                handle.close()
+            if handle is not None and (not path.exists() or path.stat().st_ino != inode):
+                handle.close()  # rotated: everything of the old file has been read above
                 handle = None
                 continue
             time.sleep(poll)

@@ -68,6 +68,15 @@ def case_timeline(detail: dict[str, Any]) -> str:
     return "\n".join([*head, "", *(f"{_cell(at)}  {text}" for at, text in events)])
 
 
+OUTBOX_COLUMNS = (("id", "id"), ("queue_id", "queue id"), ("case", "case"), ("kind", "kind"),
+                  ("recipient_party", "to"), ("state", "state"), ("attempts", "tries"),
+                  ("next_attempt_at", "next try (UTC)"), ("last_error", "last error"))
+
+
+def outbox_table(rows: Sequence[dict[str, Any]]) -> str:
+    return table(rows, OUTBOX_COLUMNS) if rows else "outbox empty: nothing pending or failed"
+
+
 def status_text(status: dict[str, Any]) -> str:
     cases = ", ".join(f"{k} {v}" for k, v in sorted(status["cases"].items())) or "none"
     queue = ", ".join(f"{k} {v}" for k, v in sorted(status["outbox"].items())) or "empty"
@@ -79,4 +88,9 @@ def status_text(status: dict[str, Any]) -> str:
                      f"{_cell(oldest['created_at'])} UTC, {oldest['attempts']} attempt(s){error}")
     else:
         lines.append("oldest pending: none")
+    day = status.get("last_24h", {})
+    lines.append("last 24 h: " + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in day.items()))
+    refusals = status.get("refusals_last_hour", {})
+    lines.append("refusals last hour: " + (", ".join(f"{k} {v}" for k, v in sorted(refusals.items()))
+                                           or "none"))
     return "\n".join(lines)

@@ -130,11 +130,22 @@ def _case_query() -> Any:
             .join(Review).switch(Case).join(Business))
 
 
-def case_rows(status: str | None = None, limit: int = 1000) -> list[dict[str, Any]]:
+def case_rows(status: str | None = None, business: str | None = None, review: str | None = None,
+              limit: int = 1000) -> list[dict[str, Any]]:
     query = _case_query().order_by(Case.id.desc()).limit(limit)
     if status:
         query = query.where(Case.state == status)
+    if business:
+        query = query.where(Business.external_id == business)
+    if review:
+        query = query.where(Review.external_id == review)
     return rows(query)
+
+
+def event_counts(names: list[str], since: datetime) -> dict[str, int]:
+    found = rows(Event.select(Event.name, pw.fn.COUNT(Event.id).alias("n"))
+                 .where(Event.name.in_(names) & (Event.at >= since)).group_by(Event.name))
+    return {name: next((r["n"] for r in found if r["name"] == name), 0) for name in names}
 
 
 def case_detail(case_id: int) -> dict[str, Any]:

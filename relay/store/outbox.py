@@ -49,11 +49,13 @@ def enqueue(*, case_id: int | None, source_id: int | None, kind: str, recipient_
     ).execute())
 
 
-def claim(now: datetime, lease: timedelta, limit: int) -> tuple[str, list[Claimed]]:
-    """Claim up to `limit` due deliveries for this worker; returns (claim token, claimed rows)."""
+def claim(now: datetime, lease: timedelta, limit: int, only: int | None = None) -> tuple[str, list[Claimed]]:
+    """Claim up to `limit` due deliveries (or just delivery `only`); returns (claim token, rows)."""
     token = secrets.token_hex(8)
     due = ((Delivery.state == "queued") & (Delivery.next_attempt_at <= now)) | (
         (Delivery.state == "sending") & (Delivery.lease_until < now))
+    if only is not None:
+        due = due & (Delivery.id == only)
     with db.atomic():
         query = Delivery.select(Delivery.id).where(due).order_by(Delivery.next_attempt_at).limit(limit)
         if is_postgres():
@@ -105,6 +107,22 @@ def mark_bounced(delivery_id: int, error: str) -> None:
     """A delivery the smarthost took but the recipient's side gave back for good."""
     Delivery.update(state="failed", last_error=error, claim_token=None, lease_until=None).where(
         Delivery.id == delivery_id).execute()
+
+
+def listing(states: list[str], limit: int = 200) -> list[dict[str, Any]]:
+    return rows(Delivery.select(Delivery.id, Delivery.case, Delivery.queue_id, Delivery.kind,
+                                Delivery.recipient_party, Delivery.state, Delivery.attempts, Delivery.created_at,
+                                Delivery.next_attempt_at, Delivery.last_error)
+                .where(Delivery.state.in_(states)).order_by(Delivery.created_at).limit(limit))
+
+
+def retry_now(delivery_id: int, now: datetime, lifetime: timedelta) -> bool:
+    """Make a pending or failed delivery due now, with a fresh queue lifetime; False if unknown,
+    already sent, or being sent right now."""
+    return bool(Delivery.update(state="queued", next_attempt_at=now, last_error=None,
+                                expires_at=now + lifetime).where(
+        (Delivery.id == delivery_id) & Delivery.state.in_(["queued", "failed"])
+        & Delivery.body.is_null(False)).execute())
 
 
 def state_counts() -> dict[str, int]:

@@ -1,0 +1,48 @@
+"""Forgetting a reviewer (the right to be forgotten): their address, their name and every stored
+message body that belongs to them are erased; what remains are anonymised counts and case states."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import peewee as pw
+
+from ..cases import Party, State
+from .cases import record_event
+from .models import Case, Delivery, Message, Review, db
+
+FORGOTTEN = "(forgotten)"
+
+
+def forget_reviewer(address: str, now: datetime) -> dict[str, int]:
+    """Erase one reviewer; returns what was erased, as counts."""
+    address = address.strip().lower()
+    with db.atomic():
+        reviews = [r.id for r in Review.select(Review.id).where(pw.fn.LOWER(Review.reviewer_email) == address)]
+        cases = [c.id for c in Case.select(Case.id).where(Case.review.in_(reviews))] if reviews else []
+        counts = {"reviews": len(reviews), "cases": len(cases), "message_bodies": 0, "cases_closed": 0,
+                  "messages_kept_as_counts": 0}
+        if not reviews:
+            return counts
+        own = Message.select(Message.id).where(Message.case.in_(cases) & (Message.sender == Party.REVIEWER.value))
+        counts["messages_kept_as_counts"] = Message.update(original_message_id=None).where(
+            Message.id.in_(own)).execute()
+        belongs = Delivery.case.in_(cases) & (
+            (Delivery.recipient_party == Party.REVIEWER.value) | Delivery.source.in_(own))
+        counts["message_bodies"] = Delivery.select().where(belongs & Delivery.body.is_null(False)).count()
+        Delivery.update(body=None).where(belongs).execute()
+        Delivery.update(recipient=FORGOTTEN).where(
+            Delivery.case.in_(cases) & (Delivery.recipient_party == Party.REVIEWER.value)).execute()
+        Delivery.update(state="failed", last_error="the reviewer was forgotten").where(
+            Delivery.case.in_(cases) & Delivery.state.in_(["queued", "sending"])
+            & Delivery.body.is_null(True)).execute()
+        for case_id in cases:
+            closed = Case.update(state=State.CLOSED.value, closed_at=now, close_reason="reviewer forgotten",
+                                 open_review_key=None).where(
+                (Case.id == case_id) & (Case.state != State.CLOSED.value)).execute()
+            counts["cases_closed"] += closed
+            record_event(case_id, "reviewer.forgotten", now)
+            if closed:
+                record_event(case_id, "case.closed", now, "reviewer forgotten")
+        Review.update(reviewer_email=None, reviewer_name=FORGOTTEN).where(Review.id.in_(reviews)).execute()
+    return counts
