@@ -47,5 +47,12 @@ class App:
     def mask(self, address: str) -> str:
         return addresses.mask(address, self.key)
 
+    def shown(self, address: str, party: str) -> str:
+        """An address as the log may show it: a reviewer's always masked, a business's masked unless
+        `[log] mask_business = false`."""
+        if party == "business" and not self.settings["log"]["mask_business"]:
+            return address
+        return self.mask(address)
+
     def close(self) -> None:
         database.close()

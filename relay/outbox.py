@@ -105,8 +105,8 @@ class Worker:
         step = next_step(attempt, item.attempts, now, item.expires_at)
         if step.state == "sent":
             await asyncio.to_thread(self._sent, item, token, now)
-            logs.event("delivery.sent", f"{item.kind} delivered to the {item.recipient_party}",
-                       case=item.case_id, qid=item.queue_id)
+            logs.event("delivery.sent", f"{item.kind} delivered to the {item.recipient_party} "
+                       f"{self.app.shown(item.recipient, item.recipient_party)}", case=item.case_id, qid=item.queue_id)
             if item.kind != "forward":
                 logs.event("notice.sent", f"{item.kind} sent to the {item.recipient_party}",
                            case=item.case_id, qid=item.queue_id)

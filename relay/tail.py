@@ -84,6 +84,15 @@ def last_lines(path: Path, count: int, keep: Callable[[dict[str, Any]], bool]) -
     return list(found)[-count:] if count else []
 
 
+def _next_newer(path: Path, inode: int | None) -> Path | None:
+    """The log file written after the one with `inode` (None: start over with the current file)."""
+    files = [f for f in _files(path) if f.exists()]
+    inodes = [f.stat().st_ino for f in files]
+    if inode in inodes and inodes.index(inode) > 0:
+        return files[inodes.index(inode) - 1]
+    return path if path.exists() else None
+
+
 def follow(path: Path, keep: Callable[[dict[str, Any]], bool], poll: float = 0.25,
            stop: Callable[[], bool] = lambda: False) -> Iterator[Line]:
     """New lines from the end of `path` on; when the file is rotated, the rest of the old file is
@@ -110,8 +119,12 @@ def follow(path: Path, keep: Callable[[dict[str, Any]], bool], poll: float = 0.2
                         yield line, entry
                 continue
             if handle is not None and (not path.exists() or path.stat().st_ino != inode):
-                handle.close()  # rotated: everything of the old file has been read above
-                handle = None
+                # rotated: the old file is read to its end; go on with the file that came after it
+                # (several rotations may have happened since the last look), from its start
+                newer = _next_newer(path, inode)
+                handle.close()
+                handle = open(newer, encoding="utf-8", errors="replace") if newer else None  # noqa: SIM115
+                inode = os.fstat(handle.fileno()).st_ino if handle else None
                 continue
             time.sleep(poll)
     finally:

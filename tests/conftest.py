@@ -139,10 +139,12 @@ class Sink:
                 if hang:
                     while not sink.release.is_set():
                         await asyncio.sleep(0.05)
-                with sink.lock:
-                    sink.messages.append({"from": envelope.mail_from, "to": list(envelope.rcpt_tos),
-                                          "raw": envelope.original_content})
-                return sink.reply
+                reply = sink.reply
+                if reply.startswith("2"):  # a refused message was not taken
+                    with sink.lock:
+                        sink.messages.append({"from": envelope.mail_from, "to": list(envelope.rcpt_tos),
+                                              "raw": envelope.original_content})
+                return reply
 
         self.controller = Controller(Handler(), hostname="127.0.0.1", port=self.port)
         self.controller.start()
