@@ -108,7 +108,8 @@ def _open(settings: config.Settings, serving: bool = False) -> App:
     """Logging and the database for one command; only `serve` prints to stderr and rotates."""
     log = settings["log"]
     logs.setup(log["file"], log["level"], stderr=serving and log["stderr"],
-               rotate_bytes=log["max_bytes"] if serving else 0, backups=log["backups"])
+               rotate_bytes=log["max_bytes"] if serving else 0, backups=log["backups"],
+               stream=sys.stdout if serving else sys.stderr)  # a command's stdout stays its output
     return App.open(settings)
 
 

@@ -13,7 +13,7 @@ import logging.handlers
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 LOGGER = logging.getLogger("relay")
 
@@ -58,10 +58,10 @@ class ReadableFormatter(logging.Formatter):
 
 
 def setup(file: Path | None, level: str = "info", stderr: bool = True, rotate_bytes: int = 0,
-          backups: int = 0) -> None:
+          backups: int = 0, stream: TextIO | None = None) -> None:
     """Configure the relay logger (idempotent: replaces handlers set up before).
 
-    `file=None` writes JSON lines to stdout (for containers). Only the long-running `relay serve`
+    `file=None` writes JSON lines to `stream` (stdout for `relay serve` in a container). Only the long-running `relay serve`
     rotates (`rotate_bytes`); short commands append to whatever file is current and reopen it if it
     was rotated under them, so no process writes into a file another one has moved away.
     """
@@ -72,7 +72,7 @@ def setup(file: Path | None, level: str = "info", stderr: bool = True, rotate_by
     LOGGER.propagate = False
     handler: logging.Handler
     if file is None:
-        handler = logging.StreamHandler(sys.stdout)
+        handler = logging.StreamHandler(stream or sys.stdout)
     else:
         file.parent.mkdir(parents=True, exist_ok=True)
         if rotate_bytes:

@@ -76,3 +76,18 @@ def test_unreachable_database_is_one_clear_line(tmp_path: Path) -> None:
     result = relay_cli(config, "status")
     assert result.returncode == 1
     assert result.stderr.startswith("relay: cannot open database") and len(result.stderr.splitlines()) <= 3
+
+
+def test_log_to_stdout_for_containers(tmp_path: Path) -> None:
+    config = write_settings(tmp_path, f"sqlite:///{tmp_path}/relay.db", "maildir:outbox")
+    env = {"RELAY_LOG_FILE": "-"}
+    opened = relay_cli(config, "open-case", "--review-id", "R-c", "--business-id", "B", "--business-name", "Shop",
+                       "--business-email", "shop@example.com", "--reviewer-email", REVIEWER,
+                       "--reviewer-name", "Max M.", "--message", "Hallo", env=env)
+    assert opened.returncode == 0
+    assert set(json.loads(opened.stdout)) >= {"case", "reviewer_address"}  # stdout is the command's own
+    logged = [json.loads(line) for line in opened.stderr.splitlines()]
+    assert [e["event"] for e in logged] == ["case.opened", "notice.queued"]
+    assert not (tmp_path / "relay.log").exists()
+    tail = relay_cli(config, "tail", env=env)
+    assert tail.returncode == 1 and "stdout" in tail.stderr
