@@ -62,8 +62,9 @@ def setup(file: Path | None, level: str = "info", stderr: bool = True, rotate_by
     """Configure the relay logger (idempotent: replaces handlers set up before).
 
     `file=None` writes JSON lines to `stream` (stdout for `relay serve` in a container). Only the
-    long-running `relay serve` rotates (`rotate_bytes`); short commands append to whatever file is current and reopen it if it
-    was rotated under them, so no process writes into a file another one has moved away.
+    long-running `relay serve` rotates (`rotate_bytes`); short commands append to whatever file is
+    current and reopen it if it was rotated under them, so no process writes into a file another
+    one has moved away.
     """
     for old in LOGGER.handlers:
         old.close()
