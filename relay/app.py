@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
+from typing import Any, TypeVar
 
 from . import addresses
 from .clock import Clock, SystemClock
 from .config import Settings
 from .store import database
+
+T = TypeVar("T")
 
 # Templates shipped with the code, used when the configured folder does not exist.
 BUNDLED_TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
@@ -20,6 +26,7 @@ class App:
     settings: Settings
     clock: Clock = field(default_factory=SystemClock)
     key: bytes = b""
+    executor: ThreadPoolExecutor | None = None
 
     @classmethod
     def open(cls, settings: Settings, clock: Clock | None = None) -> App:
@@ -54,5 +61,20 @@ class App:
             return address
         return self.mask(address)
 
+    async def blocking(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run blocking work (database, parsing) off the event loop, in the relay's own threads.
+
+        With SQLite one thread does it all: SQLite allows one writer at a time, and writers in
+        several threads of one process only wait on each other in SQLite's busy loop (sleeps of up
+        to 100 ms). With PostgreSQL a few threads work at once.
+        """
+        if self.executor is None:
+            workers = 1 if self.settings["storage"]["database"].startswith("sqlite") else 4
+            self.executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="relay-db")
+        return await asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
+
     def close(self) -> None:
+        if self.executor is not None:
+            self.executor.shutdown(wait=True)
+            self.executor = None
         database.close()

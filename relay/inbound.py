@@ -6,7 +6,6 @@ thread, so one slow client or a large message never stalls the other connections
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import ssl
 from collections.abc import Callable
@@ -92,14 +91,14 @@ class InboundHandler:
         """(outcome, what the address stands for, case id) for one RCPT TO."""
         if domain == self.app.domain and verp.looks_like_verp(local):
             number = verp.delivery_id(local, self.app.key)
-            delivery = None if number is None else await asyncio.to_thread(
+            delivery = None if number is None else await self.app.blocking(
                 returns.lookup, self.app, number, self.app.clock.now())
             if delivery is None:
                 return Outcome.BAD_BOUNCE_ADDRESS, None, None
             return Outcome.RECIPIENT_OK, delivery, delivery["case"]
         conversation = None
         if domain == self.app.domain and addresses.is_token(local.lower()):
-            conversation = await asyncio.to_thread(intake.lookup, self.app, local)
+            conversation = await self.app.blocking(intake.lookup, self.app, local)
         outcome = policy.check_recipient(
             address, self.app.domain, conversation, self.app.clock.now(),
             self.app.settings["cases"]["conversation_lifetime"], already_have_recipient=False)
@@ -116,7 +115,7 @@ class InboundHandler:
         case = target["case"] if is_bounce else target.case_id
         process = returns.process if is_bounce else intake.process
         try:
-            result = await asyncio.to_thread(process, self.app, target, envelope.mail_from or "", raw)
+            result = await self.app.blocking(process, self.app, target, envelope.mail_from or "", raw)
         except Exception as exc:
             logs.event("inbound.error", f"processing failed: {type(exc).__name__}: {exc}",
                        level=logging.ERROR, case=case)

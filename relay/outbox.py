@@ -76,7 +76,7 @@ class Worker:
         counts = Counts()
         for _ in range(max_batches):
             now = self.app.clock.now()
-            token, claimed = await asyncio.to_thread(store.claim, now, self.lease, self.batch, only)
+            token, claimed = await self.app.blocking(store.claim, now, self.lease, self.batch, only)
             if not claimed:
                 break
             renewer = asyncio.create_task(self._renew([c.id for c in claimed], token))
@@ -93,7 +93,7 @@ class Worker:
     async def _renew(self, ids: list[int], token: str) -> None:
         while True:
             await asyncio.sleep(self.lease.total_seconds() / 3)
-            await asyncio.to_thread(store.renew, ids, token, self.app.clock.now() + self.lease)
+            await self.app.blocking(store.renew, ids, token, self.app.clock.now() + self.lease)
 
     async def _deliver(self, item: store.Claimed, token: str) -> str:
         sender = verp.envelope_sender(item.id, self.app.key, self.app.domain)
@@ -104,19 +104,19 @@ class Worker:
         now = self.app.clock.now()
         step = next_step(attempt, item.attempts, now, item.expires_at)
         if step.state == "sent":
-            await asyncio.to_thread(self._sent, item, token, now)
+            await self.app.blocking(self._sent, item, token, now)
             logs.event("delivery.sent", f"{item.kind} delivered to the {item.recipient_party} "
                        f"{self.app.shown(item.recipient, item.recipient_party)}", case=item.case_id, qid=item.queue_id)
             if item.kind != "forward":
                 logs.event("notice.sent", f"{item.kind} sent to the {item.recipient_party}",
                            case=item.case_id, qid=item.queue_id)
         elif step.state == "failed":
-            await asyncio.to_thread(self._failed, item, token, now, step.reason)
+            await self.app.blocking(self._failed, item, token, now, step.reason)
             logs.event("delivery.failed", f"{item.kind} to the {item.recipient_party} failed: {step.reason}",
                        level=logging.WARNING, case=item.case_id, qid=item.queue_id)
         else:
             assert step.next_attempt_at is not None
-            await asyncio.to_thread(store.mark_retry, item.id, token, step.next_attempt_at, step.reason)
+            await self.app.blocking(store.mark_retry, item.id, token, step.next_attempt_at, step.reason)
             logs.event("delivery.deferred", f"{item.kind} to the {item.recipient_party} deferred "
                        f"until {step.next_attempt_at:%Y-%m-%d %H:%M:%S}Z: {step.reason}",
                        level=logging.WARNING, case=item.case_id, qid=item.queue_id)

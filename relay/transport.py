@@ -84,19 +84,21 @@ class SmtpTransport:
         self.password = unquote(parts.password) if parts.password else None
         self.timeout = timeout
         self.helo = helo
+        # built once: loading the system's CA certificates costs milliseconds per call
+        self.context: ssl.SSLContext | None = None
+        if self.implicit_tls or self.starttls:
+            self.context = ssl.create_default_context()
+            if not self.verify:
+                self.context.check_hostname = False
+                self.context.verify_mode = ssl.CERT_NONE
 
     async def send(self, sender: str, recipient: str, body: bytes, name: str) -> Attempt:
-        context = ssl.create_default_context()
-        if not self.verify:
-            context.check_hostname = False
-            context.verify_mode = ssl.CERT_NONE
         try:
             _, response = await aiosmtplib.send(
                 body, sender=sender, recipients=[recipient], hostname=self.host, port=self.port,
                 use_tls=self.implicit_tls, start_tls=self.starttls,
                 username=self.username, password=self.password, timeout=self.timeout,
-                local_hostname=self.helo, tls_context=context if (self.implicit_tls or self.starttls)
-                else None)
+                local_hostname=self.helo, tls_context=self.context)
         except aiosmtplib.SMTPRecipientsRefused as exc:
             refused = exc.recipients[0] if exc.recipients else None
             code = refused.code if refused else 550

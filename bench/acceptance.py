@@ -1,0 +1,181 @@
+"""Inbound acceptance measured against the bare SMTP stack, with Postfix's smtp-source as the load.
+
+In one run, on the same machine: smtp-source sends N answers of about 5 KB over 20 concurrent
+sessions to (a) a bare aiosmtpd server whose handler only answers 250, (b) `relay serve` on SQLite
+and (c) `relay serve` on PostgreSQL. The relay runs with its production settings (durable commits,
+full sanitising, logging on, outbound delivering to Postfix's smtp-sink); only the per-conversation
+rate limit is lifted, because the whole load is one conversation. Prints messages per second and
+the ratios (b)/(a) and (c)/(a), and writes them as JSON.
+
+    .venv/bin/python bench/acceptance.py [--messages 5000] [--sessions 20] [--json bench/results/acceptance.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+
+import psycopg2
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+PYTHON = sys.executable
+RELAY = [PYTHON, "-m", "relay.cli"]
+PG_URL = os.environ.get("RELAY_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
+REVIEWER = "bench.reviewer@example.org"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def ensure_tools() -> None:
+    if shutil.which("smtp-source") and shutil.which("smtp-sink"):
+        return
+    if os.geteuid() != 0:
+        sys.exit("bench: smtp-source and smtp-sink come with Debian's postfix package; install it (as root)")
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    subprocess.run(["apt-get", "update", "-qq"], check=True, env=env, capture_output=True)
+    subprocess.run(["apt-get", "install", "-y", "-qq", "postfix"], check=True, env=env, capture_output=True)
+
+
+def wait_port(port: int, proc: subprocess.Popen[bytes], timeout: float = 20) -> None:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if proc.poll() is not None:
+            sys.exit(f"bench: a server exited early ({proc.args})")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                return
+        except OSError:
+            time.sleep(0.1)
+    sys.exit(f"bench: nothing listens on {port}")
+
+
+@contextmanager
+def process(args: list[str], port: int, **kwargs: object) -> Iterator[subprocess.Popen[bytes]]:
+    """A server process for the length of one measurement; always stopped afterwards."""
+    proc = subprocess.Popen(args, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            **kwargs)  # type: ignore[call-overload]
+    try:
+        wait_port(port, proc)
+        yield proc
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+
+
+def load(port: int, recipient: str, messages: int, sessions: int) -> float:
+    """smtp-source's wall time for the whole load, in seconds."""
+    start = time.perf_counter()
+    subprocess.run(["smtp-source", "-l", "5000", "-m", str(messages), "-s", str(sessions), "-f", REVIEWER,
+                    "-t", recipient, f"127.0.0.1:{port}"], check=True, capture_output=True, timeout=900)
+    return time.perf_counter() - start
+
+
+def bare(messages: int, sessions: int) -> float:
+    port = free_port()
+    with process([PYTHON, str(HERE / "bare_smtp.py"), str(port)], port):
+        return messages / load(port, "anyone@relay.test", messages, sessions)
+
+
+def fresh_postgres() -> str:
+    name = f"relay_bench_{os.getpid()}"
+    admin = psycopg2.connect(PG_URL)
+    admin.autocommit = True
+    with admin.cursor() as cur:
+        cur.execute(f'DROP DATABASE IF EXISTS "{name}"')
+        cur.execute(f'CREATE DATABASE "{name}"')
+    admin.close()
+    return PG_URL.rsplit("/", 1)[0] + "/" + name
+
+
+def drop_postgres(url: str) -> None:
+    name = url.rsplit("/", 1)[1]
+    admin = psycopg2.connect(PG_URL)
+    admin.autocommit = True
+    with admin.cursor() as cur:
+        cur.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,))
+        cur.execute(f'DROP DATABASE IF EXISTS "{name}"')
+    admin.close()
+
+
+def relay(database: str, messages: int, sessions: int, folder: Path) -> float:
+    sink_port, port = free_port(), free_port()
+    settings = folder / "settings.toml"
+    settings.write_text(
+        f'[relay]\ndomain = "relay.test"\ntemplates = "{REPO / "templates"}"\n'
+        f'[inbound]\nport = {port}\n[outbound]\nurl = "smtp://127.0.0.1:{sink_port}"\n'
+        f'[storage]\ndatabase = "{database}"\n[limits]\nmessages_per_case_per_hour = 1000000\n'
+        f'[log]\nfile = "relay.log"\nstderr = false\n')
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    sink = ["smtp-sink", *(["-u", "nobody"] if os.geteuid() == 0 else []), f"127.0.0.1:{sink_port}", "1000"]
+    with process(sink, sink_port, cwd=folder), \
+            process([*RELAY, "--config", str(settings), "serve"], port, cwd=folder, env=env):
+        opened = subprocess.run([*RELAY, "--config", str(settings), "open-case", "--review-id", "R-bench",
+                                 "--business-id", "B-bench", "--business-name", "Bench Shop", "--business-email",
+                                 "shop@bench.example", "--reviewer-email", REVIEWER, "--reviewer-name", "B.",
+                                 "--message", "Order number?"], check=True, capture_output=True, text=True,
+                                cwd=folder, env=env)
+        recipient = json.loads(opened.stdout)["reviewer_address"]
+        rate = messages / load(port, recipient, messages, sessions)
+    refused = sum('"inbound.refused"' in line for line in (folder / "relay.log").read_text().splitlines())
+    if refused:
+        sys.exit(f"bench: the relay refused {refused} messages; see {folder / 'relay.log'}")
+    return rate
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--messages", type=int, default=5000)
+    parser.add_argument("--sessions", type=int, default=20)
+    parser.add_argument("--json", type=Path, default=HERE / "results" / "acceptance.json")
+    args = parser.parse_args()
+    ensure_tools()
+    results: dict[str, float] = {}
+    with tempfile.TemporaryDirectory(prefix="relay-bench-") as tmp:
+        results["bare_aiosmtpd"] = bare(args.messages, args.sessions)
+        (Path(tmp) / "sqlite").mkdir()
+        results["relay_sqlite"] = relay(f"sqlite:///{tmp}/sqlite/relay.db", args.messages, args.sessions,
+                                        Path(tmp) / "sqlite")
+        pg = fresh_postgres()
+        try:
+            (Path(tmp) / "pg").mkdir()
+            results["relay_postgresql"] = relay(pg, args.messages, args.sessions, Path(tmp) / "pg")
+        finally:
+            drop_postgres(pg)
+    base = results["bare_aiosmtpd"]
+    report = {"measured": datetime.now(UTC).isoformat(timespec="seconds"), "messages": args.messages,
+              "sessions": args.sessions, "message_bytes": 5000, "cores": os.cpu_count(),
+              "msgs_per_s": {k: round(v, 1) for k, v in results.items()},
+              "ratio_sqlite": round(results["relay_sqlite"] / base, 3),
+              "ratio_postgresql": round(results["relay_postgresql"] / base, 3)}
+    print(f"{'target':<22}{'msgs/s':>10}{'ratio':>8}")
+    for name, rate in results.items():
+        print(f"{name:<22}{rate:>10.1f}{rate / base:>8.2f}")
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"written to {args.json}")
+
+
+if __name__ == "__main__":
+    main()
