@@ -97,17 +97,18 @@ def expire(app: App, case_id: int, now: datetime) -> bool:
 
 
 def _each(ids: Callable[[], list[int]], act: Callable[[int], bool], rounds: int = 10_000) -> int:
-    """Run `act` on every id, one transaction each, fetching batches until none is left."""
+    """Run `act` on every id, fetching batches until none is left; one transaction (one durable
+    commit) per batch. The claims inside `act` still decide each case on its own, so a batch that
+    fails is simply done again by the next pass."""
     done = 0
     seen: set[int] = set()
     for _ in range(rounds):
         batch = [i for i in ids() if i not in seen]
         if not batch:
             break
-        for case_id in batch:
-            seen.add(case_id)
-            with db.atomic():
-                done += bool(act(case_id))
+        seen.update(batch)
+        with db.atomic():
+            done += sum(bool(act(case_id)) for case_id in batch)
     return done
 
 

@@ -12,6 +12,7 @@ import contextlib
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 from . import logs, verp
 from .app import App
@@ -81,13 +82,17 @@ class Worker:
                 break
             renewer = asyncio.create_task(self._renew([c.id for c in claimed], token))
             try:
-                states = await asyncio.gather(*(self._deliver(c, token) for c in claimed))
+                results = await asyncio.gather(*(self._attempt(c) for c in claimed))
+                now = self.app.clock.now()
+                # one transaction (one durable commit) records the whole batch
+                await self.app.blocking(self._record, results, token, now)
             finally:
                 renewer.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await renewer
-            for state in states:
-                counts.add(state)
+            for item, step in results:
+                self._log(item, step)
+                counts.add(step.state)
         return counts
 
     async def _renew(self, ids: list[int], token: str) -> None:
@@ -95,44 +100,43 @@ class Worker:
             await asyncio.sleep(self.lease.total_seconds() / 3)
             await self.app.blocking(store.renew, ids, token, self.app.clock.now() + self.lease)
 
-    async def _deliver(self, item: store.Claimed, token: str) -> str:
+    async def _attempt(self, item: store.Claimed) -> tuple[store.Claimed, Step]:
         sender = verp.envelope_sender(item.id, self.app.key, self.app.domain)
         try:
             attempt = await self.transport.send(sender, item.recipient, item.body, f"{item.id:010d}.relay")
         except Exception as exc:  # a transport bug must not lose the delivery: retry it
             attempt = Attempt(Result.TEMPORARY, f"{type(exc).__name__}: {exc}")
-        now = self.app.clock.now()
-        step = next_step(attempt, item.attempts, now, item.expires_at)
+        return item, next_step(attempt, item.attempts, self.app.clock.now(), item.expires_at)
+
+    @staticmethod
+    def _record(results: list[tuple[store.Claimed, Step]], token: str, now: datetime) -> None:
+        with db.atomic():
+            for item, step in results:
+                if step.state == "sent":
+                    if store.mark_sent(item.id, token, now) and item.kind != "forward":
+                        record_event(item.case_id, "notice.sent", now, item.kind)
+                elif step.state == "failed":
+                    if store.mark_failed(item.id, token, step.reason):
+                        record_event(item.case_id, "delivery.failed", now,
+                                     f"{item.kind} to the {item.recipient_party}")
+                else:
+                    assert step.next_attempt_at is not None
+                    store.mark_retry(item.id, token, step.next_attempt_at, step.reason)
+
+    def _log(self, item: store.Claimed, step: Step) -> None:
+        where: dict[str, Any] = {"case": item.case_id, "qid": item.queue_id}
         if step.state == "sent":
-            await self.app.blocking(self._sent, item, token, now)
             logs.event("delivery.sent", f"{item.kind} delivered to the {item.recipient_party} "
-                       f"{self.app.shown(item.recipient, item.recipient_party)}", case=item.case_id, qid=item.queue_id)
+                       f"{self.app.shown(item.recipient, item.recipient_party)}", **where)
             if item.kind != "forward":
-                logs.event("notice.sent", f"{item.kind} sent to the {item.recipient_party}",
-                           case=item.case_id, qid=item.queue_id)
+                logs.event("notice.sent", f"{item.kind} sent to the {item.recipient_party}", **where)
         elif step.state == "failed":
-            await self.app.blocking(self._failed, item, token, now, step.reason)
             logs.event("delivery.failed", f"{item.kind} to the {item.recipient_party} failed: {step.reason}",
-                       level=logging.WARNING, case=item.case_id, qid=item.queue_id)
+                       level=logging.WARNING, **where)
         else:
-            assert step.next_attempt_at is not None
-            await self.app.blocking(store.mark_retry, item.id, token, step.next_attempt_at, step.reason)
             logs.event("delivery.deferred", f"{item.kind} to the {item.recipient_party} deferred "
                        f"until {step.next_attempt_at:%Y-%m-%d %H:%M:%S}Z: {step.reason}",
-                       level=logging.WARNING, case=item.case_id, qid=item.queue_id)
-        return step.state
-
-    @staticmethod
-    def _sent(item: store.Claimed, token: str, now: datetime) -> None:
-        with db.atomic():
-            if store.mark_sent(item.id, token, now) and item.kind != "forward":
-                record_event(item.case_id, "notice.sent", now, item.kind)
-
-    @staticmethod
-    def _failed(item: store.Claimed, token: str, now: datetime, reason: str) -> None:
-        with db.atomic():
-            if store.mark_failed(item.id, token, reason):
-                record_event(item.case_id, "delivery.failed", now, f"{item.kind} to the {item.recipient_party}")
+                       level=logging.WARNING, **where)
 
     async def run_forever(self, stop: asyncio.Event, poll: float = 2.0) -> None:
         """Deliver until `stop` is set; wakes early when `wake` is set (a message was queued)."""

@@ -57,10 +57,19 @@ def claim(now: datetime, lease: timedelta, limit: int, only: int | None = None) 
     if only is not None:
         due = due & (Delivery.id == only)
     with db.atomic():
-        query = Delivery.select(Delivery.id).where(due).order_by(Delivery.next_attempt_at).limit(limit)
-        if is_postgres():
-            query = query.for_update(skip_locked=True)
-        ids = [r.id for r in query]
+        # two index range scans (state, next_attempt_at) instead of one OR that reads every row
+        queued = (Delivery.state == "queued") & (Delivery.next_attempt_at <= now)
+        stale = (Delivery.state == "sending") & (Delivery.lease_until < now)
+        ids: list[int] = []
+        for condition in (queued, stale):
+            wanted = condition & (Delivery.id == only) if only is not None else condition
+            query = Delivery.select(Delivery.id).where(wanted).order_by(Delivery.next_attempt_at)
+            query = query.limit(limit - len(ids))
+            if is_postgres():
+                query = query.for_update(skip_locked=True)
+            ids += [r.id for r in query]
+            if len(ids) >= limit:
+                break
         if not ids:
             return token, []
         Delivery.update(state="sending", claim_token=token, lease_until=now + lease,

@@ -1,0 +1,106 @@
+"""One scheduler pass over a small and a large table with the same due work.
+
+Fills a fresh SQLite database with N open cases (and their addresses and sent contact requests),
+1,000 of them past their deadline, then times one pass of the jobs (`relay run-jobs` in-process:
+expiry with its notices, reply notices, reminders, closing, purge, and the outbox delivering the
+1,000 expiry notices to a maildir). The cost should follow the due work, not the table size.
+
+    .venv/bin/python bench/scheduler.py [--sizes 10000 1000000] [--json bench/results/scheduler.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import resource
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+
+from relay import config, jobs, logs, transport  # noqa: E402
+from relay.app import App  # noqa: E402
+from relay.outbox import Worker  # noqa: E402
+from relay.store import database  # noqa: E402
+from relay.store.models import db  # noqa: E402
+
+DUE = 1000
+
+
+def fill(size: int, now: datetime) -> None:
+    """N cases in one statement per table (a recursive CTE counts the rows)."""
+    fmt = "%Y-%m-%d %H:%M:%S"
+    past, recent = (now - timedelta(days=6)).strftime(fmt), (now - timedelta(hours=1)).strftime(fmt)
+    due, later = (now - timedelta(hours=1)).strftime(fmt), (now + timedelta(days=3)).strftime(fmt)
+    seq = f"WITH RECURSIVE seq(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM seq WHERE x < {size}) "
+    with db.atomic():
+        db.execute_sql("INSERT INTO business (id, external_id, name, email) "
+                       "VALUES (1, 'B-1', 'Bench Shop', 'shop@bench.example')")
+        db.execute_sql(seq + "INSERT INTO review (id, external_id, business_id, reviewer_email, reviewer_name, origin) "
+                       "SELECT x, 'R-' || x, 1, 'r' || x || '@example.org', 'R.', 'organic' FROM seq")
+        db.execute_sql(seq + 'INSERT INTO "case" (id, review_id, business_id, state, open_review_key, locale, requests, '
+                       "message, opened_at, deadline, last_activity_at) SELECT x, x, 1, 'awaiting_reply', 'R-' || x, "
+                       f"'de', 'order_number', 'Bestellnummer?', '{past}', "
+                       f"CASE WHEN x <= {DUE} THEN '{due}' ELSE '{later}' END, '{recent}' FROM seq")
+        for party, prefix in (("reviewer", "r"), ("business", "b")):
+            db.execute_sql(seq + "INSERT INTO relayaddress (local_part, case_id, party) "
+                           f"SELECT '{prefix}' || printf('%031d', x), x, '{party}' FROM seq")
+        db.execute_sql(seq + "INSERT INTO delivery (case_id, kind, recipient_party, recipient, message_id, queue_id, "
+                       "body, size, state, attempts, created_at, expires_at, next_attempt_at, sent_at) "
+                       "SELECT x, 'contact_request', 'reviewer', 'r' || x || '@example.org', '<' || x || '@bench>', "
+                       f"printf('%012X', x), NULL, 0, 'sent', 1, '{past}', '{past}', '{past}', '{past}' FROM seq")
+
+
+def one(size: int, folder: Path) -> dict[str, float]:
+    settings = config.from_mapping({
+        "relay": {"domain": "relay.test", "templates": str(HERE.parent / "templates")},
+        "storage": {"database": f"sqlite:///{folder}/relay.db"},
+        "outbound": {"url": f"maildir:{folder}/outbox"},
+        "log": {"file": str(folder / "relay.log"), "stderr": False},
+    }, folder, {})
+    logs.setup(settings["log"]["file"], "info", stderr=False)
+    app = App.open(settings)
+    started = time.perf_counter()
+    fill(size, datetime.now(UTC).replace(tzinfo=None))
+    filled = time.perf_counter() - started
+    worker = Worker(app, transport.from_url(settings["outbound"]["url"], 30, helo="relay.test"))
+    started = time.perf_counter()
+    counts = asyncio.run(jobs.run_once(app, worker))
+    elapsed = time.perf_counter() - started
+    again = time.perf_counter()
+    second = asyncio.run(jobs.run_once(app, worker))
+    idle = time.perf_counter() - again
+    app.close()
+    database.close()
+    if counts["cases"]["expired"] != DUE or counts["outbox"]["sent"] != DUE or second["cases"]["expired"]:
+        sys.exit(f"bench: unexpected pass results {counts} / {second}")
+    return {"cases": size, "fill_s": round(filled, 1), "pass_s": round(elapsed, 3), "idle_pass_s": round(idle, 3),
+            "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 1_000_000])
+    parser.add_argument("--json", type=Path, default=HERE / "results" / "scheduler.json")
+    args = parser.parse_args()
+    results = []
+    for size in args.sizes:
+        with tempfile.TemporaryDirectory(prefix="relay-sched-") as tmp:
+            results.append(one(size, Path(tmp)))
+            print(f"{size:>9} cases: pass {results[-1]['pass_s']:.3f} s with {DUE} due "
+                  f"(nothing due: {results[-1]['idle_pass_s']:.3f} s), filled in {results[-1]['fill_s']} s", flush=True)
+    if len(results) > 1:
+        print(f"ratio largest/smallest pass: {results[-1]['pass_s'] / results[0]['pass_s']:.2f}; "
+              f"idle passes: {results[-1]['idle_pass_s'] / max(results[0]['idle_pass_s'], 1e-6):.2f}")
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps({"measured": datetime.now(UTC).isoformat(timespec="seconds"), "due": DUE,
+                                     "runs": results}, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
