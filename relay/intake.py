@@ -132,14 +132,15 @@ def _store(app: App, conversation: Conversation, raw: bytes, original_id: str | 
                        message_id=message_id, queue_id=queue_id, body=body, now=now,
                        lifetime=app.queue_lifetime)
         Case.update(last_activity_at=now).where(Case.id == conversation.case_id).execute()
-        case_store.record_event(conversation.case_id, "forward.queued", now,
-                                f"{writer.value} -> {writer.other.value}" + (" (late)" if late else ""))
-        if writer is Party.REVIEWER:
+        if writer is Party.REVIEWER and conversation.state in (State.AWAITING_REPLY, State.EXPIRED):
             _reviewer_answered(app, conversation.case_id, message.id, late, now)
+    logs.event("forward.queued", f"forward {writer.value} -> {writer.other.value}" + (" (late)" if late else ""),
+               case=conversation.case_id, qid=queue_id)
     return queue_id
 
 
 def _reviewer_answered(app: App, case_id: int, message_id: int, late: bool, now: datetime) -> None:
+    """The case's first answer (or a late one): the transition the answer causes, if any."""
     if late:
         lifecycle.expire(app, case_id, now)
         return
