@@ -86,6 +86,9 @@ class Message(BaseModel):
     original_message_id = pw.TextField(null=True)
     late = pw.BooleanField(default=False)
 
+    class Meta:
+        indexes = ((("case", "received_at"), False),)  # the per-conversation rate limit counts by time
+
 
 class Delivery(BaseModel):
     """The outbox: one message the relay sends to one recipient, and its delivery state."""
