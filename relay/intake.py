@@ -7,6 +7,7 @@ turns it into the reply. Nothing is answered 250 before the forward is committed
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from email.message import EmailMessage
@@ -42,19 +43,28 @@ def shape_limits(app: App) -> limits.Shape:
                         configured["max_header_bytes"])
 
 
-def process(app: App, conversation: Conversation, envelope_from: str, raw: bytes) -> Result:
-    """Decide about one message to a party's relay address and, if accepted, store its forward."""
+def guarded(app: App, raw: bytes, case_id: int | None, work: Callable[[], Result],
+            unreadable: Outcome) -> Result:
+    """The frame every inbound message goes through: the shape limits first (cheap, before any
+    parsing), then `work`; a message that cannot be read ends as `unreadable`, a database failure
+    as a temporary failure (451: the sender's server keeps the message and retries)."""
     refused = limits.check_shape(raw, shape_limits(app))
     if refused is not None:
         return Result(refused, detail="message shape over the limits")
     try:
-        return _process(app, conversation, envelope_from, raw)
+        return work()
     except sanitize.Unprocessable as exc:
-        return Result(Outcome.UNPROCESSABLE, detail=str(exc))
+        return Result(unreadable, detail=str(exc))
     except pw.DatabaseError as exc:
         logs.event("storage.error", f"database error while processing a message: {type(exc).__name__}",
-                   level=logging.ERROR, case=conversation.case_id)
+                   level=logging.ERROR, case=case_id)
         return Result(Outcome.TEMPORARY_FAILURE, detail="database error")
+
+
+def process(app: App, conversation: Conversation, envelope_from: str, raw: bytes) -> Result:
+    """Decide about one message to a party's relay address and, if accepted, store its forward."""
+    return guarded(app, raw, conversation.case_id, lambda: _process(app, conversation, envelope_from, raw),
+                   Outcome.UNPROCESSABLE)
 
 
 def _process(app: App, conversation: Conversation, envelope_from: str, raw: bytes) -> Result:

@@ -10,12 +10,10 @@ import logging
 from datetime import datetime, timedelta
 from typing import Any
 
-import peewee as pw
-
-from . import bounces, classify, lifecycle, limits, logs, sanitize
+from . import bounces, classify, lifecycle, logs, sanitize
 from .app import App
 from .cases import Party
-from .intake import Result, shape_limits
+from .intake import Result, guarded
 from .outcomes import Outcome
 from .store import cases as case_store
 from .store import outbox
@@ -37,17 +35,9 @@ def lookup(app: App, delivery_id: int, now: datetime) -> dict[str, Any] | None:
 
 
 def process(app: App, delivery: dict[str, Any], envelope_from: str, raw: bytes) -> Result:
-    refused = limits.check_shape(raw, shape_limits(app))
-    if refused is not None:
-        return Result(refused, detail="message shape over the limits")
-    try:
-        return _process(app, delivery, envelope_from, raw)
-    except sanitize.Unprocessable as exc:
-        return Result(Outcome.BOUNCE_IGNORED, detail=f"unreadable report: {exc}")
-    except pw.DatabaseError as exc:
-        logs.event("storage.error", f"database error while reading a bounce: {type(exc).__name__}",
-                   level=logging.ERROR, case=delivery["case"])
-        return Result(Outcome.TEMPORARY_FAILURE, detail="database error")
+    """Read one message at a bounce address; an unreadable one is ignored (250), never forwarded."""
+    return guarded(app, raw, delivery["case"], lambda: _process(app, delivery, envelope_from, raw),
+                   Outcome.BOUNCE_IGNORED)
 
 
 def _process(app: App, delivery: dict[str, Any], envelope_from: str, raw: bytes) -> Result:
