@@ -7,6 +7,7 @@ instead of surfacing later as a confusing runtime error.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import tomllib
@@ -153,6 +154,20 @@ def _log_target(value: Any, base: Path) -> Path | None:
     return None if value == "-" else _path(value, base)
 
 
+def _addresses(value: Any, _base: Path) -> tuple[str, ...]:
+    """A list of IP addresses, e.g. ["127.0.0.1", "::1"]."""
+    if not isinstance(value, list) and not isinstance(value, str):
+        raise ValueError(f"{value!r} must be a list of IP addresses")
+    items = value if isinstance(value, list) else [v for v in value.split(",") if v.strip()]
+    out = []
+    for item in items:
+        try:
+            out.append(str(ipaddress.ip_address(str(item).strip())))
+        except ValueError:
+            raise ValueError(f"{item!r} is not an IP address") from None
+    return tuple(out)
+
+
 def _boolean(value: Any, _base: Path) -> bool:
     if isinstance(value, bool):
         return value
@@ -181,6 +196,7 @@ SCHEMA: dict[str, dict[str, tuple[Parser, Any]]] = {
         "max_recipients": (_int_range(1, 1000), 10),
         "messages_per_case_per_hour": (_int_range(1, 1_000_000), 30),
         "unknown_recipients_per_client": (_int_range(1, 1_000_000), 5),
+        "exempt_clients": (_addresses, []),
         "max_line_bytes": (_int_range(1000, 1 << 30), 1024 * 1024),
         "max_header_count": (_int_range(10, 100_000), 500),
         "max_header_bytes": (_int_range(1024, 1 << 30), 256 * 1024),

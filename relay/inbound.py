@@ -59,12 +59,14 @@ class InboundHandler:
         self.app = app
         self.on_queued = on_queued
         self.probes = limits.ProbeCounter(app.settings["limits"]["unknown_recipients_per_client"])
+        # behind Postfix every connection comes from Postfix: it limits its clients itself
+        self.exempt = frozenset(app.settings["limits"]["exempt_clients"])
 
     async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope, address: str,
                           rcpt_options: list[str]) -> str:
         client = session.peer[0] if session and session.peer else "?"
         now = self.app.clock.now()
-        if self.probes.blocked(client, now):
+        if client not in self.exempt and self.probes.blocked(client, now):
             return self._refuse(Outcome.TOO_MANY_PROBES, session, "client over the unknown-recipient limit")
         local, domain = addresses.split(address)
         tried = getattr(envelope, "rcpt_count", 0) + 1
@@ -77,7 +79,7 @@ class InboundHandler:
             outcome, target, case = await self._recipient(local, domain, address, envelope.mail_from or "")
         except Exception as exc:
             return self._refuse(Outcome.TEMPORARY_FAILURE, session, f"lookup failed: {type(exc).__name__}")
-        if outcome in _PROBES and self.probes.add(client, now):
+        if outcome in _PROBES and client not in self.exempt and self.probes.add(client, now):
             return self._refuse(Outcome.TOO_MANY_PROBES, session, "client over the unknown-recipient limit")
         if outcome is not Outcome.RECIPIENT_OK:
             return self._refuse(outcome, session, f"recipient refused ({outcome.value})", case=case)

@@ -66,6 +66,8 @@ def test_environment_overrides_every_key(tmp_path: Path) -> None:
     ({"relay": {"timezone": "Mars/Olympus"}}, {}, ["[relay] timezone"]),
     ({"cases": {"late_replies": "maybe"}}, {}, ["[cases] late_replies"]),
     ({}, {"RELAY_INBOUND_PORT": "0"}, ["[inbound] port"]),
+    ({"limits": {"exempt_clients": ["not-an-ip"]}}, {}, ["[limits] exempt_clients", "not an IP address"]),
+    ({"inbound": {"tls_cert": "missing.pem"}}, {}, ["[inbound] tls_cert", "no such file"]),
     ({}, {"RELAY_INBOUND_PROT": "25"}, ["RELAY_INBOUND_PROT", "no key"]),
 ])
 def test_bad_values_name_the_key(tmp_path: Path, raw: dict, env: dict, words: list[str]) -> None:

@@ -166,6 +166,15 @@ def test_rate_probe_and_shape_limits(app_factory: Any, relay_factory: Any, sink:
     assert (code, text[:5]) == (421, "4.7.0")
 
 
+def test_exempt_clients_are_never_cut_off(app_factory: Any, relay_factory: Any, sink: Sink, tmp_path: Path) -> None:
+    app, relay = start(f"sqlite:///{tmp_path}/r.db", app_factory, relay_factory, sink,
+                       limits={"unknown_recipients_per_client": 2, "exempt_clients": ["127.0.0.1"]})
+    opened = new_case(app)
+    for n in range(5):
+        assert smtp_send(relay.port, REVIEWER, f"{'a' * 31}{n + 2}@relay.test", reviewer_mail())[0] == 550
+    assert smtp_send(relay.port, REVIEWER, opened.reviewer_address, reviewer_mail())[0] == 250
+
+
 def test_smuggling_sequences_do_not_end_data(app_factory: Any, relay_factory: Any, sink: Sink,
                                               tmp_path: Path) -> None:
     app, relay = start(f"sqlite:///{tmp_path}/r.db", app_factory, relay_factory, sink)
