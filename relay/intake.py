@@ -99,8 +99,12 @@ def _process(app: App, conversation: Conversation, envelope_from: str, raw: byte
         block_remote=conversation.writer is Party.BUSINESS,
         note=lambda removed: notices.removed_attachments(app.templates, conversation.locale, removed),
         extra_notes=_late_note(app, conversation, now))
+    copied = len(sanitize.header_addresses(msg, "Cc")) + len(sanitize.header_addresses(msg, "Bcc"))
     body = sanitize.forward(msg, route)
     queue_id = _store(app, conversation, raw, original_id, message_id, body, now)
+    if copied:  # never relayed, and the forward does not mention them
+        logs.event("forward.copies_dropped", f"{copied} Cc/Bcc recipient(s) of the {conversation.writer.value} "
+                   "not relayed", case=conversation.case_id, qid=queue_id)
     return Result(Outcome.ACCEPTED, queue_id=queue_id)
 
 

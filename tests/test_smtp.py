@@ -167,7 +167,8 @@ def test_every_address_that_names_the_sender_is_hidden(db_url: str, app_factory:
     app, relay = start(db_url, app_factory, relay_factory, sink)
     opened = new_case(app)
     forwarder, private = "srs0=hh=tt=example.de=max.mueller@forwarder.example", "max.private@example.org"
-    message = (f"From: Max <{REVIEWER}>\r\nReply-To: {private}\r\nSender: {forwarder}\r\nSubject: Re\r\n\r\n"
+    message = (f"From: Max <{REVIEWER}>\r\nReply-To: {private}\r\nSender: {forwarder}\r\nSubject: Re\r\n"
+               f"Cc: Freundin <friend@example.org>, {private}\r\n\r\n"
                f"Bestellung BE-9. Privat: {private}, weitergeleitet von {forwarder}\r\n").encode()
     code, text = smtp_send(relay.port, forwarder, opened.reviewer_address, message)
     assert code == 250, text
@@ -175,3 +176,6 @@ def test_every_address_that_names_the_sender_is_hidden(db_url: str, app_factory:
     for address in (REVIEWER, forwarder, private):
         assert_no_leak(raw, address)
     assert "BE-9" in parse(raw).get_content()
+    assert b"friend@example.org" not in raw and len(sink.messages) == 2  # request and forward: no copies
+    log = app.settings["log"]["file"].read_text()
+    assert "2 Cc/Bcc recipient(s) of the reviewer not relayed" in log and "friend@" not in log
