@@ -88,11 +88,6 @@ def conversation(local_part: str, domain: str) -> Conversation | None:
         deadline=case.deadline)
 
 
-def addresses_of(case_id: int, domain: str) -> dict[Party, str]:
-    return {Party(r.party): f"{r.local_part}@{domain}"
-            for r in RelayAddress.select().where(RelayAddress.case == case_id)}
-
-
 def thread_entries(message_ids: list[str]) -> dict[str, tuple[Party, Party | None, str | None]]:
     """For relay Message-IDs: (recipient party, sender party of the forwarded message, its original id)."""
     if not message_ids:
