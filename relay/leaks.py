@@ -17,13 +17,13 @@ from . import redact
 from .compose import PARSE_POLICY
 
 _TEXT_CHARSETS = ("utf-8", "latin-1")
-# Bytes of a document or image: ASCII (and UTF-8) text shows in latin-1, UTF-16 text in its own view.
-_BINARY_CHARSETS = ("latin-1", "utf-16-le", "utf-16-be")
 
 
-def views(raw: bytes) -> Iterator[str]:
-    """Every decoded view of a message in which an address could hide."""
-    yield raw.decode("latin-1")
+def views(raw: bytes) -> Iterator[str | bytes]:
+    """Every view of a message in which an address could hide: text as decoded strings; the raw
+    message and the payloads of documents and images as bytes (searched as ASCII and UTF-16
+    without making decoded copies of megabytes)."""
+    yield raw
     try:
         msg: EmailMessage = BytesParser(policy=PARSE_POLICY).parsebytes(raw)
         parts = list(msg.walk())
@@ -40,11 +40,10 @@ def views(raw: bytes) -> Iterator[str]:
         payload = part.get_payload(decode=True)
         if not isinstance(payload, bytes):
             continue
-        if part.get_content_maintype() == "text":
-            charsets: tuple[str, ...] = (part.get_content_charset() or "utf-8", *_TEXT_CHARSETS)
-        else:
-            charsets = _BINARY_CHARSETS
-        for charset in dict.fromkeys(charsets):
+        if part.get_content_maintype() != "text":
+            yield payload
+            continue
+        for charset in dict.fromkeys((part.get_content_charset() or "utf-8", *_TEXT_CHARSETS)):
             try:
                 yield payload.decode(charset, errors="ignore")
             except LookupError:
@@ -52,4 +51,5 @@ def views(raw: bytes) -> Iterator[str]:
 
 
 def found(raw: bytes, address: str) -> bool:
-    return any(redact.contains_address(view, address) for view in views(raw))
+    return any(redact.contains_address_bytes(view, address) if isinstance(view, bytes)
+               else redact.contains_address(view, address) for view in views(raw))

@@ -8,6 +8,8 @@ recipient is told. Encrypted content cannot be checked at all, so it is refused.
 
 from __future__ import annotations
 
+import base64
+import binascii
 from dataclasses import dataclass
 from email.message import MIMEPart
 from enum import Enum
@@ -65,11 +67,24 @@ def _by_filename(part: MIMEPart) -> str | None:
     return None
 
 
-def _by_content(part: MIMEPart) -> str | None:
+def _head(part: MIMEPart, size: int = 4096) -> bytes:
+    """The first bytes of a part's content, decoding only as much as that needs (a 20 MB
+    attachment is not decoded whole just to look at its start)."""
+    encoded = part.get_payload(decode=False)
+    if not isinstance(encoded, str):
+        return b""
+    if (part.get("Content-Transfer-Encoding") or "").strip().lower() == "base64":
+        chunk = "".join(encoded[: size * 2].split())
+        try:
+            return base64.b64decode(chunk[: len(chunk) // 4 * 4])[:size]
+        except (binascii.Error, ValueError):
+            pass
     payload = part.get_payload(decode=True)
-    if not isinstance(payload, bytes):
-        return None
-    head = payload[:4096].lstrip()
+    return payload[:size] if isinstance(payload, bytes) else b""
+
+
+def _by_content(part: MIMEPart) -> str | None:
+    head = _head(part).lstrip()
     for marker, kind in _BY_CONTENT.items():
         if head.startswith(marker) or (kind != "tnef" and marker in head):
             return kind

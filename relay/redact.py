@@ -60,6 +60,26 @@ def contains_address(text: str, address: str) -> bool:
     return False
 
 
+@lru_cache(maxsize=256)
+def _byte_patterns(address: str) -> tuple[re.Pattern[bytes], ...]:
+    """The same forms over raw bytes (ASCII-compatible and UTF-16 in both byte orders), so large
+    attachments can be searched without decoding them into strings first."""
+    plain = re.compile(address_pattern(address).pattern.encode("utf-8"), re.IGNORECASE)
+    wide = []
+    for little_endian in (True, False):
+        units = []
+        for char in address.strip().lower():
+            options = {char, char.upper()}
+            encoded = [re.escape(o.encode("utf-16-le" if little_endian else "utf-16-be")) for o in options]
+            units.append(b"(?:" + b"|".join(encoded) + b")")
+        wide.append(re.compile(b"".join(units)))
+    return (plain, *wide)
+
+
+def contains_address_bytes(data: bytes, address: str) -> bool:
+    return any(pattern.search(data) for pattern in _byte_patterns(address))
+
+
 def replace_all(text: str, replacements: dict[str, str]) -> str:
     """Replace several addresses (longest first, so one that contains another is handled whole)."""
     for address in sorted(replacements, key=len, reverse=True):
