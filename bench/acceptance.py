@@ -1,4 +1,5 @@
-"""Inbound acceptance measured against the bare SMTP stack, with Postfix's smtp-source as the load.
+"""Inbound acceptance and end to end, measured against the bare SMTP stack, with Postfix's
+smtp-source as the load.
 
 In one run, on the same machine: smtp-source sends N answers of about 5 KB over 20 concurrent
 sessions to (a) a bare aiosmtpd server whose handler only answers 250, (b) `relay serve` on SQLite
@@ -119,7 +120,25 @@ def drop_postgres(url: str) -> None:
     admin.close()
 
 
-def relay(database: str, messages: int, sessions: int, folder: Path) -> float:
+def delivered(log: Path) -> tuple[dict[str, datetime], dict[str, datetime]]:
+    """(accepted, forward delivered) times by queue id, from the relay's own log."""
+    accepted: dict[str, datetime] = {}
+    forwarded: dict[str, datetime] = {}
+    for line in log.read_text().splitlines():
+        entry = json.loads(line)
+        when = datetime.fromisoformat(entry["ts"].replace("Z", "+00:00"))
+        if entry["event"] == "inbound.accepted":
+            accepted[entry["qid"]] = when
+        elif entry["event"] == "delivery.sent" and entry["msg"].startswith("forward "):
+            if entry["qid"] in forwarded:
+                sys.exit(f"bench: forward {entry['qid']} was delivered twice")
+            forwarded[entry["qid"]] = when
+    return accepted, forwarded
+
+
+def relay(database: str, messages: int, sessions: int, folder: Path) -> dict[str, float]:
+    """Acceptance rate, then end to end: time until the last forward reached the sink, and the
+    latency from each 250 to its delivery (both read from the relay's log)."""
     sink_port, port = free_port(), free_port()
     settings = folder / "settings.toml"
     settings.write_text(
@@ -129,6 +148,7 @@ def relay(database: str, messages: int, sessions: int, folder: Path) -> float:
         f'[log]\nfile = "relay.log"\nstderr = false\n')
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     sink = ["smtp-sink", *(["-u", "nobody"] if os.geteuid() == 0 else []), f"127.0.0.1:{sink_port}", "1000"]
+    log = folder / "relay.log"
     with process(sink, sink_port, cwd=folder), \
             process([*RELAY, "--config", str(settings), "serve"], port, cwd=folder, env=env):
         opened = subprocess.run([*RELAY, "--config", str(settings), "open-case", "--review-id", "R-bench",
@@ -137,11 +157,21 @@ def relay(database: str, messages: int, sessions: int, folder: Path) -> float:
                                  "--message", "Order number?"], check=True, capture_output=True, text=True,
                                 cwd=folder, env=env)
         recipient = json.loads(opened.stdout)["reviewer_address"]
+        started = datetime.now(UTC)
         rate = messages / load(port, recipient, messages, sessions)
-    refused = sum('"inbound.refused"' in line for line in (folder / "relay.log").read_text().splitlines())
-    if refused:
-        sys.exit(f"bench: the relay refused {refused} messages; see {folder / 'relay.log'}")
-    return rate
+        deadline = time.monotonic() + 600
+        while time.monotonic() < deadline:
+            accepted, forwarded = delivered(log)
+            if len(forwarded) >= len(accepted) >= messages:
+                break
+            time.sleep(0.5)
+    refused = sum('"inbound.refused"' in line for line in log.read_text().splitlines())
+    if refused or len(accepted) != messages or set(forwarded) != set(accepted):
+        sys.exit(f"bench: {len(accepted)} accepted, {len(forwarded)} forwarded, {refused} refused; see {log}")
+    latencies = sorted((forwarded[q] - accepted[q]).total_seconds() for q in accepted)
+    e2e = (max(forwarded.values()) - started).total_seconds()
+    return {"accept_msgs_per_s": rate, "e2e_s": e2e, "forwards_per_s": messages / e2e,
+            "latency_p50_s": latencies[len(latencies) // 2], "latency_p99_s": latencies[int(len(latencies) * 0.99)]}
 
 
 def main() -> None:
@@ -151,27 +181,30 @@ def main() -> None:
     parser.add_argument("--json", type=Path, default=HERE / "results" / "acceptance.json")
     args = parser.parse_args()
     ensure_tools()
-    results: dict[str, float] = {}
+    runs: dict[str, dict[str, float]] = {}
     with tempfile.TemporaryDirectory(prefix="relay-bench-") as tmp:
-        results["bare_aiosmtpd"] = bare(args.messages, args.sessions)
+        base = bare(args.messages, args.sessions)
         (Path(tmp) / "sqlite").mkdir()
-        results["relay_sqlite"] = relay(f"sqlite:///{tmp}/sqlite/relay.db", args.messages, args.sessions,
-                                        Path(tmp) / "sqlite")
+        runs["relay_sqlite"] = relay(f"sqlite:///{tmp}/sqlite/relay.db", args.messages, args.sessions,
+                                     Path(tmp) / "sqlite")
         pg = fresh_postgres()
         try:
             (Path(tmp) / "pg").mkdir()
-            results["relay_postgresql"] = relay(pg, args.messages, args.sessions, Path(tmp) / "pg")
+            runs["relay_postgresql"] = relay(pg, args.messages, args.sessions, Path(tmp) / "pg")
         finally:
             drop_postgres(pg)
-    base = results["bare_aiosmtpd"]
     report = {"measured": datetime.now(UTC).isoformat(timespec="seconds"), "messages": args.messages,
               "sessions": args.sessions, "message_bytes": 5000, "cores": os.cpu_count(),
-              "msgs_per_s": {k: round(v, 1) for k, v in results.items()},
-              "ratio_sqlite": round(results["relay_sqlite"] / base, 3),
-              "ratio_postgresql": round(results["relay_postgresql"] / base, 3)}
-    print(f"{'target':<22}{'msgs/s':>10}{'ratio':>8}")
-    for name, rate in results.items():
-        print(f"{name:<22}{rate:>10.1f}{rate / base:>8.2f}")
+              "bare_aiosmtpd_msgs_per_s": round(base, 1),
+              "runs": {name: {k: round(v, 3) for k, v in run.items()} for name, run in runs.items()},
+              "ratio_sqlite": round(runs["relay_sqlite"]["accept_msgs_per_s"] / base, 3),
+              "ratio_postgresql": round(runs["relay_postgresql"]["accept_msgs_per_s"] / base, 3)}
+    print(f"{'target':<18}{'accept/s':>10}{'ratio':>7}{'forwards/s':>12}{'e2e s':>8}{'p50 s':>8}{'p99 s':>8}")
+    print(f"{'bare_aiosmtpd':<18}{base:>10.1f}{1:>7.2f}")
+    for name, run in runs.items():
+        print(f"{name:<18}{run['accept_msgs_per_s']:>10.1f}{run['accept_msgs_per_s'] / base:>7.2f}"
+              f"{run['forwards_per_s']:>12.1f}{run['e2e_s']:>8.1f}{run['latency_p50_s']:>8.2f}"
+              f"{run['latency_p99_s']:>8.2f}")
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(report, indent=2) + "\n")
     print(f"written to {args.json}")
