@@ -174,6 +174,56 @@ def relay(database: str, messages: int, sessions: int, folder: Path) -> dict[str
             "latency_p50_s": latencies[len(latencies) // 2], "latency_p99_s": latencies[int(len(latencies) * 0.99)]}
 
 
+def scale_out(database: str, messages: int, sessions: int, folder: Path) -> dict[str, float]:
+    """Two `relay serve` on one PostgreSQL database, the load split between them: total throughput,
+    and every forward and the contact request delivered exactly once across both."""
+    sink_port = free_port()
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    configs = []
+    for name in ("one", "two"):
+        (folder / name).mkdir(parents=True)
+        port = free_port()
+        config = folder / name / "settings.toml"
+        config.write_text(
+            f'[relay]\ndomain = "relay.test"\ntemplates = "{REPO / "templates"}"\n'
+            f'[inbound]\nport = {port}\n[outbound]\nurl = "smtp://127.0.0.1:{sink_port}"\n'
+            f'[storage]\ndatabase = "{database}"\n[limits]\nmessages_per_case_per_hour = 1000000\n'
+            f'[log]\nfile = "relay.log"\nstderr = false\n')
+        configs.append((config, port))
+    sink = ["smtp-sink", *(["-u", "nobody"] if os.geteuid() == 0 else []), f"127.0.0.1:{sink_port}", "1000"]
+    with process(sink, sink_port, cwd=folder), \
+            process([*RELAY, "--config", str(configs[0][0]), "serve"], configs[0][1], cwd=folder / "one", env=env), \
+            process([*RELAY, "--config", str(configs[1][0]), "serve"], configs[1][1], cwd=folder / "two", env=env):
+        opened = subprocess.run([*RELAY, "--config", str(configs[0][0]), "open-case", "--review-id", "R-scale",
+                                 "--business-id", "B-scale", "--business-name", "Bench Shop", "--business-email",
+                                 "shop@bench.example", "--reviewer-email", REVIEWER, "--reviewer-name", "B.",
+                                 "--message", "Order number?"], check=True, capture_output=True, text=True,
+                                cwd=folder / "one", env=env)
+        recipient = json.loads(opened.stdout)["reviewer_address"]
+        started = time.perf_counter()
+        loads = [subprocess.Popen(["smtp-source", "-l", "5000", "-m", str(messages // 2), "-s", str(sessions // 2),
+                                   "-f", REVIEWER, "-t", recipient, f"127.0.0.1:{port}"],
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for _, port in configs]
+        for proc in loads:
+            if proc.wait(900) != 0:
+                sys.exit("bench: smtp-source failed in the scale-out run")
+        elapsed = time.perf_counter() - started
+        deadline = time.monotonic() + 600
+        while time.monotonic() < deadline:
+            logs = [delivered(config.parent / "relay.log") for config, _ in configs]
+            accepted = {**logs[0][0], **logs[1][0]}
+            forwarded = [q for _, sent in logs for q in sent]
+            if len(forwarded) >= len(accepted) >= messages // 2 * 2:
+                break
+            time.sleep(0.5)
+    requests = sum(line.count('"msg": "contact_request delivered') for config, _ in configs
+                   for line in (config.parent / "relay.log").read_text().splitlines())
+    if len(forwarded) != len(set(forwarded)) or set(forwarded) != set(accepted) or requests != 1:
+        sys.exit(f"bench: scale-out delivered {len(forwarded)} forwards for {len(accepted)} accepted "
+                 f"({len(set(forwarded))} distinct), contact request {requests} times")
+    return {"accept_msgs_per_s": len(accepted) / elapsed, "forwards_exactly_once": len(forwarded)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--messages", type=int, default=5000)
@@ -193,18 +243,26 @@ def main() -> None:
             runs["relay_postgresql"] = relay(pg, args.messages, args.sessions, Path(tmp) / "pg")
         finally:
             drop_postgres(pg)
+        pg = fresh_postgres()
+        try:
+            scaled = scale_out(pg, args.messages, args.sessions, Path(tmp) / "scale")
+        finally:
+            drop_postgres(pg)
     report = {"measured": datetime.now(UTC).isoformat(timespec="seconds"), "messages": args.messages,
               "sessions": args.sessions, "message_bytes": 5000, "cores": os.cpu_count(),
               "bare_aiosmtpd_msgs_per_s": round(base, 1),
               "runs": {name: {k: round(v, 3) for k, v in run.items()} for name, run in runs.items()},
               "ratio_sqlite": round(runs["relay_sqlite"]["accept_msgs_per_s"] / base, 3),
-              "ratio_postgresql": round(runs["relay_postgresql"]["accept_msgs_per_s"] / base, 3)}
+              "ratio_postgresql": round(runs["relay_postgresql"]["accept_msgs_per_s"] / base, 3),
+              "scale_out_two_instances_postgresql": {k: round(v, 1) for k, v in scaled.items()}}
     print(f"{'target':<18}{'accept/s':>10}{'ratio':>7}{'forwards/s':>12}{'e2e s':>8}{'p50 s':>8}{'p99 s':>8}")
     print(f"{'bare_aiosmtpd':<18}{base:>10.1f}{1:>7.2f}")
     for name, run in runs.items():
         print(f"{name:<18}{run['accept_msgs_per_s']:>10.1f}{run['accept_msgs_per_s'] / base:>7.2f}"
               f"{run['forwards_per_s']:>12.1f}{run['e2e_s']:>8.1f}{run['latency_p50_s']:>8.2f}"
               f"{run['latency_p99_s']:>8.2f}")
+    print(f"{'2 x relay, pg':<18}{scaled['accept_msgs_per_s']:>10.1f}{scaled['accept_msgs_per_s'] / base:>7.2f}"
+          f"   every forward delivered exactly once ({int(scaled['forwards_exactly_once'])})")
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(report, indent=2) + "\n")
     print(f"written to {args.json}")
