@@ -32,6 +32,8 @@ def views(raw: bytes) -> Iterator[str | bytes]:
     for part in parts:
         for name, value in part.raw_items():
             yield f"{name}: {value}"
+            if "=?" not in value:
+                continue  # no encoded words: the decoded header says what the raw one says
             with contextlib.suppress(email.errors.MessageError, ValueError, IndexError, TypeError,
                                      AttributeError):
                 yield f"{name}: {part.get(name)}"
