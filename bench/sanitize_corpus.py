@@ -78,6 +78,9 @@ def main() -> None:
     print(f"baseline parse+serialise: {base:8.1f} msg/s")
     print(f"relay sanitise:           {ours:8.1f} msg/s   ratio {ours / base:.2f}")
     print(json.dumps(result))
+    out = HERE / "results" / "sanitize.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
 
 
 if __name__ == "__main__":
