@@ -81,9 +81,10 @@ def _bounce(msg: EmailMessage, envelope_from: str) -> str:
 
 
 def _auto_reply(msg: EmailMessage) -> str:
-    auto = _get(msg, "Auto-Submitted").lower()
+    auto = _get(msg, "Auto-Submitted").lower().split(";")[0].strip()
     if auto and auto != "no":
-        return f"Auto-Submitted: {auto}"
+        # only the keyword reaches the log: RFC 3834 parameters may name the sender
+        return f"Auto-Submitted: {auto if re.fullmatch(r'[a-z-]{1,40}', auto) else 'set'}"
     for header in ("X-Autoreply", "X-Autorespond", "X-Auto-Response-Suppress"):
         if header in msg:
             return header

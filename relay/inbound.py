@@ -17,6 +17,7 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 from . import addresses, intake, limits, logs, outcomes, policy, returns, verp
 from .app import App
 from .outcomes import Outcome, reply
+from .redact import describe
 
 _PROBES = {Outcome.UNKNOWN_ADDRESS, Outcome.FOREIGN_DOMAIN, Outcome.BAD_BOUNCE_ADDRESS}
 
@@ -119,7 +120,7 @@ class InboundHandler:
         try:
             result = await self.app.blocking(process, self.app, target, envelope.mail_from or "", raw)
         except Exception as exc:
-            logs.event("inbound.error", f"processing failed: {type(exc).__name__}: {exc}",
+            logs.event("inbound.error", f"processing failed: {describe(exc)}",
                        level=logging.ERROR, case=case)
             return self._refuse(Outcome.TEMPORARY_FAILURE, session, "processing failed", case=case)
         if result.outcome is Outcome.ACCEPTED:
@@ -129,7 +130,7 @@ class InboundHandler:
                        case=case, qid=result.queue_id, reply=answer)
             self.on_queued()
             return answer
-        if not reply(result.outcome).permanent and reply(result.outcome).code < 300:
+        if reply(result.outcome).code < 300:  # taken but not forwarded: auto-reply, delivery report
             answer = str(reply(result.outcome))
             logs.event(outcomes.event(result.outcome), f"{result.outcome.value}: {result.detail}", case=case,
                        reply=answer, outcome=result.outcome.value)

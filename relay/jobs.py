@@ -15,6 +15,7 @@ import schedule
 from . import lifecycle, logs
 from .app import App
 from .outbox import Worker
+from .redact import describe
 
 
 async def run_once(app: App, worker: Worker) -> dict[str, dict[str, int]]:
@@ -42,7 +43,7 @@ async def run_scheduler(app: App, stop: asyncio.Event,
                 if any(any(v.values()) for v in counts.values()):
                     logs.event("jobs.pass", "scheduler pass", counts=counts)
             except Exception as exc:  # a failed pass is retried at the next interval
-                logs.event("jobs.error", f"scheduler pass failed: {type(exc).__name__}: {exc}",
+                logs.event("jobs.error", f"scheduler pass failed: {describe(exc)}",
                            level=logging.ERROR)
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(stop.wait(), timeout=1.0)

@@ -15,6 +15,7 @@ from . import logs, notices
 from .app import App
 from .cases import Party
 from .compose import Addressing, new_message_id
+from .redact import describe
 from .store import cases as case_store
 from .store import lifecycle as store
 from .store import outbox
@@ -171,6 +172,6 @@ def run_all(app: App) -> dict[str, int]:
         try:
             counts[name] = job(app)
         except Exception as exc:  # one failing job must not stop the others; the next pass retries
-            logs.event("jobs.error", f"{name} job failed: {type(exc).__name__}: {exc}", level=logging.ERROR)
+            logs.event("jobs.error", f"{name} job failed: {describe(exc)}", level=logging.ERROR)
             counts[name] = 0
     return counts

@@ -16,6 +16,7 @@ from typing import Any
 
 from . import logs, verp
 from .app import App
+from .redact import describe
 from .store import outbox as store
 from .store.cases import record_event
 from .store.models import db
@@ -105,7 +106,7 @@ class Worker:
         try:
             attempt = await self.transport.send(sender, item.recipient, item.body, f"{item.id:010d}.relay")
         except Exception as exc:  # a transport bug must not lose the delivery: retry it
-            attempt = Attempt(Result.TEMPORARY, f"{type(exc).__name__}: {exc}")
+            attempt = Attempt(Result.TEMPORARY, describe(exc))
         return item, next_step(attempt, item.attempts, self.app.clock.now(), item.expires_at)
 
     @staticmethod
@@ -145,7 +146,7 @@ class Worker:
             try:
                 await self.run_pass()
             except Exception as exc:  # keep the worker alive through database hiccups
-                logs.event("outbox.error", f"outbox pass failed: {type(exc).__name__}: {exc}",
+                logs.event("outbox.error", f"outbox pass failed: {describe(exc)}",
                            level=logging.ERROR)
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(_first(self.wake, stop), timeout=poll)

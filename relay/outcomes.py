@@ -20,10 +20,6 @@ class Reply:
     def __str__(self) -> str:
         return f"{self.code} {self.status} {self.text}"
 
-    @property
-    def permanent(self) -> bool:
-        return self.code >= 500
-
     def with_text(self, extra: str) -> str:
         """The reply with a detail appended (a queue id, say), still one line."""
         return f"{self} {extra}".strip()

@@ -80,6 +80,20 @@ def contains_address_bytes(data: bytes, address: str) -> bool:
     return any(pattern.search(data) for pattern in _byte_patterns(address))
 
 
+_ANY_ADDRESS = re.compile(r"[^\s<>()\[\]\"',;:@]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+")
+
+
+def scrub_addresses(text: str) -> str:
+    """Text the relay did not write (a smarthost's reply, an exception) with every address-like
+    token replaced, before it is stored, logged or shown: such texts quote the recipient."""
+    return _ANY_ADDRESS.sub("<address>", text)
+
+
+def describe(exc: BaseException) -> str:
+    """An exception for a log line or an error detail, without any address it may quote."""
+    return scrub_addresses(f"{type(exc).__name__}: {exc}")[:500]
+
+
 def replace_all(text: str, replacements: dict[str, str]) -> str:
     """Replace several addresses (longest first, so one that contains another is handled whole)."""
     for address in sorted(replacements, key=len, reverse=True):

@@ -43,7 +43,8 @@ def block_remote(source: str) -> Blocked:
         document = lxml.html.document_fromstring(source)
     except (lxml.etree.ParserError, ValueError) as exc:
         if _has_remote_text(source):
-            raise UnparseableHtml(f"HTML with remote references could not be parsed: {exc}") from exc
+            raise UnparseableHtml("HTML with remote references could not be parsed: "
+                                  f"{type(exc).__name__}") from exc
         return Blocked(source, 0)
     removed = 0
     for element in list(document.iter()):

@@ -82,7 +82,7 @@ def parse(raw: bytes) -> EmailMessage:
     try:
         return BytesParser(policy=PARSE_POLICY).parsebytes(raw)
     except (email.errors.MessageError, ValueError, LookupError, RecursionError) as exc:
-        raise Unprocessable(f"unparseable message: {exc}") from exc
+        raise Unprocessable(f"unparseable message: {redact.describe(exc)}") from exc
 
 
 def header_addresses(msg: EmailMessage, name: str) -> list[str]:
@@ -140,7 +140,7 @@ def forward(msg: EmailMessage, route: Route) -> bytes:
         raise
     except (email.errors.MessageError, ValueError, LookupError, TypeError, AttributeError,
             KeyError, IndexError, UnicodeError, RecursionError) as exc:
-        raise Unprocessable(f"cannot rebuild message: {type(exc).__name__}: {exc}") from exc
+        raise Unprocessable(f"cannot rebuild message: {redact.describe(exc)}") from exc
     for address in route.hidden:
         if leaks.found(output, address):
             raise Unprocessable("an encoded form of the sender's address survived sanitising")

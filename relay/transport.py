@@ -18,6 +18,8 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import aiosmtplib
 
+from .redact import describe, scrub_addresses
+
 
 class Result(Enum):
     SENT = "sent"
@@ -49,7 +51,7 @@ class MaildirTransport:
         try:
             await asyncio.to_thread(self._write, sender, recipient, body, name)
         except OSError as exc:
-            return Attempt(Result.TEMPORARY, f"maildir write failed: {exc.strerror or exc}")
+            return Attempt(Result.TEMPORARY, f"maildir write failed: {exc.strerror or describe(exc)}")
         return Attempt(Result.SENT, f"written to {self.path / 'new' / name}")
 
     def _write(self, sender: str, recipient: str, body: bytes, name: str) -> None:
@@ -106,12 +108,14 @@ class SmtpTransport:
         except aiosmtplib.SMTPResponseException as exc:
             return _by_code(exc.code, f"{exc.code} {exc.message}")
         except (TimeoutError, aiosmtplib.SMTPException, OSError, ssl.SSLError) as exc:
-            return Attempt(Result.TEMPORARY, f"{type(exc).__name__}: {exc}"[:500])
-        return Attempt(Result.SENT, str(response)[:500])
+            return Attempt(Result.TEMPORARY, describe(exc))
+        return Attempt(Result.SENT, scrub_addresses(str(response))[:500])
 
 
 def _by_code(code: int, detail: str) -> Attempt:
-    return Attempt(Result.PERMANENT if 500 <= code < 600 else Result.TEMPORARY, detail[:500])
+    """A smarthost's reply usually quotes the recipient ("<max@...>: Recipient address rejected"):
+    it is stored, logged and shown to admins, so addresses are scrubbed here, where it comes in."""
+    return Attempt(Result.PERMANENT if 500 <= code < 600 else Result.TEMPORARY, scrub_addresses(detail)[:500])
 
 
 def from_url(url: str, timeout: float, helo: str | None = None) -> Transport:

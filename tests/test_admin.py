@@ -83,7 +83,7 @@ def test_admin_views_after_real_traffic(db_url: str, tmp_path: Path) -> None:
         assert "--since" in relay_cli(config, "tail", "--since", "5 dayz").stderr
 
         # failed delivery, then an admin retries it once the smarthost takes it
-        sink.reply = "550 5.1.1 mailbox unavailable"
+        sink.reply = "550 5.1.1 <third@example.org>: Recipient address rejected: mailbox unavailable"
         relay_cli(config, "case", "close", str(other["case"]))
         third = open_case(config, "R-third", reviewer="third@example.org")
         deadline = time.monotonic() + 20
@@ -92,6 +92,9 @@ def test_admin_views_after_real_traffic(db_url: str, tmp_path: Path) -> None:
         pending = json.loads(relay_cli(config, "outbox", "--json").stdout)
         failed = [d for d in pending if d["state"] == "failed"]
         assert len(failed) == 1 and failed[0]["case"] == third["case"] and "550 5.1.1" in failed[0]["last_error"]
+        # the smarthost quoted the reviewer's address; what is stored, shown and logged does not
+        assert "<address>" in failed[0]["last_error"] and "third@example.org" not in relay_cli(config, "outbox").stdout
+        assert "third@example.org" not in "".join(p.read_text() for p in tmp_path.glob("relay.log*"))
         assert json.loads(relay_cli(config, "status", "--json").stdout)["last_24h"]["deliveries_failed"] == 1
         sink.reply = "250 2.0.0 OK"
         retried = relay_cli(config, "outbox", "retry", str(failed[0]["id"]))

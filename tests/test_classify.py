@@ -49,6 +49,12 @@ def test_people_are_people(subject: str) -> None:
     assert classify.classify(message(subject, Auto_Submitted="no"), "max@example.de", DOMAIN)[0] is classify.Kind.PERSON
 
 
+def test_auto_submitted_parameters_never_reach_the_clue() -> None:
+    msg = message(Auto_Submitted='auto-replied; owner-email="max@example.de"')
+    kind, clue = classify.classify(msg, "max@example.de", DOMAIN)
+    assert kind is classify.Kind.AUTO_REPLY and clue == "Auto-Submitted: auto-replied"
+
+
 def test_loops() -> None:
     assert classify.classify(message(X_Relay_Loop=DOMAIN), "max@example.de", DOMAIN)[0] is classify.Kind.LOOP
     assert classify.classify(message(X_Relay_Loop="other.example"), "max@example.de", DOMAIN)[0] is classify.Kind.PERSON

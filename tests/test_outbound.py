@@ -123,3 +123,13 @@ def test_worker_retries_then_delivers_and_gives_up(db_url: str, app_factory: Any
         assert last["state"] == "failed" and "lifetime" in last["last_error"] and "421" in last["last_error"]
     finally:
         sink.stop()
+
+
+def test_smarthost_replies_are_stored_without_addresses() -> None:
+    sink = Sink(reply="550 5.1.1 <b@example.org>: Recipient address rejected; user b.x+1@sub.example.org unknown")
+    try:
+        attempt = send(SmtpTransport(sink.url, timeout=10, helo="relay.test"))
+    finally:
+        sink.stop()
+    assert attempt.result is Result.PERMANENT
+    assert "@" not in attempt.detail and attempt.detail.startswith("550 5.1.1 <<address>>")
