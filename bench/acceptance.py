@@ -122,6 +122,34 @@ def drop_postgres(url: str) -> None:
     admin.close()
 
 
+def relay_settings(folder: Path, port: int, sink_port: int, database: str, inbound: str = "") -> Path:
+    """The relay's production settings for a bench run; only the per-conversation rate limit is
+    lifted (the whole load is one conversation)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    settings = folder / "settings.toml"
+    settings.write_text(
+        f'[relay]\ndomain = "relay.test"\ntemplates = "{REPO / "templates"}"\n'
+        f'[inbound]\nport = {port}\n{inbound}[outbound]\nurl = "smtp://127.0.0.1:{sink_port}"\n'
+        f'[storage]\ndatabase = "{database}"\n[limits]\nmessages_per_case_per_hour = 1000000\n'
+        f'[log]\nfile = "relay.log"\nstderr = false\n')
+    return settings
+
+
+def smtp_sink(port: int) -> list[str]:
+    """Postfix's smtp-sink on `port` (it refuses to run as root without dropping privileges)."""
+    return ["smtp-sink", *(["-u", "nobody"] if os.geteuid() == 0 else []), f"127.0.0.1:{port}", "1000"]
+
+
+def open_bench_case(settings: Path, review: str, env: dict[str, str]) -> str:
+    """Open the one conversation the load answers; returns the address the reviewer writes to."""
+    opened = subprocess.run([*RELAY, "--config", str(settings), "open-case", "--review-id", review,
+                             "--business-id", f"B-{review}", "--business-name", "Bench Shop", "--business-email",
+                             "shop@bench.example", "--reviewer-email", REVIEWER, "--reviewer-name", "B.",
+                             "--message", "Order number?"], check=True, capture_output=True, text=True,
+                            cwd=settings.parent, env=env)
+    return str(json.loads(opened.stdout)["reviewer_address"])
+
+
 def delivered(log: Path) -> tuple[dict[str, datetime], dict[str, datetime]]:
     """(accepted, forward delivered) times by queue id, from the relay's own log."""
     accepted: dict[str, datetime] = {}
@@ -142,23 +170,12 @@ def relay(database: str, messages: int, sessions: int, folder: Path, pause: int 
     """Acceptance rate, then end to end: time until the last forward reached the sink, and the
     latency from each 250 to its delivery (both read from the relay's log)."""
     sink_port, port = free_port(), free_port()
-    settings = folder / "settings.toml"
-    settings.write_text(
-        f'[relay]\ndomain = "relay.test"\ntemplates = "{REPO / "templates"}"\n'
-        f'[inbound]\nport = {port}\n[outbound]\nurl = "smtp://127.0.0.1:{sink_port}"\n'
-        f'[storage]\ndatabase = "{database}"\n[limits]\nmessages_per_case_per_hour = 1000000\n'
-        f'[log]\nfile = "relay.log"\nstderr = false\n')
+    settings = relay_settings(folder, port, sink_port, database)
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    sink = ["smtp-sink", *(["-u", "nobody"] if os.geteuid() == 0 else []), f"127.0.0.1:{sink_port}", "1000"]
     log = folder / "relay.log"
-    with process(sink, sink_port, cwd=folder), \
+    with process(smtp_sink(sink_port), sink_port, cwd=folder), \
             process([*RELAY, "--config", str(settings), "serve"], port, cwd=folder, env=env):
-        opened = subprocess.run([*RELAY, "--config", str(settings), "open-case", "--review-id", "R-bench",
-                                 "--business-id", "B-bench", "--business-name", "Bench Shop", "--business-email",
-                                 "shop@bench.example", "--reviewer-email", REVIEWER, "--reviewer-name", "B.",
-                                 "--message", "Order number?"], check=True, capture_output=True, text=True,
-                                cwd=folder, env=env)
-        recipient = json.loads(opened.stdout)["reviewer_address"]
+        recipient = open_bench_case(settings, "R-bench", env)
         started = datetime.now(UTC)
         rate = messages / load(port, recipient, messages, sessions, pause)
         deadline = time.monotonic() + 600
@@ -183,25 +200,12 @@ def scale_out(database: str, messages: int, sessions: int, folder: Path) -> dict
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     configs = []
     for name in ("one", "two"):
-        (folder / name).mkdir(parents=True)
         port = free_port()
-        config = folder / name / "settings.toml"
-        config.write_text(
-            f'[relay]\ndomain = "relay.test"\ntemplates = "{REPO / "templates"}"\n'
-            f'[inbound]\nport = {port}\n[outbound]\nurl = "smtp://127.0.0.1:{sink_port}"\n'
-            f'[storage]\ndatabase = "{database}"\n[limits]\nmessages_per_case_per_hour = 1000000\n'
-            f'[log]\nfile = "relay.log"\nstderr = false\n')
-        configs.append((config, port))
-    sink = ["smtp-sink", *(["-u", "nobody"] if os.geteuid() == 0 else []), f"127.0.0.1:{sink_port}", "1000"]
-    with process(sink, sink_port, cwd=folder), \
+        configs.append((relay_settings(folder / name, port, sink_port, database), port))
+    with process(smtp_sink(sink_port), sink_port, cwd=folder), \
             process([*RELAY, "--config", str(configs[0][0]), "serve"], configs[0][1], cwd=folder / "one", env=env), \
             process([*RELAY, "--config", str(configs[1][0]), "serve"], configs[1][1], cwd=folder / "two", env=env):
-        opened = subprocess.run([*RELAY, "--config", str(configs[0][0]), "open-case", "--review-id", "R-scale",
-                                 "--business-id", "B-scale", "--business-name", "Bench Shop", "--business-email",
-                                 "shop@bench.example", "--reviewer-email", REVIEWER, "--reviewer-name", "B.",
-                                 "--message", "Order number?"], check=True, capture_output=True, text=True,
-                                cwd=folder / "one", env=env)
-        recipient = json.loads(opened.stdout)["reviewer_address"]
+        recipient = open_bench_case(configs[0][0], "R-scale", env)
         started = time.perf_counter()
         loads = [subprocess.Popen(["smtp-source", "-l", "5000", "-m", str(messages // 2), "-s", str(sessions // 2),
                                    "-f", REVIEWER, "-t", recipient, f"127.0.0.1:{port}"],

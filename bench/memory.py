@@ -13,14 +13,23 @@ import argparse
 import json
 import os
 import smtplib
-import subprocess
 import tempfile
 import time
 from datetime import UTC, datetime
 from email.message import EmailMessage
 from pathlib import Path
 
-from acceptance import RELAY, REPO, REVIEWER, ensure_tools, free_port, process
+from acceptance import (
+    RELAY,
+    REPO,
+    REVIEWER,
+    ensure_tools,
+    free_port,
+    open_bench_case,
+    process,
+    relay_settings,
+    smtp_sink,
+)
 
 
 def rss_mb(pid: int, field: str) -> float:
@@ -39,22 +48,12 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="relay-mem-") as tmp:
         folder = Path(tmp)
         sink_port, port = free_port(), free_port()
-        settings = folder / "settings.toml"
-        settings.write_text(
-            f'[relay]\ndomain = "relay.test"\ntemplates = "{REPO / "templates"}"\n'
-            f'[inbound]\nport = {port}\nmax_message_bytes = {(args.megabytes + 10) * 1024 * 1024}\n'
-            f'[outbound]\nurl = "smtp://127.0.0.1:{sink_port}"\n'
-            f'[storage]\ndatabase = "sqlite:///{folder}/relay.db"\n[log]\nfile = "relay.log"\nstderr = false\n')
+        settings = relay_settings(folder, port, sink_port, f"sqlite:///{folder}/relay.db",
+                                  inbound=f"max_message_bytes = {(args.megabytes + 10) * 1024 * 1024}\n")
         env = {**os.environ, "PYTHONPATH": str(REPO)}
-        sink = ["smtp-sink", *(["-u", "nobody"] if os.geteuid() == 0 else []), f"127.0.0.1:{sink_port}", "100"]
-        with process(sink, sink_port, cwd=folder), \
+        with process(smtp_sink(sink_port), sink_port, cwd=folder), \
                 process([*RELAY, "--config", str(settings), "serve"], port, cwd=folder, env=env) as relay:
-            opened = subprocess.run([*RELAY, "--config", str(settings), "open-case", "--review-id", "R-mem",
-                                     "--business-id", "B-mem", "--business-name", "Shop", "--business-email",
-                                     "shop@bench.example", "--reviewer-email", REVIEWER, "--reviewer-name", "B.",
-                                     "--message", "Invoice?"], check=True, capture_output=True, text=True, env=env,
-                                    cwd=folder)
-            recipient = json.loads(opened.stdout)["reviewer_address"]
+            recipient = open_bench_case(settings, "R-mem", env)
             time.sleep(1.0)
             at_rest = rss_mb(relay.pid, "VmRSS")
             msg = EmailMessage()
