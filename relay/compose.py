@@ -1,24 +1,63 @@
 """The envelope headers every message the relay sends carries, in one place (notices and forwards).
 
 Serialisation uses the SMTP policy: CRLF line endings, lines folded at 78 characters, non-ASCII
-header text as RFC 2047 words.
+header text as RFC 2047 words. Messages the relay writes from scratch (notices) use WRITTEN, the
+same rules without the round trip through header objects.
 """
 
 from __future__ import annotations
 
 import email.policy
+import functools
 import re
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.headerregistry import Address
 from email.message import EmailMessage
+from email.policy import EmailPolicy
 from email.utils import format_datetime
+from typing import Any
 
 OUTPUT_POLICY = email.policy.SMTP
 PARSE_POLICY = email.policy.default
 _MSGID = re.compile(r"<[^<>\s]{1,250}>")
 LOOP_HEADER = "X-Relay-Loop"
+
+
+@functools.lru_cache(maxsize=256)
+def _max_count(name: str) -> int | None:
+    return email.policy.default.header_max_count(name)
+
+
+class WrittenPolicy(EmailPolicy):
+    """The SMTP policy for messages the relay composes itself.
+
+    The default policy parses every header value into a header object when it is set, again when it
+    is read, and folds it back when the message is written; for values the relay formatted itself
+    (addresses through `Address`, dates, ids) that round trip is most of the cost of a notice.
+    Here a single-line ASCII value is stored and written as given, unless it is too long for one
+    line; anything else (non-ASCII text, header objects) takes the standard path, so encoding and
+    folding stay the email package's. Values with CR or LF still go the standard path, which
+    refuses them.
+    """
+
+    def header_store_parse(self, name: str, value: Any) -> tuple[str, Any]:
+        if isinstance(value, str) and value.isascii() and "\r" not in value and "\n" not in value:
+            return (name, value)
+        return super().header_store_parse(name, value)
+
+    def header_fetch_parse(self, name: str, value: Any) -> Any:
+        if isinstance(value, str):
+            return value
+        return super().header_fetch_parse(name, value)
+
+    def header_max_count(self, name: str) -> int | None:
+        # the default looks the header class up anew (building a class) on every assignment
+        return _max_count(name.lower())
+
+
+WRITTEN = WrittenPolicy(linesep="\r\n")
 
 
 def new_message_id(domain: str) -> str:
@@ -53,8 +92,8 @@ def set_headers(msg: EmailMessage, who: Addressing, message_id: str, date: datet
     for name in ("From", "To", "Reply-To", "Message-ID", "Date", "In-Reply-To", "References",
                  "Auto-Submitted", LOOP_HEADER):
         del msg[name]
-    msg["From"] = mailbox(who.from_name, who.from_address)
-    msg["To"] = mailbox(who.to_name, who.to_address)
+    msg["From"] = str(mailbox(who.from_name, who.from_address))
+    msg["To"] = str(mailbox(who.to_name, who.to_address))
     if who.reply_to:
         msg["Reply-To"] = who.reply_to
     msg["Message-ID"] = message_id
@@ -70,4 +109,12 @@ def set_headers(msg: EmailMessage, who: Addressing, message_id: str, date: datet
 
 
 def to_bytes(msg: EmailMessage) -> bytes:
-    return msg.as_bytes(policy=OUTPUT_POLICY)
+    """The message on the wire; a message composed under WRITTEN is written under it too (the
+    generator reads headers through the policy it writes with)."""
+    return msg.as_bytes(policy=WRITTEN if isinstance(msg.policy, WrittenPolicy) else OUTPUT_POLICY)
+
+
+def new_boundary() -> str:
+    """A MIME boundary for parts the relay encodes as quoted-printable: such a body never contains
+    "=_" (QP writes "=" as "=3D"), so the boundary needs no scan of the content."""
+    return f"=_{secrets.token_hex(12)}"

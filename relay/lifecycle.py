@@ -44,13 +44,29 @@ def notice_address(app: App) -> str:
 
 
 def queue_notice(app: App, case_id: int, kind: str, now: datetime) -> bool:
-    """Queue one notice of `kind` for the case unless it exists already. Call inside a transaction:
-    the claim, the delivery and the event commit together or not at all."""
-    notice_id = store.claim_notice(case_id, kind, now)
-    if notice_id is None:
-        return False
+    """Queue one notice of `kind` for the case unless it has one already (see queue_notices)."""
+    return queue_notices(app, [case_id], kind, now) == 1
+
+
+def queue_notices(app: App, case_ids: list[int], kind: str, now: datetime) -> int:
+    """Queue a notice of `kind` for each case that has none yet; how many were queued. Call inside
+    a transaction: claims, deliveries and events commit together or not at all. The statements
+    work on the whole batch (one claim, one read, one insert each), the rendering per case."""
+    claimed = store.claim_notices(case_ids, kind, now)
+    facts = store.notice_facts(sorted(claimed))
+    composed = {case_id: c for case_id in sorted(claimed) if (c := compose_notice(app, kind, facts[case_id], now))}
+    delivery_ids = outbox.enqueue_many(list(composed.values()), now, app.queue_lifetime)
+    store.attach_deliveries({claimed[case_id]: delivery_ids[c.message_id] for case_id, c in composed.items()})
+    case_store.record_events(list(composed), "notice.queued", now, kind)
+    for case_id, c in composed.items():
+        logs.event("notice.queued", f"{kind} queued to the {c.recipient_party.value}", case=case_id, qid=c.queue_id)
+    return len(composed)
+
+
+def compose_notice(app: App, kind: str, facts: dict[str, Any], now: datetime) -> outbox.Outgoing | None:
+    """The notice of `kind` for a case as a delivery, or None if its recipient is gone (a forgotten
+    reviewer: nobody to tell)."""
     spec = KINDS[kind]
-    facts = store.notice_facts(case_id)
     timezone = app.settings["relay"]["timezone"]
     locale = facts["locale"]
     context: dict[str, Any] = {
@@ -60,14 +76,14 @@ def queue_notice(app: App, case_id: int, kind: str, now: datetime) -> bool:
         "deadline": notices.localized(facts["deadline"], locale, timezone),
         "replied_at": notices.localized(facts["replied_at"] or now, locale, timezone),
     }
-    rendered = notices.render(app.templates, kind, locale, context)
     reviewer_alias = f"{facts['tokens'].get(Party.REVIEWER.value, '')}@{app.domain}"
     if spec.recipient is Party.REVIEWER:
         to_address, to_name = facts["reviewer_email"], facts["reviewer_name"]
     else:
         to_address, to_name = facts["business_email"], facts["business_name"]
     if not to_address:
-        return False  # the reviewer was forgotten: nobody to tell
+        return None
+    rendered = notices.render(app.templates, kind, locale, context)
     if spec.from_relay_address:
         who = Addressing(from_name=f"{facts['business_name']} via {app.platform_name}",
                          from_address=reviewer_alias, to_address=to_address, to_name=to_name,
@@ -76,31 +92,31 @@ def queue_notice(app: App, case_id: int, kind: str, now: datetime) -> bool:
         who = Addressing(from_name=app.platform_name, from_address=notice_address(app),
                          to_address=to_address, to_name=to_name)
     message_id = new_message_id(app.domain)
-    queue_id = outbox.new_queue_id()
-    delivery_id = outbox.enqueue(case_id=case_id, source_id=None, kind=kind, recipient_party=spec.recipient,
-                                 recipient=to_address, message_id=message_id, queue_id=queue_id,
-                                 body=notices.build(rendered, who, message_id, now), now=now,
-                                 lifetime=app.queue_lifetime)
-    store.attach_delivery(notice_id, delivery_id)
-    case_store.record_event(case_id, "notice.queued", now, kind)
-    logs.event("notice.queued", f"{kind} queued to the {spec.recipient.value}", case=case_id, qid=queue_id)
-    return True
+    return outbox.Outgoing(
+        case_id=facts["id"], source_id=None, kind=kind, recipient_party=spec.recipient, recipient=to_address,
+        message_id=message_id, queue_id=outbox.new_queue_id(), body=notices.build(rendered, who, message_id, now))
 
 
 def expire(app: App, case_id: int, now: datetime) -> bool:
     """Expire one case if its window is over, with its expiry notice. Call inside a transaction."""
-    if not store.expire_if_due(case_id, now):
-        return False
-    case_store.record_event(case_id, "case.expired", now)
-    logs.event("case.expired", "reply window over without an answer", case=case_id)
-    queue_notice(app, case_id, "expiry_notice", now)
-    return True
+    return expire_cases(app, [case_id], now) == 1
 
 
-def _each(ids: Callable[[], list[int]], act: Callable[[int], bool], rounds: int = 10_000) -> int:
-    """Run `act` on every id, fetching batches until none is left; one transaction (one durable
-    commit) per batch. The claims inside `act` still decide each case on its own, so a batch that
-    fails is simply done again by the next pass."""
+def expire_cases(app: App, case_ids: list[int], now: datetime) -> int:
+    """Expire those cases whose window is over, each with its expiry notice; how many. Call inside
+    a transaction."""
+    expired = store.expire_due_cases(case_ids, now)
+    case_store.record_events(expired, "case.expired", now)
+    for case_id in expired:
+        logs.event("case.expired", "reply window over without an answer", case=case_id)
+    queue_notices(app, expired, "expiry_notice", now)
+    return len(expired)
+
+
+def _each(ids: Callable[[], list[int]], act: Callable[[list[int]], int], rounds: int = 10_000) -> int:
+    """Run `act` on batches of ids until none is left; one transaction (one durable commit) per
+    batch. The conditions inside `act` still decide each case on its own, so a batch that fails is
+    simply done again by the next pass."""
     done = 0
     seen: set[int] = set()
     for _ in range(rounds):
@@ -109,13 +125,13 @@ def _each(ids: Callable[[], list[int]], act: Callable[[int], bool], rounds: int 
             break
         seen.update(batch)
         with db.atomic():
-            done += sum(bool(act(case_id)) for case_id in batch)
+            done += act(batch)
     return done
 
 
 def expire_due(app: App) -> int:
     now = app.clock.now()
-    return _each(lambda: store.due_expiries(now, BATCH), lambda case_id: expire(app, case_id, now))
+    return _each(lambda: store.due_expiries(now, BATCH), lambda batch: expire_cases(app, batch, now))
 
 
 def notify_replies(app: App) -> int:
@@ -128,7 +144,7 @@ def notify_replies(app: App) -> int:
     now = app.clock.now()
     settled = now - app.settings["cases"]["reply_notice_after"]
     return _each(lambda: store.due_reply_notices(settled, BATCH),
-                 lambda case_id: queue_notice(app, case_id, "reply_notice", now))
+                 lambda batch: queue_notices(app, batch, "reply_notice", now))
 
 
 def remind_due(app: App) -> int:
@@ -137,19 +153,19 @@ def remind_due(app: App) -> int:
         return 0
     now = app.clock.now()
     return _each(lambda: store.due_reminders(now, before, BATCH),
-                 lambda case_id: queue_notice(app, case_id, "reminder", now))
+                 lambda batch: queue_notices(app, batch, "reminder", now))
 
 
 def close_stale(app: App) -> int:
     now = app.clock.now()
     lifetime = app.settings["cases"]["conversation_lifetime"]
 
-    def close(case_id: int) -> bool:
-        if not store.close_if_stale(case_id, now, lifetime):
-            return False
-        case_store.record_event(case_id, "case.closed", now, "conversation lifetime over")
-        logs.event("case.closed", "conversation lifetime over", case=case_id)
-        return True
+    def close(batch: list[int]) -> int:
+        closed = store.close_stale_cases(batch, now, lifetime)
+        case_store.record_events(closed, "case.closed", now, "conversation lifetime over")
+        for case_id in closed:
+            logs.event("case.closed", "conversation lifetime over", case=case_id)
+        return len(closed)
 
     return _each(lambda: store.stale_conversations(now, lifetime, BATCH), close)
 

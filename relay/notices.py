@@ -19,7 +19,7 @@ from zoneinfo import ZoneInfo
 import jinja2
 from babel.dates import format_date, format_datetime
 
-from .compose import Addressing, set_headers, to_bytes
+from .compose import WRITTEN, Addressing, new_boundary, set_headers, to_bytes
 from .parts import Removed
 
 
@@ -82,10 +82,14 @@ def removed_attachments(templates: Path, locale: str, removed: Sequence[Removed]
 
 
 def build(rendered: Rendered, who: Addressing, message_id: str, date: datetime) -> bytes:
-    """The notice as a text/plain + text/html alternative, marked auto-generated (RFC 3834)."""
-    msg = EmailMessage()
+    """The notice as a text/plain + text/html alternative, marked auto-generated (RFC 3834).
+
+    Both parts are quoted-printable, which keeps them 7-bit and readable and lets the boundary be
+    chosen without scanning them (see new_boundary)."""
+    msg = EmailMessage(policy=WRITTEN)
     msg["Subject"] = rendered.subject
     set_headers(msg, who, message_id, date, auto_submitted=True)
-    msg.set_content(rendered.text, charset="utf-8")
-    msg.add_alternative(rendered.html, subtype="html", charset="utf-8")
+    msg.set_content(rendered.text, charset="utf-8", cte="quoted-printable")
+    msg.make_alternative(boundary=new_boundary())
+    msg.add_alternative(rendered.html, subtype="html", charset="utf-8", cte="quoted-printable")
     return to_bytes(msg)

@@ -64,6 +64,13 @@ def record_event(case_id: int | None, name: str, at: datetime, detail: str = "")
     Event.create(case=case_id, name=name, at=at, detail=detail)
 
 
+def record_events(case_ids: list[int], name: str, at: datetime, detail: str = "") -> None:
+    """The same event for several cases, in one statement."""
+    if case_ids:
+        Event.insert_many([{"case": case_id, "name": name, "at": at, "detail": detail}
+                           for case_id in case_ids]).execute()
+
+
 def conversation(local_part: str, domain: str) -> Conversation | None:
     """What the relay address `local_part@domain` stands for, or None if it is unknown."""
     row = (RelayAddress.select(RelayAddress, Case, Review, Business)

@@ -14,7 +14,7 @@ from typing import Any
 import peewee as pw
 
 from ..cases import State
-from .models import Business, Case, Delivery, Notice, RelayAddress, Review, db, rows
+from .models import Business, Case, Delivery, Notice, RelayAddress, Review, rows
 
 
 def mark_replied(case_id: int, now: datetime) -> bool:
@@ -23,47 +23,67 @@ def mark_replied(case_id: int, now: datetime) -> bool:
         (Case.id == case_id) & (Case.state == State.AWAITING_REPLY.value) & (Case.deadline > now)).execute())
 
 
-def expire_if_due(case_id: int, now: datetime) -> bool:
-    """awaiting_reply -> expired, only once the reply window is over."""
-    return bool(Case.update(state=State.EXPIRED.value, expired_at=now).where(
-        (Case.id == case_id) & (Case.state == State.AWAITING_REPLY.value) & (Case.deadline <= now)).execute())
+def expire_due_cases(case_ids: list[int], now: datetime) -> list[int]:
+    """awaiting_reply -> expired for those of `case_ids` whose reply window is over; the ids this
+    call moved (one statement for the batch; the WHERE clause decides each case)."""
+    if not case_ids:
+        return []
+    return _returned_ids(Case.update(state=State.EXPIRED.value, expired_at=now).where(
+        Case.id.in_(case_ids) & (Case.state == State.AWAITING_REPLY.value) & (Case.deadline <= now)))
 
 
-def close_if_stale(case_id: int, now: datetime, lifetime: timedelta) -> bool:
-    return bool(Case.update(state=State.CLOSED.value, closed_at=now, open_review_key=None,
-                            close_reason="conversation lifetime over").where(
-        (Case.id == case_id) & (Case.state != State.CLOSED.value)
-        & (Case.last_activity_at < now - lifetime)).execute())
+def close_stale_cases(case_ids: list[int], now: datetime, lifetime: timedelta) -> list[int]:
+    """Close those of `case_ids` that are still quiet; the ids this call closed."""
+    if not case_ids:
+        return []
+    return _returned_ids(Case.update(state=State.CLOSED.value, closed_at=now, open_review_key=None,
+                                     close_reason="conversation lifetime over").where(
+        Case.id.in_(case_ids) & (Case.state != State.CLOSED.value) & (Case.last_activity_at < now - lifetime)))
+
+
+def _returned_ids(update: Any) -> list[int]:
+    return sorted(int(row[0]) for row in update.returning(Case.id).tuples().execute())
 
 
 def current_state(case_id: int) -> State:
     return State(Case.get_by_id(case_id).state)
 
 
-def claim_notice(case_id: int, kind: str, now: datetime) -> int | None:
-    """The new notice's id, or None if this case already has a notice of this kind."""
-    try:
-        with db.atomic():
-            return int(Notice.insert(case=case_id, kind=kind, created_at=now).execute())
-    except pw.IntegrityError:
-        return None
+def claim_notices(case_ids: list[int], kind: str, now: datetime) -> dict[int, int]:
+    """Claim a notice of `kind` for each case that has none yet: {case id: new notice id}.
+
+    One INSERT ... ON CONFLICT DO NOTHING (INSERT OR IGNORE on SQLite) against the unique
+    (case, kind) index; the rows it returns are the claims this call won."""
+    if not case_ids:
+        return {}
+    query = (Notice.insert_many([{"case": case_id, "kind": kind, "created_at": now} for case_id in case_ids])
+             .on_conflict_ignore().returning(Notice.case, Notice.id).tuples())
+    return {int(case_id): int(notice_id) for case_id, notice_id in query.execute()}
 
 
-def attach_delivery(notice_id: int, delivery_id: int) -> None:
-    Notice.update(delivery=delivery_id).where(Notice.id == notice_id).execute()
+def attach_deliveries(notice_deliveries: dict[int, int]) -> None:
+    """Record which delivery carries each notice ({notice id: delivery id}), in one statement."""
+    if notice_deliveries:
+        Notice.update(delivery=pw.Case(Notice.id, list(notice_deliveries.items()))).where(
+            Notice.id.in_(list(notice_deliveries))).execute()
 
 
-def notice_facts(case_id: int) -> dict[str, Any]:
-    """What notice templates may say about a case (names, dates, ids) and where notices go."""
-    found = rows(Case.select(Case.id, Case.locale, Case.opened_at, Case.deadline, Case.replied_at,
-                             Case.message, Case.requests, Review.external_id.alias("review_id"),
-                             Review.reviewer_email, Review.reviewer_name,
-                             Business.name.alias("business_name"), Business.email.alias("business_email"))
-                 .join(Review).switch(Case).join(Business).where(Case.id == case_id))
-    facts = found[0]
-    facts["tokens"] = {r["party"]: r["local_part"] for r in rows(
-        RelayAddress.select(RelayAddress.party, RelayAddress.local_part).where(RelayAddress.case == case_id))}
-    return facts
+def notice_facts(case_ids: list[int]) -> dict[int, dict[str, Any]]:
+    """What notice templates may say about each case (names, dates, ids) and where notices go."""
+    if not case_ids:
+        return {}
+    found = {r["id"]: r for r in rows(
+        Case.select(Case.id, Case.locale, Case.opened_at, Case.deadline, Case.replied_at,
+                    Case.message, Case.requests, Review.external_id.alias("review_id"),
+                    Review.reviewer_email, Review.reviewer_name,
+                    Business.name.alias("business_name"), Business.email.alias("business_email"))
+        .join(Review).switch(Case).join(Business).where(Case.id.in_(case_ids)))}
+    for facts in found.values():
+        facts["tokens"] = {}
+    for r in rows(RelayAddress.select(RelayAddress.case, RelayAddress.party, RelayAddress.local_part)
+                  .where(RelayAddress.case.in_(case_ids))):
+        found[r["case"]]["tokens"][r["party"]] = r["local_part"]
+    return found
 
 
 def due_expiries(now: datetime, limit: int) -> list[int]:

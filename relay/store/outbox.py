@@ -38,15 +38,39 @@ def new_queue_id() -> str:
     return secrets.token_hex(6).upper()
 
 
+@dataclass(frozen=True)
+class Outgoing:
+    """One delivery to add to the outbox."""
+
+    case_id: int | None
+    source_id: int | None
+    kind: str
+    recipient_party: Party
+    recipient: str
+    message_id: str
+    queue_id: str
+    body: bytes
+
+
 def enqueue(*, case_id: int | None, source_id: int | None, kind: str, recipient_party: Party,
             recipient: str, message_id: str, queue_id: str, body: bytes, now: datetime,
             lifetime: timedelta) -> int:
     """Add one delivery; call inside the transaction that records what caused it."""
-    return int(Delivery.insert(
-        case=case_id, source=source_id, kind=kind, recipient_party=recipient_party.value,
-        recipient=recipient, message_id=message_id, queue_id=queue_id, body=body, size=len(body),
-        state="queued", created_at=now, expires_at=now + lifetime, next_attempt_at=now,
-    ).execute())
+    item = Outgoing(case_id, source_id, kind, recipient_party, recipient, message_id, queue_id, body)
+    return enqueue_many([item], now, lifetime)[message_id]
+
+
+def enqueue_many(items: list[Outgoing], now: datetime, lifetime: timedelta) -> dict[str, int]:
+    """Add deliveries in one statement; {message id: delivery id} (the Message-ID is unique).
+    Call inside the transaction that records what caused them."""
+    if not items:
+        return {}
+    query = Delivery.insert_many([{
+        "case": i.case_id, "source": i.source_id, "kind": i.kind, "recipient_party": i.recipient_party.value,
+        "recipient": i.recipient, "message_id": i.message_id, "queue_id": i.queue_id, "body": i.body,
+        "size": len(i.body), "state": "queued", "created_at": now, "expires_at": now + lifetime,
+        "next_attempt_at": now} for i in items]).returning(Delivery.message_id, Delivery.id).tuples()
+    return {str(message_id): int(delivery_id) for message_id, delivery_id in query.execute()}
 
 
 def claim(now: datetime, lease: timedelta, limit: int, only: int | None = None) -> tuple[str, list[Claimed]]:
