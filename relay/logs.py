@@ -3,14 +3,21 @@
 Every line has `ts`, `level`, `event` (a stable dotted name), `msg`, and where known `case`, `qid`
 (the queue id that follows one message from SMTP to delivery) and `reply` (the SMTP reply). Callers
 never pass a party's address in clear: they pass `App.mask(address)`.
+
+Records are formatted and written on a writer thread of their own (`Writer`), which writes whatever
+has queued up and then flushes once: the event loop and the database thread only append a record
+to a queue instead of waiting for file writes (and for the interpreter lock after each of them).
 """
 
 from __future__ import annotations
 
+import atexit
 import json
 import logging
 import logging.handlers
+import queue
 import sys
+import threading
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
@@ -57,6 +64,99 @@ class ReadableFormatter(logging.Formatter):
         return render(entry(record))
 
 
+class _HeldFlush:
+    """Handler mixin: while `held`, a record is written to the stream's buffer but not flushed;
+    the writer thread flushes once per batch."""
+
+    held = False
+
+    def flush(self) -> None:
+        if not self.held:
+            super().flush()  # type: ignore[misc]
+
+
+class _Stream(_HeldFlush, logging.StreamHandler):  # type: ignore[type-arg]
+    pass
+
+
+class _Watched(_HeldFlush, logging.handlers.WatchedFileHandler):
+    pass
+
+
+class _Rotating(_HeldFlush, logging.handlers.RotatingFileHandler):
+    pass
+
+
+class Writer:
+    """Hands queued records to the real handlers on a daemon thread, a batch at a time."""
+
+    def __init__(self, handlers: list[logging.Handler]) -> None:
+        self.handlers = handlers
+        self.queue: queue.SimpleQueue[logging.LogRecord | None] = queue.SimpleQueue()
+        self.thread = threading.Thread(target=self._run, name="relay-log", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        while True:
+            batch = [self.queue.get()]
+            with _suppress_empty():
+                while len(batch) < 1000:
+                    batch.append(self.queue.get_nowait())
+            self._write([r for r in batch if r is not None])
+            if None in batch:
+                return
+
+    def _write(self, records: list[logging.LogRecord]) -> None:
+        for handler in self.handlers:
+            if isinstance(handler, _HeldFlush):
+                handler.held = True
+            try:
+                for record in records:
+                    if record.levelno >= handler.level:
+                        handler.handle(record)
+            finally:
+                if isinstance(handler, _HeldFlush):
+                    handler.held = False
+                handler.flush()
+
+    def close(self) -> None:
+        """Write everything queued, then stop and close the handlers."""
+        if self.thread.is_alive():
+            self.queue.put(None)
+            self.thread.join(timeout=10)
+        for handler in self.handlers:
+            handler.close()
+
+
+class _suppress_empty:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: type[BaseException] | None, *_: object) -> bool:
+        return kind is queue.Empty
+
+
+class _Enqueue(logging.handlers.QueueHandler):
+    def prepare(self, record: logging.LogRecord) -> logging.LogRecord:
+        """Resolve the message now (its arguments may change later); keep the rest of the record,
+        exception included, for the JSON formatter on the writer thread."""
+        record.msg = record.getMessage()
+        record.args = None
+        return record
+
+
+_WRITERS: list[Writer] = []  # the one running writer, if any
+
+
+def close() -> None:
+    """Flush the log and stop its writer (at exit, and before the log is set up anew)."""
+    while _WRITERS:
+        _WRITERS.pop().close()
+
+
+atexit.register(close)
+
+
 def setup(file: Path | None, level: str = "info", stderr: bool = True, rotate_bytes: int = 0,
           backups: int = 0, stream: TextIO | None = None) -> None:
     """Configure the relay logger (idempotent: replaces handlers set up before).
@@ -66,6 +166,7 @@ def setup(file: Path | None, level: str = "info", stderr: bool = True, rotate_by
     current and reopen it if it was rotated under them, so no process writes into a file another
     one has moved away.
     """
+    close()
     for old in LOGGER.handlers:
         old.close()
     LOGGER.handlers.clear()
@@ -73,17 +174,18 @@ def setup(file: Path | None, level: str = "info", stderr: bool = True, rotate_by
     LOGGER.propagate = False
     handler: logging.Handler
     if file is None:
-        handler = logging.StreamHandler(stream or sys.stdout)
+        handler = _Stream(stream or sys.stdout)
     else:
         file.parent.mkdir(parents=True, exist_ok=True)
         if rotate_bytes:
-            handler = logging.handlers.RotatingFileHandler(file, maxBytes=rotate_bytes, backupCount=backups,
-                                                           encoding="utf-8")
+            handler = _Rotating(file, maxBytes=rotate_bytes, backupCount=backups, encoding="utf-8")
         else:
-            handler = logging.handlers.WatchedFileHandler(file, encoding="utf-8")
+            handler = _Watched(file, encoding="utf-8")
     handler.setFormatter(JsonFormatter())
-    LOGGER.addHandler(handler)
+    handlers: list[logging.Handler] = [handler]
     if stderr and file is not None:
-        console = logging.StreamHandler(sys.stderr)
+        console = _Stream(sys.stderr)
         console.setFormatter(ReadableFormatter())
-        LOGGER.addHandler(console)
+        handlers.append(console)
+    _WRITERS.append(Writer(handlers))
+    LOGGER.addHandler(_Enqueue(_WRITERS[0].queue))

@@ -18,7 +18,7 @@ from . import logs, verp
 from .app import App
 from .redact import describe
 from .store import outbox as store
-from .store.cases import record_event
+from .store.cases import record_event, record_events
 from .store.models import db
 from .transport import Attempt, Result, Transport
 
@@ -69,7 +69,7 @@ class Counts:
 class Worker:
     app: App
     transport: Transport
-    batch: int = 20
+    batch: int = 50
     lease: timedelta = LEASE
     wake: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -84,6 +84,7 @@ class Worker:
             renewer = asyncio.create_task(self._renew([c.id for c in claimed], token))
             try:
                 results = await asyncio.gather(*(self._attempt(c) for c in claimed))
+                results = await self._settle(results)
                 now = self.app.clock.now()
                 # one transaction (one durable commit) records the whole batch
                 await self.app.blocking(self._record, results, token, now)
@@ -109,14 +110,31 @@ class Worker:
             attempt = Attempt(Result.TEMPORARY, describe(exc))
         return item, next_step(attempt, item.attempts, self.app.clock.now(), item.expires_at)
 
+    async def _settle(self, results: list[tuple[store.Claimed, Step]]) -> list[tuple[store.Claimed, Step]]:
+        """Have the transport make the batch durable; if it cannot, nothing of it counts as sent."""
+        if not any(step.state == "sent" for _, step in results):
+            return results
+        try:
+            await self.transport.settle()
+        except OSError as exc:
+            failed = Attempt(Result.TEMPORARY, f"could not make the batch durable: {describe(exc)}")
+            now = self.app.clock.now()
+            return [(item, next_step(failed, item.attempts, now, item.expires_at) if step.state == "sent" else step)
+                    for item, step in results]
+        return results
+
     @staticmethod
     def _record(results: list[tuple[store.Claimed, Step]], token: str, now: datetime) -> None:
         with db.atomic():
+            sent = store.mark_sent([item.id for item, step in results if step.state == "sent"], token, now)
+            notices = [item for item, _ in results if item.id in sent and item.kind != "forward"]
+            for kind in sorted({item.kind for item in notices}):
+                record_events([item.case_id for item in notices if item.kind == kind and item.case_id is not None],
+                              "notice.sent", now, kind)
             for item, step in results:
                 if step.state == "sent":
-                    if store.mark_sent(item.id, token, now) and item.kind != "forward":
-                        record_event(item.case_id, "notice.sent", now, item.kind)
-                elif step.state == "failed":
+                    continue
+                if step.state == "failed":
                     if store.mark_failed(item.id, token, step.reason):
                         record_event(item.case_id, "delivery.failed", now,
                                      f"{item.kind} to the {item.recipient_party}")

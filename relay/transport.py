@@ -36,12 +36,17 @@ class Attempt:
 class Transport(Protocol):
     async def send(self, sender: str, recipient: str, body: bytes, name: str) -> Attempt: ...
 
+    async def settle(self) -> None:
+        """Make every message `send` reported as sent durable; the worker calls it once per batch,
+        before it records the batch. Raises OSError if that failed (the batch is then retried)."""
+
 
 class MaildirTransport:
     """Writes each message as one file into `PATH/new` (tmp first, then an atomic rename).
 
     The file name is derived from the delivery (`name`), so a delivery retried after a crash
-    replaces its own file instead of leaving a duplicate.
+    replaces its own file instead of leaving a duplicate. Each file is synced before its rename;
+    the renames of a batch are made durable by one sync of `new/` in `settle`.
     """
 
     def __init__(self, path: Path) -> None:
@@ -64,7 +69,15 @@ class MaildirTransport:
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, self.path / "new" / name)
-        directory = os.open(self.path / "new", os.O_RDONLY)
+
+    async def settle(self) -> None:
+        await asyncio.to_thread(self._sync_folder)
+
+    def _sync_folder(self) -> None:
+        folder = self.path / "new"
+        if not folder.is_dir():
+            return  # nothing was written
+        directory = os.open(folder, os.O_RDONLY)
         try:
             os.fsync(directory)
         finally:
@@ -110,6 +123,9 @@ class SmtpTransport:
         except (TimeoutError, aiosmtplib.SMTPException, OSError, ssl.SSLError) as exc:
             return Attempt(Result.TEMPORARY, describe(exc))
         return Attempt(Result.SENT, scrub_addresses(str(response))[:500])
+
+    async def settle(self) -> None:
+        """Nothing to do: a message is the smarthost's once it answered 250 to the data."""
 
 
 def _by_code(code: int, detail: str) -> Attempt:

@@ -104,8 +104,8 @@ def test_claims_are_exclusive_and_leases_expire(db_url: str, app_factory: Any) -
     clock.advance(timedelta(seconds=16))  # every lease ran out: a dead worker's claims come back
     token, again = outbox.claim(clock.now(), timedelta(seconds=15), 100)
     assert len(again) == 30 and all(c.attempts == 2 for c in again)
-    assert not outbox.mark_sent(again[0].id, "not-the-token", clock.now())
-    assert outbox.mark_sent(again[0].id, token, clock.now())
+    assert not outbox.mark_sent([again[0].id], "not-the-token", clock.now())
+    assert outbox.mark_sent([again[0].id], token, clock.now()) == {again[0].id}
     assert outbox.mark_retry(again[1].id, token, clock.now() + timedelta(minutes=1), "451 later")
     assert outbox.mark_failed(again[2].id, token, "550 no such user")
     counts = outbox.state_counts()

@@ -116,8 +116,13 @@ def _finish(delivery_id: int, token: str, **values: Any) -> bool:
         (Delivery.id == delivery_id) & (Delivery.claim_token == token)).execute())
 
 
-def mark_sent(delivery_id: int, token: str, now: datetime) -> bool:
-    return _finish(delivery_id, token, state="sent", sent_at=now, last_error=None)
+def mark_sent(delivery_ids: list[int], token: str, now: datetime) -> set[int]:
+    """Mark a batch sent in one statement; the ids still held under `token` (those it marked)."""
+    if not delivery_ids:
+        return set()
+    query = Delivery.update(claim_token=None, lease_until=None, state="sent", sent_at=now, last_error=None).where(
+        Delivery.id.in_(delivery_ids) & (Delivery.claim_token == token))
+    return {int(row[0]) for row in query.returning(Delivery.id).tuples().execute()}
 
 
 def mark_retry(delivery_id: int, token: str, next_at: datetime, error: str) -> bool:
