@@ -13,6 +13,7 @@ import re
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from email.feedparser import BytesFeedParser
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.policy import EmailPolicy
@@ -23,6 +24,24 @@ OUTPUT_POLICY = email.policy.SMTP
 PARSE_POLICY = email.policy.default
 _MSGID = re.compile(r"<[^<>\s]{1,250}>")
 LOOP_HEADER = "X-Relay-Loop"
+
+
+_FEED_CHUNK = 64 * 1024
+
+
+def parse_bytes(raw: bytes) -> EmailMessage:
+    """Parse a message with the standard parser, fed in chunks as it reads files.
+
+    `BytesParser.parsebytes` decodes the whole message into one string and splits all of it into
+    lines before parsing: for a 25 MB attachment that is several copies of it at once. Fed a chunk
+    at a time, the parser holds only the lines of the part it is in."""
+    parser = BytesFeedParser(policy=PARSE_POLICY)
+    view = memoryview(raw)
+    for start in range(0, len(raw), _FEED_CHUNK):
+        parser.feed(bytes(view[start:start + _FEED_CHUNK]))
+    message = parser.close()
+    assert isinstance(message, EmailMessage)
+    return message
 
 
 @functools.lru_cache(maxsize=256)

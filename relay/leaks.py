@@ -7,14 +7,14 @@ and every part decoded from its transfer encoding and charset, with the forms re
 
 from __future__ import annotations
 
+import binascii
 import contextlib
 import email.errors
 from collections.abc import Iterator
-from email.message import EmailMessage
-from email.parser import BytesParser
+from email.message import MIMEPart
 
 from . import redact
-from .compose import PARSE_POLICY
+from .compose import parse_bytes
 
 _TEXT_CHARSETS = ("utf-8", "latin-1")
 
@@ -25,33 +25,63 @@ def views(raw: bytes) -> Iterator[str | bytes]:
     without making decoded copies of megabytes)."""
     yield raw
     try:
-        msg: EmailMessage = BytesParser(policy=PARSE_POLICY).parsebytes(raw)
+        msg = parse_bytes(raw)
         parts = list(msg.walk())
     except (email.errors.MessageError, ValueError, LookupError, RecursionError):
         return
     for part in parts:
-        for name, value in part.raw_items():
-            yield f"{name}: {value}"
-            if "=?" not in value:
-                continue  # no encoded words: the decoded header says what the raw one says
-            with contextlib.suppress(email.errors.MessageError, ValueError, IndexError, TypeError,
-                                     AttributeError):
-                yield f"{name}: {part.get(name)}"
-        if part.is_multipart():
+        yield from part_views(part)
+
+
+def part_views(part: MIMEPart) -> Iterator[str | bytes]:
+    """The views of one part: its headers, raw and decoded, and, for a leaf, its decoded content."""
+    for name, value in part.raw_items():
+        yield f"{name}: {value}"
+        if "=?" not in value:
+            continue  # no encoded words: the decoded header says what the raw one says
+        with contextlib.suppress(email.errors.MessageError, ValueError, IndexError, TypeError,
+                                 AttributeError):
+            yield f"{name}: {part.get(name)}"
+    if part.is_multipart():
+        return
+    payload = _decoded(part)
+    if not isinstance(payload, bytes):
+        return
+    if part.get_content_maintype() != "text":
+        yield payload
+        return
+    for charset in dict.fromkeys((part.get_content_charset() or "utf-8", *_TEXT_CHARSETS)):
+        try:
+            yield payload.decode(charset, errors="ignore")
+        except LookupError:
             continue
-        payload = part.get_payload(decode=True)
-        if not isinstance(payload, bytes):
-            continue
-        if part.get_content_maintype() != "text":
-            yield payload
-            continue
-        for charset in dict.fromkeys((part.get_content_charset() or "utf-8", *_TEXT_CHARSETS)):
-            try:
-                yield payload.decode(charset, errors="ignore")
-            except LookupError:
-                continue
+
+
+def _decoded(part: MIMEPart) -> bytes | None:
+    """A leaf's content as bytes. Base64 is decoded straight from the parsed text (the email
+    package first splits it into lines and joins them again: two more copies of a large
+    attachment); binascii skips line breaks and stray characters as mail clients do."""
+    encoded = part.get_payload()
+    if part.get("Content-Transfer-Encoding", "").strip().lower() == "base64" and isinstance(encoded, str):
+        with contextlib.suppress(ValueError):  # binascii.Error, or text that is not ASCII
+            return binascii.a2b_base64(encoded)
+    payload = part.get_payload(decode=True)
+    return payload if isinstance(payload, bytes) else None
 
 
 def found(raw: bytes, address: str) -> bool:
+    return _in_any(views(raw), address)
+
+
+def found_in_leaf(leaf: MIMEPart, address: str) -> bool:
+    """The same search over one detached leaf: its encoded text as written, and its views. Used
+    for large attachments that are written into a forward apart from the rest (relay.sanitize);
+    together with `found` on the rest, it covers every view of the whole."""
+    encoded = leaf.get_payload()
+    return _in_any(iter([encoded] if isinstance(encoded, str) else []), address) or \
+        _in_any(part_views(leaf), address)
+
+
+def _in_any(views: Iterator[str | bytes], address: str) -> bool:
     return any(redact.contains_address_bytes(view, address) if isinstance(view, bytes)
-               else redact.contains_address(view, address) for view in views(raw))
+               else redact.contains_address(view, address) for view in views)

@@ -12,21 +12,26 @@ The sender's identity is removed rather than filtered:
   one-line note; encrypted content is refused;
 - last, the encoded result is scanned for every form of the address; if one survived, the message
   is refused (Unprocessable), never forwarded half-cleaned.
+
+Large attachments (documents, images) are not changed by any of this, so their encoded text is
+set aside while the forward is written and put back into the written bytes (`_PassThrough`): the
+standard generator would otherwise split megabytes of base64 into line objects and copy it several
+times. The final scan still reads them.
 """
 
 from __future__ import annotations
 
 import email.errors
 import hashlib
+import secrets
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from email.message import EmailMessage, MIMEPart
-from email.parser import BytesParser
 from typing import Any
 
 from . import attribution, leaks, parts, redact, remote_content
-from .compose import PARSE_POLICY, Addressing, message_ids, set_headers, to_bytes
+from .compose import Addressing, message_ids, parse_bytes, set_headers, to_bytes
 
 
 class Unprocessable(Exception):
@@ -80,7 +85,7 @@ class _Work:
 def parse(raw: bytes) -> EmailMessage:
     """Parse leniently (real mail is often malformed); defects are judged later, not here."""
     try:
-        return BytesParser(policy=PARSE_POLICY).parsebytes(raw)
+        return parse_bytes(raw)
     except (email.errors.MessageError, ValueError, LookupError, RecursionError) as exc:
         raise Unprocessable(f"unparseable message: {redact.describe(exc)}") from exc
 
@@ -135,16 +140,74 @@ def forward(msg: EmailMessage, route: Route) -> bytes:
                                     from_address=route.alias, to_address=route.recipient,
                                     reply_to=route.alias),
                     route.message_id, route.date, route.in_reply_to, route.references)
-        output = to_bytes(msg)
+        aside = _PassThrough.set_aside(msg)
+        written = to_bytes(msg)
     except Unprocessable:
         raise
     except (email.errors.MessageError, ValueError, LookupError, TypeError, AttributeError,
             KeyError, IndexError, UnicodeError, RecursionError) as exc:
         raise Unprocessable(f"cannot rebuild message: {redact.describe(exc)}") from exc
     for address in route.hidden:
-        if leaks.found(output, address):
+        if leaks.found(written, address) or any(leaks.found_in_leaf(leaf, address) for _, leaf in aside.payloads):
             raise Unprocessable("an encoded form of the sender's address survived sanitising")
-    return output
+    return aside.put_back(written)
+
+
+PASS_THROUGH_CHARS = 256 * 1024
+
+
+def _crlf(data: bytes) -> bytes:
+    """Every line ending (CRLF, CR or LF) as CRLF, as the generator writes them; a copy only when
+    something changes, and no per-line objects (these are megabytes)."""
+    crlf, lf, cr = data.count(b"\r\n"), data.count(b"\n"), data.count(b"\r")
+    if crlf == lf == cr:
+        return data
+    if cr == 0:
+        return data.replace(b"\n", b"\r\n")
+    return data.replace(b"\r\n", b"\n").replace(b"\r", b"\n").replace(b"\n", b"\r\n")
+
+
+@dataclass
+class _PassThrough:
+    """Encoded payloads of large non-text parts, taken out of the message before it is written
+    and put back into the bytes, exactly as the generator would have written them (each line
+    ending, CR, LF or CRLF, as CRLF)."""
+
+    # (marker as written, the part as it was: its headers and encoded payload, for the final scan)
+    payloads: list[tuple[bytes, MIMEPart]] = field(default_factory=list)
+
+    @classmethod
+    def set_aside(cls, msg: EmailMessage) -> _PassThrough:
+        aside = cls()
+        for part in msg.walk():
+            if part.is_multipart() or part.get_content_maintype() in ("text", "message"):
+                continue
+            payload = part.get_payload()
+            if not isinstance(payload, str) or len(payload) < PASS_THROUGH_CHARS or not payload.isascii():
+                continue  # small, or 8-bit content the generator treats specially: the normal path
+            leaf = MIMEPart(policy=part.policy)
+            for name, value in part.raw_items():
+                leaf.set_raw(name, value)
+            leaf.set_payload(payload)
+            marker = f"relay-pass-through-{secrets.token_hex(16)}"
+            ends_line = payload.endswith(("\n", "\r"))
+            part.set_payload(marker + ("\n" if ends_line else ""))
+            aside.payloads.append(((marker + ("\r\n" if ends_line else "")).encode(), leaf))
+        return aside
+
+    def put_back(self, written: bytes) -> bytes:
+        while self.payloads:
+            marker, leaf = self.payloads.pop()
+            before, found, after = written.partition(marker)
+            if not found:
+                raise Unprocessable("an attachment could not be put back into the forward")
+            payload = leaf.get_payload()
+            assert isinstance(payload, str)
+            encoded = payload.encode("ascii")
+            del payload, leaf
+            encoded = _crlf(encoded)
+            written = b"".join((before, encoded, after))
+        return written
 
 
 def _check_structure(msg: EmailMessage) -> None:

@@ -149,6 +149,38 @@ def test_an_address_that_cannot_be_removed_refuses_the_message() -> None:
         sanitize.forward(sanitize.parse(msg.as_bytes()), route())
 
 
+def _large_attachment_message(payload: bytes, linesep: str) -> bytes:
+    msg = EmailMessage()
+    msg["From"] = f"Max <{REVIEWER}>"
+    msg["Subject"] = "Rechnung"
+    msg.set_content(f"Anbei die Rechnung, {REVIEWER}")
+    msg.add_attachment(payload, maintype="application", subtype="pdf", filename="rechnung.pdf")
+    return msg.as_bytes(policy=email.policy.default.clone(linesep=linesep))
+
+
+@pytest.mark.parametrize("linesep", ["\r\n", "\n"])
+def test_large_attachments_are_written_exactly_as_the_generator_writes_them(
+        linesep: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    payload = bytes(range(256)) * 4096  # 1 MB, over the pass-through size
+    raw = _large_attachment_message(payload, linesep)
+    passed = sanitize.forward(sanitize.parse(raw), route())
+    monkeypatch.setattr(sanitize, "PASS_THROUGH_CHARS", 10**9)  # everything through the generator
+    generated = sanitize.forward(sanitize.parse(raw), route())
+    assert passed == generated
+    attachment = next(email.message_from_bytes(passed, policy=email.policy.default).iter_attachments())
+    assert attachment.get_content() == payload
+    assert_no_leak(passed)
+
+
+@pytest.mark.parametrize("hidden", [REVIEWER.encode(), REVIEWER.upper().encode(), REVIEWER.encode("utf-16-le"),
+                                    REVIEWER.replace("@", "%40").encode()],
+                         ids=["plain", "upper-case", "utf-16", "url-encoded"])
+def test_a_large_attachment_with_the_address_is_still_refused(hidden: bytes) -> None:
+    payload = b"%PDF-1.7\n" + bytes(range(256)) * 2048 + b"/Author (" + hidden + b")" + bytes(range(256)) * 2048
+    with pytest.raises(sanitize.Unprocessable):
+        sanitize.forward(sanitize.parse(_large_attachment_message(payload, "\r\n")), route())
+
+
 @pytest.mark.parametrize("form", [
     "max.mueller@example.de", "MAX.Mueller@EXAMPLE.de", "max.mueller%40example.de",
     "max%2Emueller%40example%2Ede", "max.mueller&#64;example.de", "max.mueller&#x40;example.de",
