@@ -53,7 +53,9 @@ def _get(msg: EmailMessage, name: str) -> str:
     try:
         value = msg.get(name)
     except (ValueError, IndexError, TypeError, AttributeError):
-        value = msg.get_all(name, [""])[0] if name in msg else None
+        # the header parser itself fails on some garbage (a group where a mailbox is expected):
+        # use the raw text, which get_all would parse again
+        value = next((v for k, v in msg.raw_items() if k.lower() == name.lower()), None)
     return str(value).strip() if value is not None else ""
 
 

@@ -55,6 +55,15 @@ def test_auto_submitted_parameters_never_reach_the_clue() -> None:
     assert kind is classify.Kind.AUTO_REPLY and clue == "Auto-Submitted: auto-replied"
 
 
+def test_a_from_header_the_parser_chokes_on_is_read_raw() -> None:
+    # found by the fuzz test: the standard header parser raises AttributeError on this From
+    raw = (b"Return-Path: <>\nFrom:Content-Type: multipart/mixed; Mail Delivery System <daemon@example.jp>\n"
+           b"Subject: Mail delivery failed\n\nThis message was created automatically.\n")
+    msg = sanitize.parse(raw)
+    assert classify.classify(msg, "max@example.de", DOMAIN)[0] is classify.Kind.PERSON
+    assert sanitize.header_addresses(msg, "From") == []
+
+
 def test_loops() -> None:
     assert classify.classify(message(X_Relay_Loop=DOMAIN), "max@example.de", DOMAIN)[0] is classify.Kind.LOOP
     assert classify.classify(message(X_Relay_Loop="other.example"), "max@example.de", DOMAIN)[0] is classify.Kind.PERSON
