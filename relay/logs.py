@@ -12,6 +12,7 @@ to a queue instead of waiting for file writes (and for the interpreter lock afte
 from __future__ import annotations
 
 import atexit
+import contextlib
 import json
 import logging
 import logging.handlers
@@ -99,7 +100,7 @@ class Writer:
     def _run(self) -> None:
         while True:
             batch = [self.queue.get()]
-            with _suppress_empty():
+            with contextlib.suppress(queue.Empty):
                 while len(batch) < 1000:
                     batch.append(self.queue.get_nowait())
             self._write([r for r in batch if r is not None])
@@ -126,14 +127,6 @@ class Writer:
             self.thread.join(timeout=10)
         for handler in self.handlers:
             handler.close()
-
-
-class _suppress_empty:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, kind: type[BaseException] | None, *_: object) -> bool:
-        return kind is queue.Empty
 
 
 class _Enqueue(logging.handlers.QueueHandler):
