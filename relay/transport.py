@@ -18,6 +18,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import aiosmtplib
 
+from . import durable
 from .redact import describe, scrub_addresses
 
 
@@ -37,20 +38,25 @@ class Transport(Protocol):
     async def send(self, sender: str, recipient: str, body: bytes, name: str) -> Attempt: ...
 
     async def settle(self) -> None:
-        """Make every message `send` reported as sent durable; the worker calls it once per batch,
-        before it records the batch. Raises OSError if that failed (the batch is then retried)."""
+        """Make every message `send` reported as sent durable and delivered (a maildir publishes its
+        files here); the worker calls it once per batch, before it records the batch. Raises
+        OSError if that failed (the batch is then retried)."""
 
 
 class MaildirTransport:
-    """Writes each message as one file into `PATH/new` (tmp first, then an atomic rename).
+    """Writes each message as one file into `PATH/new`, the maildir way: written into `tmp/`,
+    made durable, then renamed into `new/`, so a reader never sees a partial file.
 
-    The file name is derived from the delivery (`name`), so a delivery retried after a crash
-    replaces its own file instead of leaving a duplicate. Each file is synced before its rename;
-    the renames of a batch are made durable by one sync of `new/` in `settle`.
+    `send` writes a batch's files into `tmp/`; `settle` makes them durable with one sync of the
+    file system (instead of one per file, which costs most of the time of a delivery), renames them
+    into `new/` and syncs `new/`. The file name is derived from the delivery (`name`), so a delivery
+    retried after a crash replaces its own file instead of leaving a duplicate.
     """
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        self.written: list[str] = []  # in tmp/, complete, not yet in new/
+        self.ready = False
 
     async def send(self, sender: str, recipient: str, body: bytes, name: str) -> Attempt:
         try:
@@ -60,28 +66,31 @@ class MaildirTransport:
         return Attempt(Result.SENT, f"written to {self.path / 'new' / name}")
 
     def _write(self, sender: str, recipient: str, body: bytes, name: str) -> None:
-        for sub in ("tmp", "new", "cur"):
-            (self.path / sub).mkdir(parents=True, exist_ok=True)
+        if not self.ready:
+            for sub in ("tmp", "new", "cur"):
+                (self.path / sub).mkdir(parents=True, exist_ok=True)
+            self.ready = True
         envelope = f"Return-Path: <{sender}>\r\nDelivered-To: {recipient}\r\n".encode()
-        tmp = self.path / "tmp" / name
-        with open(tmp, "wb") as handle:
-            handle.write(envelope + body)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, self.path / "new" / name)
+        try:
+            with open(self.path / "tmp" / name, "wb") as handle:
+                handle.write(envelope + body)
+        except FileNotFoundError:
+            self.ready = False  # the folder was removed under the relay: made again next time
+            raise
+        self.written.append(name)
 
     async def settle(self) -> None:
-        await asyncio.to_thread(self._sync_folder)
+        # if this fails the batch counts as not sent: its retries write their files again
+        names, self.written = list(dict.fromkeys(self.written)), []
+        await asyncio.to_thread(self._publish, names)
 
-    def _sync_folder(self) -> None:
-        folder = self.path / "new"
-        if not folder.is_dir():
-            return  # nothing was written
-        directory = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(directory)
-        finally:
-            os.close(directory)
+    def _publish(self, names: list[str]) -> None:
+        if not names:
+            return
+        durable.sync_files([self.path / "tmp" / name for name in names])
+        for name in names:
+            os.replace(self.path / "tmp" / name, self.path / "new" / name)
+        durable.sync_folder(self.path / "new")
 
 
 class SmtpTransport:

@@ -14,6 +14,7 @@ import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult
 
+from relay import durable
 from relay.clock import ManualClock
 from relay.outbox import Worker
 from relay.store import cases as case_store
@@ -85,11 +86,42 @@ def test_starttls_and_login(tls_files: tuple[Path, Path]) -> None:
 def test_maildir_delivery_is_atomic_and_idempotent(tmp_path: Path) -> None:
     transport = MaildirTransport(tmp_path / "box")
     assert send(transport).result is Result.SENT
+    assert list((tmp_path / "box" / "new").iterdir()) == []  # only settled files are published
+    asyncio.run(transport.settle())
     assert send(transport).result is Result.SENT  # a retry of the same delivery replaces its file
+    assert send(transport).result is Result.SENT
+    asyncio.run(transport.settle())
     files = list((tmp_path / "box" / "new").iterdir())
     assert [f.name for f in files] == ["0000000001.relay"]
     assert files[0].read_bytes().startswith(b"Return-Path: <bounce-1-x@relay.test>\r\nDelivered-To: b@example.org")
     assert list((tmp_path / "box" / "tmp").iterdir()) == []
+
+
+@pytest.mark.parametrize("whole_file_system", [True, False], ids=["syncfs", "fsync-each"])
+def test_maildir_batch_not_published_counts_as_not_sent(db_url: str, app_factory: Any, tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch,
+                                                         whole_file_system: bool) -> None:
+    """A batch whose files cannot be published into new/ is retried, never recorded as sent; the
+    retry publishes it once. Both ways of syncing (one file-system sync, a sync per file)."""
+    if not whole_file_system:
+        monkeypatch.setattr(durable, "_SYNCFS", None)
+    clock = ManualClock()
+    app = app_factory(db_url, clock)
+    box = tmp_path / "box"
+    worker = Worker(app, MaildirTransport(box))
+    opened = new_case(app)
+    name = f"{case_store.case_detail(opened.case_id)['deliveries'][0]['id']:010d}.relay"
+    (box / "new" / name / "in the way").mkdir(parents=True)  # the rename into new/ fails
+    first = asyncio.run(worker.run_pass())
+    assert (first.sent, first.deferred) == (0, 1)
+    delivery = case_store.case_detail(opened.case_id)["deliveries"][0]
+    assert delivery["state"] == "queued" and "durable" in delivery["last_error"]
+    (box / "new" / name / "in the way").rmdir()
+    (box / "new" / name).rmdir()
+    clock.advance(timedelta(minutes=1))
+    assert asyncio.run(worker.run_pass()).sent == 1
+    assert [f.name for f in (box / "new").iterdir()] == [name]
+    assert list((box / "tmp").iterdir()) == []
 
 
 def test_worker_retries_then_delivers_and_gives_up(db_url: str, app_factory: Any) -> None:
