@@ -48,19 +48,35 @@ def queue_notice(app: App, case_id: int, kind: str, now: datetime) -> bool:
     return queue_notices(app, [case_id], kind, now) == 1
 
 
-def queue_notices(app: App, case_ids: list[int], kind: str, now: datetime) -> int:
-    """Queue a notice of `kind` for each case that has none yet; how many were queued. Call inside
-    a transaction: claims, deliveries and events commit together or not at all. The statements
-    work on the whole batch (one claim, one read, one insert each), the rendering per case."""
-    claimed = store.claim_notices(case_ids, kind, now)
-    facts = store.notice_facts(sorted(claimed))
-    composed = {case_id: c for case_id in sorted(claimed) if (c := compose_notice(app, kind, facts[case_id], now))}
+Prepared = dict[int, outbox.Outgoing | None]
+
+
+def prepare_notices(app: App, case_ids: list[int], kind: str, now: datetime) -> Prepared:
+    """The notice of `kind` for each case, composed but not stored ({case id: delivery}; None where
+    the recipient is gone). It only reads, so the jobs call it before their write transaction:
+    rendering never holds the database's write lock that inbound mail is waiting for."""
+    facts = store.notice_facts(sorted(case_ids))
+    return {case_id: compose_notice(app, kind, facts[case_id], now) for case_id in sorted(facts)}
+
+
+def store_notices(app: App, prepared: Prepared, kind: str, now: datetime) -> int:
+    """Queue the prepared notices of those cases that have none of `kind` yet; how many were
+    queued. Call inside a transaction: claims, deliveries and events commit together or not at
+    all. One statement each for the whole batch (claim, insert, attach, events). A case whose
+    recipient is gone is claimed all the same, so it is not picked again by every pass."""
+    claimed = store.claim_notices(sorted(prepared), kind, now)
+    composed = {case_id: c for case_id in sorted(claimed) if (c := prepared[case_id]) is not None}
     delivery_ids = outbox.enqueue_many(list(composed.values()), now, app.queue_lifetime)
     store.attach_deliveries({claimed[case_id]: delivery_ids[c.message_id] for case_id, c in composed.items()})
     case_store.record_events(list(composed), "notice.queued", now, kind)
     for case_id, c in composed.items():
         logs.event("notice.queued", f"{kind} queued to the {c.recipient_party.value}", case=case_id, qid=c.queue_id)
     return len(composed)
+
+
+def queue_notices(app: App, case_ids: list[int], kind: str, now: datetime) -> int:
+    """Compose and queue in one go, for callers already inside a transaction (see store_notices)."""
+    return store_notices(app, prepare_notices(app, case_ids, kind, now), kind, now)
 
 
 def compose_notice(app: App, kind: str, facts: dict[str, Any], now: datetime) -> outbox.Outgoing | None:
@@ -102,21 +118,25 @@ def expire(app: App, case_id: int, now: datetime) -> bool:
     return expire_cases(app, [case_id], now) == 1
 
 
-def expire_cases(app: App, case_ids: list[int], now: datetime) -> int:
+def expire_cases(app: App, case_ids: list[int], now: datetime, prepared: Prepared | None = None) -> int:
     """Expire those cases whose window is over, each with its expiry notice; how many. Call inside
-    a transaction."""
+    a transaction; `prepared`: their expiry notices composed beforehand (prepare_notices)."""
     expired = store.expire_due_cases(case_ids, now)
     case_store.record_events(expired, "case.expired", now)
     for case_id in expired:
         logs.event("case.expired", "reply window over without an answer", case=case_id)
-    queue_notices(app, expired, "expiry_notice", now)
+    ready = dict(prepared or {})
+    ready.update(prepare_notices(app, [case_id for case_id in expired if case_id not in ready], "expiry_notice", now))
+    store_notices(app, {case_id: ready[case_id] for case_id in expired if case_id in ready}, "expiry_notice", now)
     return len(expired)
 
 
-def _each(ids: Callable[[], list[int]], act: Callable[[list[int]], int], rounds: int = 10_000) -> int:
+def _each(ids: Callable[[], list[int]], act: Callable[[list[int], Any], int],
+          prepare: Callable[[list[int]], Any] = lambda batch: None, rounds: int = 10_000) -> int:
     """Run `act` on batches of ids until none is left; one transaction (one durable commit) per
-    batch. The conditions inside `act` still decide each case on its own, so a batch that fails is
-    simply done again by the next pass."""
+    batch. `prepare` reads and composes what the batch needs before the transaction begins. The
+    conditions inside `act` still decide each case on its own, so a batch that fails is simply
+    done again by the next pass."""
     done = 0
     seen: set[int] = set()
     for _ in range(rounds):
@@ -124,14 +144,24 @@ def _each(ids: Callable[[], list[int]], act: Callable[[list[int]], int], rounds:
         if not batch:
             break
         seen.update(batch)
+        ready = prepare(batch)
         with db.atomic():
-            done += act(batch)
+            done += act(batch, ready)
     return done
+
+
+def _notices(app: App, kind: str, now: datetime) -> tuple[Callable[[list[int]], Prepared],
+                                                           Callable[[list[int], Prepared], int]]:
+    """The prepare and act steps of a job that only queues notices of `kind`."""
+    return (lambda batch: prepare_notices(app, batch, kind, now),
+            lambda batch, prepared: store_notices(app, prepared, kind, now))
 
 
 def expire_due(app: App) -> int:
     now = app.clock.now()
-    return _each(lambda: store.due_expiries(now, BATCH), lambda batch: expire_cases(app, batch, now))
+    return _each(lambda: store.due_expiries(now, BATCH),
+                 lambda batch, prepared: expire_cases(app, batch, now, prepared),
+                 lambda batch: prepare_notices(app, batch, "expiry_notice", now))
 
 
 def notify_replies(app: App) -> int:
@@ -143,8 +173,8 @@ def notify_replies(app: App) -> int:
     """
     now = app.clock.now()
     settled = now - app.settings["cases"]["reply_notice_after"]
-    return _each(lambda: store.due_reply_notices(settled, BATCH),
-                 lambda batch: queue_notices(app, batch, "reply_notice", now))
+    prepare, act = _notices(app, "reply_notice", now)
+    return _each(lambda: store.due_reply_notices(settled, BATCH), act, prepare)
 
 
 def remind_due(app: App) -> int:
@@ -152,15 +182,15 @@ def remind_due(app: App) -> int:
     if not before:
         return 0
     now = app.clock.now()
-    return _each(lambda: store.due_reminders(now, before, BATCH),
-                 lambda batch: queue_notices(app, batch, "reminder", now))
+    prepare, act = _notices(app, "reminder", now)
+    return _each(lambda: store.due_reminders(now, before, BATCH), act, prepare)
 
 
 def close_stale(app: App) -> int:
     now = app.clock.now()
     lifetime = app.settings["cases"]["conversation_lifetime"]
 
-    def close(batch: list[int]) -> int:
+    def close(batch: list[int], _: Any) -> int:
         closed = store.close_stale_cases(batch, now, lifetime)
         case_store.record_events(closed, "case.closed", now, "conversation lifetime over")
         for case_id in closed:

@@ -105,17 +105,18 @@ class Worker:
     async def _attempt(self, item: store.Claimed) -> tuple[store.Claimed, Step]:
         sender = verp.envelope_sender(item.id, self.app.key, self.app.domain)
         try:
-            attempt = await self.transport.send(sender, item.recipient, item.body, f"{item.id:010d}.relay")
+            attempt = await self.transport.send(sender, item.recipient, item.body, _name(item))
         except Exception as exc:  # a transport bug must not lose the delivery: retry it
             attempt = Attempt(Result.TEMPORARY, describe(exc))
         return item, next_step(attempt, item.attempts, self.app.clock.now(), item.expires_at)
 
     async def _settle(self, results: list[tuple[store.Claimed, Step]]) -> list[tuple[store.Claimed, Step]]:
         """Have the transport make the batch durable; if it cannot, nothing of it counts as sent."""
-        if not any(step.state == "sent" for _, step in results):
+        sent = [_name(item) for item, step in results if step.state == "sent"]
+        if not sent:
             return results
         try:
-            await self.transport.settle()
+            await self.transport.settle(sent)
         except OSError as exc:
             failed = Attempt(Result.TEMPORARY, f"could not make the batch durable: {describe(exc)}")
             now = self.app.clock.now()
@@ -168,6 +169,11 @@ class Worker:
                            level=logging.ERROR)
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(_first(self.wake, stop), timeout=poll)
+
+
+def _name(item: store.Claimed) -> str:
+    """The delivery's name at the transport: the same for every attempt, so a retry replaces it."""
+    return f"{item.id:010d}.relay"
 
 
 async def _first(*events: asyncio.Event) -> None:

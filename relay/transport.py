@@ -37,17 +37,17 @@ class Attempt:
 class Transport(Protocol):
     async def send(self, sender: str, recipient: str, body: bytes, name: str) -> Attempt: ...
 
-    async def settle(self) -> None:
-        """Make every message `send` reported as sent durable and delivered (a maildir publishes its
-        files here); the worker calls it once per batch, before it records the batch. Raises
-        OSError if that failed (the batch is then retried)."""
+    async def settle(self, names: list[str]) -> None:
+        """Make the messages of one batch that `send` reported as sent (by their names) durable and
+        delivered (a maildir publishes its files here); the worker calls it once per batch, before
+        it records the batch. Raises OSError if that failed (the batch is then retried)."""
 
 
 class MaildirTransport:
     """Writes each message as one file into `PATH/new`, the maildir way: written into `tmp/`,
     made durable, then renamed into `new/`, so a reader never sees a partial file.
 
-    `send` writes a batch's files into `tmp/`; `settle` makes them durable with one sync of the
+    `send` writes a batch's files into `tmp/`; `settle` makes the batch durable with one sync of the
     file system (instead of one per file, which costs most of the time of a delivery), renames them
     into `new/` and syncs `new/`. The file name is derived from the delivery (`name`), so a delivery
     retried after a crash replaces its own file instead of leaving a duplicate.
@@ -55,7 +55,6 @@ class MaildirTransport:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self.written: list[str] = []  # in tmp/, complete, not yet in new/
         self.ready = False
 
     async def send(self, sender: str, recipient: str, body: bytes, name: str) -> Attempt:
@@ -77,11 +76,9 @@ class MaildirTransport:
         except FileNotFoundError:
             self.ready = False  # the folder was removed under the relay: made again next time
             raise
-        self.written.append(name)
 
-    async def settle(self) -> None:
+    async def settle(self, names: list[str]) -> None:
         # if this fails the batch counts as not sent: its retries write their files again
-        names, self.written = list(dict.fromkeys(self.written)), []
         await asyncio.to_thread(self._publish, names)
 
     def _publish(self, names: list[str]) -> None:
@@ -133,7 +130,7 @@ class SmtpTransport:
             return Attempt(Result.TEMPORARY, describe(exc))
         return Attempt(Result.SENT, scrub_addresses(str(response))[:500])
 
-    async def settle(self) -> None:
+    async def settle(self, names: list[str]) -> None:
         """Nothing to do: a message is the smarthost's once it answered 250 to the data."""
 
 

@@ -87,10 +87,10 @@ def test_maildir_delivery_is_atomic_and_idempotent(tmp_path: Path) -> None:
     transport = MaildirTransport(tmp_path / "box")
     assert send(transport).result is Result.SENT
     assert list((tmp_path / "box" / "new").iterdir()) == []  # only settled files are published
-    asyncio.run(transport.settle())
+    asyncio.run(transport.settle(["0000000001.relay"]))
     assert send(transport).result is Result.SENT  # a retry of the same delivery replaces its file
     assert send(transport).result is Result.SENT
-    asyncio.run(transport.settle())
+    asyncio.run(transport.settle(["0000000001.relay"]))
     files = list((tmp_path / "box" / "new").iterdir())
     assert [f.name for f in files] == ["0000000001.relay"]
     assert files[0].read_bytes().startswith(b"Return-Path: <bounce-1-x@relay.test>\r\nDelivered-To: b@example.org")
