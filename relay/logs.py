@@ -16,6 +16,7 @@ import contextlib
 import json
 import logging
 import logging.handlers
+import os
 import queue
 import sys
 import threading
@@ -27,8 +28,13 @@ LOGGER = logging.getLogger("relay")
 
 
 def event(name: str, msg: str, level: int = logging.INFO, **fields: Any) -> None:
-    """Log one event. Extra fields (case, qid, reply, counts...) become JSON keys."""
-    LOGGER.log(level, msg, extra={"event": name, "fields": fields})
+    """Log one event. Extra fields (case, qid, reply, counts...) become JSON keys.
+
+    The record is made directly: `Logger.log` would walk the call stack for the caller's file and
+    line on every event, which no log line shows (the event name says where it comes from)."""
+    if LOGGER.isEnabledFor(level):
+        LOGGER.handle(LOGGER.makeRecord(LOGGER.name, level, "relay", 0, msg, (), None,
+                                        extra={"event": name, "fields": fields}))
 
 
 def entry(record: logging.LogRecord) -> dict[str, Any]:
@@ -57,7 +63,12 @@ def render(line: dict[str, Any]) -> str:
 
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
-        return json.dumps(entry(record), ensure_ascii=False, default=str)
+        # kept on the record: a rotating file handler formats each record twice (size check, write)
+        text: str | None = getattr(record, "relay_json", None)
+        if text is None:
+            text = json.dumps(entry(record), ensure_ascii=False, default=str)
+            record.relay_json = text
+        return text
 
 
 class ReadableFormatter(logging.Formatter):
@@ -67,13 +78,25 @@ class ReadableFormatter(logging.Formatter):
 
 class _HeldFlush:
     """Handler mixin: while `held`, a record is written to the stream's buffer but not flushed;
-    the writer thread flushes once per batch."""
+    the writer thread flushes once per batch. What a file handler checks about its file (was it
+    moved away, is it still a regular file) it checks once per batch too, not once per record."""
 
     held = False
+    checked = False  # the file was checked in this batch
 
     def flush(self) -> None:
         if not self.held:
             super().flush()  # type: ignore[misc]
+
+    def hold(self, on: bool) -> None:
+        self.held = on
+        self.checked = False
+
+    def check_once(self) -> bool:
+        """True the first time in a batch (and always outside one)."""
+        first = not (self.held and self.checked)
+        self.checked = self.held
+        return first
 
 
 class _Stream(_HeldFlush, logging.StreamHandler):  # type: ignore[type-arg]
@@ -81,11 +104,26 @@ class _Stream(_HeldFlush, logging.StreamHandler):  # type: ignore[type-arg]
 
 
 class _Watched(_HeldFlush, logging.handlers.WatchedFileHandler):
-    pass
+    def reopenIfNeeded(self) -> None:
+        if self.check_once():
+            super().reopenIfNeeded()
 
 
 class _Rotating(_HeldFlush, logging.handlers.RotatingFileHandler):
-    pass
+    regular = True
+
+    def shouldRollover(self, record: logging.LogRecord) -> int:
+        """The standard rule (only a regular file is rotated, once the record would take it past
+        `maxBytes`), with the look at the file's type made once per batch."""
+        if self.check_once():
+            path = self.baseFilename
+            self.regular = not (os.path.exists(path) and not os.path.isfile(path))
+        if not self.regular or self.maxBytes <= 0:
+            return 0
+        if self.stream is None:
+            self.stream = self._open()
+        self.stream.seek(0, 2)
+        return int(self.stream.tell() + len(self.format(record)) + 1 >= self.maxBytes)
 
 
 class Writer:
@@ -110,14 +148,14 @@ class Writer:
     def _write(self, records: list[logging.LogRecord]) -> None:
         for handler in self.handlers:
             if isinstance(handler, _HeldFlush):
-                handler.held = True
+                handler.hold(True)
             try:
                 for record in records:
                     if record.levelno >= handler.level:
                         handler.handle(record)
             finally:
                 if isinstance(handler, _HeldFlush):
-                    handler.held = False
+                    handler.hold(False)
                 handler.flush()
 
     def close(self) -> None:
