@@ -5,7 +5,7 @@ from __future__ import annotations
 import email
 import email.policy
 import threading
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
@@ -13,7 +13,8 @@ import pytest
 from relay.clock import ManualClock
 from relay.store import cases as case_store
 from relay.store import outbox
-from relay.store.models import Delivery, RelayAddress
+from relay.store.models import Case, Delivery, Message, RelayAddress
+from relay.store.prepared import Prepared
 
 from .conftest import new_case
 
@@ -112,3 +113,36 @@ def test_claims_are_exclusive_and_leases_expire(db_url: str, app_factory: Any) -
     assert counts == {"sent": 1, "queued": 1, "failed": 1, "sending": 27}
     pending = outbox.oldest_pending()
     assert pending is not None and pending["attempts"] == 2
+
+
+def test_prepared_queries_answer_as_peewee_does(db_url: str, app_factory: Any) -> None:
+    """The per-message queries with SQL generated once give what peewee's own queries give, dates
+    as dates, on both databases; the second run (cached SQL) binds its own values."""
+    clock = ManualClock()
+    app = app_factory(db_url, clock)
+    first, second = new_case(app), new_case(app, reviewer="erika@example.org", business="info@laden.example")
+    for opened in (first, second, first):
+        for address, writer in ((opened.reviewer_address, "reviewer"), (opened.business_address, "business")):
+            found = case_store.conversation(address.split("@")[0].upper(), "relay.test")
+            assert found is not None and found.case_id == opened.case_id and found.writer.value == writer
+            row = Case.get_by_id(opened.case_id)
+            assert (found.deadline, found.last_activity_at, found.locale) == (row.deadline, row.last_activity_at,
+                                                                              row.locale)
+            assert isinstance(found.deadline, datetime)
+            other = opened.business_address if writer == "reviewer" else opened.reviewer_address
+            assert found.reader_alias == other
+    assert case_store.conversation("0" * 32, "relay.test") is None
+    Message.create(case=first.case_id, queue_id="Q1", sender="reviewer", received_at=clock.now(), size=1)
+    Message.create(case=first.case_id, queue_id="Q2", sender="reviewer", received_at=clock.now() - timedelta(hours=2),
+                   size=1)
+    Message.create(case=second.case_id, queue_id="Q3", sender="reviewer", received_at=clock.now(), size=1)
+    since = clock.now() - timedelta(hours=1)
+    assert case_store.messages_since(first.case_id, since) == 1
+    assert case_store.messages_since(first.case_id, since - timedelta(hours=2)) == 2
+    assert case_store.messages_since(second.case_id, since) == 1
+
+
+def test_a_prepared_query_must_bind_every_value() -> None:
+    unused = Prepared(lambda local_part, other: RelayAddress.select().where(RelayAddress.local_part == local_part))
+    with pytest.raises(ValueError, match="once as a parameter"):
+        unused.rows("a", "b")

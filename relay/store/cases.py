@@ -11,6 +11,7 @@ import peewee as pw
 from ..cases import OpenCaseRequest, Party, State
 from ..policy import Conversation
 from .models import Business, Case, Delivery, Event, Message, RelayAddress, Review, db, rows
+from .prepared import Prepared
 
 
 class CaseAlreadyOpen(Exception):
@@ -71,28 +72,39 @@ def record_events(case_ids: list[int], name: str, at: datetime, detail: str = ""
                            for case_id in case_ids]).execute()
 
 
+def _conversation_query(local_part: Any) -> Any:
+    other = RelayAddress.alias("other")
+    return (RelayAddress.select(RelayAddress.local_part, RelayAddress.party, Case.id.alias("case_id"), Case.state,
+                                Case.last_activity_at, Case.locale, Case.deadline, Review.reviewer_email,
+                                Review.reviewer_name, Business.email.alias("business_email"),
+                                Business.name.alias("business_name"), other.local_part.alias("other"))
+            .join(Case).join(Review).switch(Case).join(Business).switch(Case)
+            .join(other, pw.JOIN.LEFT_OUTER, on=(other.case == Case.id) & (other.party != RelayAddress.party))
+            .where(RelayAddress.local_part == local_part))
+
+
+# runs for every RCPT TO (see relay.store.prepared)
+_CONVERSATION = Prepared(_conversation_query, convert={"last_activity_at": Case.last_activity_at,
+                                                       "deadline": Case.deadline})
+
+
 def conversation(local_part: str, domain: str) -> Conversation | None:
-    """What the relay address `local_part@domain` stands for, or None if it is unknown."""
-    row = (RelayAddress.select(RelayAddress, Case, Review, Business)
-           .join(Case).join(Review).switch(Case).join(Business)
-           .where(RelayAddress.local_part == local_part.lower()).first())
+    """What the relay address `local_part@domain` stands for, or None if it is unknown (one query,
+    the other party's address included)."""
+    row = _CONVERSATION.first(local_part.lower())
     if row is None:
         return None
-    case = row.case
-    writer = Party(row.party)
-    other = (RelayAddress.select(RelayAddress.local_part)
-             .where((RelayAddress.case == case.id) & (RelayAddress.party == writer.other.value)).first())
-    review, business = case.review, case.business
+    writer = Party(row["party"])
     if writer is Party.REVIEWER:
-        writer_email, writer_name, reader_email = review.reviewer_email, review.reviewer_name, business.email
+        writer_email, writer_name, reader_email = row["reviewer_email"], row["reviewer_name"], row["business_email"]
     else:
-        writer_email, writer_name, reader_email = business.email, business.name, review.reviewer_email
+        writer_email, writer_name, reader_email = row["business_email"], row["business_name"], row["reviewer_email"]
     return Conversation(
-        case_id=case.id, local_part=row.local_part, state=State(case.state),
-        last_activity_at=case.last_activity_at, writer=writer, writer_email=writer_email,
+        case_id=row["case_id"], local_part=row["local_part"], state=State(row["state"]),
+        last_activity_at=row["last_activity_at"], writer=writer, writer_email=writer_email,
         writer_name=writer_name, reader_email=reader_email or "",
-        reader_alias=f"{other.local_part}@{domain}" if other else "", locale=case.locale,
-        deadline=case.deadline)
+        reader_alias=f"{row['other']}@{domain}" if row["other"] else "", locale=row["locale"],
+        deadline=row["deadline"])
 
 
 def thread_entries(message_ids: list[str]) -> dict[str, tuple[Party, Party | None, str | None]]:
@@ -107,8 +119,14 @@ def thread_entries(message_ids: list[str]) -> dict[str, tuple[Party, Party | Non
                               r["original_message_id"]) for r in found}
 
 
+_MESSAGES_SINCE = Prepared(lambda case_id, since: Message.select(pw.fn.COUNT(Message.id).alias("n")).where(
+    (Message.case == case_id) & (Message.received_at >= since)))
+
+
 def messages_since(case_id: int, since: datetime) -> int:
-    return int(Message.select().where((Message.case == case_id) & (Message.received_at >= since)).count())
+    """How many messages the case had since then (the per-case rate limit; runs for every message)."""
+    row = _MESSAGES_SINCE.first(case_id, since)
+    return int(row["n"]) if row else 0
 
 
 def close_case(case_id: int, reason: str | None, now: datetime) -> bool:

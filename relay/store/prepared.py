@@ -1,0 +1,58 @@
+"""Queries that run for every inbound message, with their SQL generated once per kind of database.
+
+peewee builds the SQL text of a query anew each time it runs; for a join over four tables that
+takes longer than SQLite takes to answer it. A `Prepared` query is built once with placeholders,
+its SQL kept (per database kind: SQLite and PostgreSQL quote and mark parameters differently),
+and later runs only bind new values. Values come back as peewee would return them: the fields
+named in `convert` go through their `python_value` (SQLite hands back dates as text).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import peewee as pw
+
+from .models import db
+
+
+def _slot(number: int) -> str:
+    return f"\x00slot{number}\x00"
+
+
+@dataclass
+class Prepared:
+    build: Callable[..., Any]  # placeholders (peewee values, one per parameter) -> a peewee SELECT
+    convert: Mapping[str, pw.Field] = field(default_factory=dict)
+    cache: dict[str, tuple[str, list[tuple[bool, Any]]]] = field(default_factory=dict)
+
+    def _compiled(self, count: int) -> tuple[str, list[tuple[bool, Any]]]:
+        kind = type(db.obj).__name__
+        known = self.cache.get(kind)
+        if known is None:
+            slots = [_slot(n) for n in range(count)]
+            # converter=False: the placeholder goes into the parameters as it is, not through a
+            # field's conversion (values are bound the way the driver takes them, as peewee does)
+            sql, params = self.build(*(pw.Value(s, converter=False) for s in slots)).sql()
+            # each parameter: (True, index of the value to bind) or (False, a constant of the query)
+            template = [(True, slots.index(p)) if isinstance(p, str) and p in slots else (False, p) for p in params]
+            if sorted(i for bound, i in template if bound) != list(range(count)):
+                raise ValueError("every value of a prepared query must appear once as a parameter")
+            known = self.cache[kind] = (sql, template)
+        return known
+
+    def rows(self, *values: Any) -> list[dict[str, Any]]:
+        sql, template = self._compiled(len(values))
+        cursor = db.execute_sql(sql, [values[x] if bound else x for bound, x in template])
+        names = [d[0] for d in cursor.description]
+        found = [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+        for row in found:
+            for name, column in self.convert.items():
+                row[name] = column.python_value(row[name])  # type: ignore[no-untyped-call]
+        return found
+
+    def first(self, *values: Any) -> dict[str, Any] | None:
+        found = self.rows(*values)
+        return found[0] if found else None
