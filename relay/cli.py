@@ -173,13 +173,13 @@ def cmd_case(settings: config.Settings, args: argparse.Namespace) -> int:
 
 def cmd_run_jobs(settings: config.Settings, args: argparse.Namespace) -> int:
     from . import jobs, transport
-    from .outbox import Worker
+    from .outbox import Worker, then_close
     app = _open(settings)
     outbound = settings["outbound"]
     worker = Worker(app, transport.from_url(outbound["url"], outbound["timeout"].total_seconds(),
                                             helo=app.domain))
     try:
-        counts = asyncio.run(jobs.run_once(app, worker))
+        counts = asyncio.run(then_close(worker, jobs.run_once(app, worker)))
     finally:
         app.close()
     for job, numbers in counts.items():
@@ -246,7 +246,7 @@ def _refusals(settings: config.Settings, since: datetime) -> dict[str, int]:
 
 def cmd_outbox(settings: config.Settings, args: argparse.Namespace) -> int:
     from . import transport
-    from .outbox import Worker
+    from .outbox import Worker, then_close
     app = _open(settings)
     try:
         if args.action != "retry":
@@ -259,7 +259,7 @@ def cmd_outbox(settings: config.Settings, args: argparse.Namespace) -> int:
         outbound = settings["outbound"]
         worker = Worker(app, transport.from_url(outbound["url"], outbound["timeout"].total_seconds(),
                                                 helo=app.domain))
-        counts = asyncio.run(worker.run_pass(only=args.id))
+        counts = asyncio.run(then_close(worker, worker.run_pass(only=args.id)))
         state = "sent" if counts.sent else ("failed" if counts.failed else "deferred (see relay outbox)")
         print(f"delivery {args.id}: {state}")
         return 0 if counts.sent else 1

@@ -10,9 +10,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from . import logs, verp
 from .app import App
@@ -25,6 +26,7 @@ from .transport import Attempt, Result, Transport
 BASE_DELAY = timedelta(minutes=1)
 MAX_DELAY = timedelta(hours=1)
 LEASE = timedelta(seconds=15)
+T = TypeVar("T")
 
 
 def retry_delay(attempts: int) -> timedelta:
@@ -174,6 +176,15 @@ class Worker:
 def _name(item: store.Claimed) -> str:
     """The delivery's name at the transport: the same for every attempt, so a retry replaces it."""
     return f"{item.id:010d}.relay"
+
+
+async def then_close(worker: Worker, work: Awaitable[T]) -> T:
+    """Run `work`, then let the transport close its connections (one-shot commands, the end of
+    `relay serve`): they must be closed on the event loop that opened them."""
+    try:
+        return await work
+    finally:
+        await worker.transport.close()
 
 
 async def _first(*events: asyncio.Event) -> None:

@@ -47,6 +47,7 @@ async def serve(app: App, stop: asyncio.Event | None = None, ready: asyncio.Even
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        await worker.transport.close()
         logs.event("serve.stopped", "relay stopped")
 
 

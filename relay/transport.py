@@ -10,6 +10,7 @@ import asyncio
 import os
 import socket
 import ssl
+import time
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
@@ -41,6 +42,9 @@ class Transport(Protocol):
         """Make the messages of one batch that `send` reported as sent (by their names) durable and
         delivered (a maildir publishes its files here); the worker calls it once per batch, before
         it records the batch. Raises OSError if that failed (the batch is then retried)."""
+
+    async def close(self) -> None:
+        """Let go of what the transport holds open (connections); it may still be used after."""
 
 
 class MaildirTransport:
@@ -81,6 +85,9 @@ class MaildirTransport:
         # if this fails the batch counts as not sent: its retries write their files again
         await asyncio.to_thread(self._publish, names)
 
+    async def close(self) -> None:
+        """Nothing held open: every batch is complete once settled."""
+
     def _publish(self, names: list[str]) -> None:
         if not names:
             return
@@ -90,10 +97,19 @@ class MaildirTransport:
         durable.sync_folder(self.path / "new")
 
 
-class SmtpTransport:
-    """aiosmtplib to a smarthost: smtp://[user:pass@]host:port[?starttls=require] or smtps://..."""
+IDLE_SECONDS = 10.0  # a connection idle for longer is closed, not reused (servers drop idle ones)
 
-    def __init__(self, url: str, timeout: float, helo: str) -> None:
+
+class SmtpTransport:
+    """aiosmtplib to a smarthost: smtp://[user:pass@]host:port[?starttls=require] or smtps://...
+
+    Connections are kept for the next message (MAIL, RCPT and DATA on an open session instead of
+    connect, greeting, EHLO, TLS and login each time) while they are in use or idle for less than
+    IDLE_SECONDS; at most `connections` are open at once. A connection on which anything failed
+    is closed, never reused.
+    """
+
+    def __init__(self, url: str, timeout: float, helo: str, connections: int = 20) -> None:
         parts = urlsplit(url)
         query = parse_qs(parts.query)
         self.host = parts.hostname or "127.0.0.1"
@@ -105,6 +121,10 @@ class SmtpTransport:
         self.password = unquote(parts.password) if parts.password else None
         self.timeout = timeout
         self.helo = helo
+        self.connections = connections
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.slots: asyncio.Semaphore | None = None
+        self.idle: list[tuple[aiosmtplib.SMTP, float]] = []  # (connection, when it was last used)
         # built once: loading the system's CA certificates costs milliseconds per call
         self.context: ssl.SSLContext | None = None
         if self.implicit_tls or self.starttls:
@@ -114,24 +134,68 @@ class SmtpTransport:
                 self.context.verify_mode = ssl.CERT_NONE
 
     async def send(self, sender: str, recipient: str, body: bytes, name: str) -> Attempt:
-        try:
-            _, response = await aiosmtplib.send(
-                body, sender=sender, recipients=[recipient], hostname=self.host, port=self.port,
-                use_tls=self.implicit_tls, start_tls=self.starttls,
-                username=self.username, password=self.password, timeout=self.timeout,
-                local_hostname=self.helo, tls_context=self.context)
-        except aiosmtplib.SMTPRecipientsRefused as exc:
-            refused = exc.recipients[0] if exc.recipients else None
-            code = refused.code if refused else 550
-            return _by_code(code, f"{code} {refused.message if refused else 'recipient refused'}")
-        except aiosmtplib.SMTPResponseException as exc:
-            return _by_code(exc.code, f"{exc.code} {exc.message}")
-        except (TimeoutError, aiosmtplib.SMTPException, OSError, ssl.SSLError) as exc:
-            return Attempt(Result.TEMPORARY, describe(exc))
-        return Attempt(Result.SENT, scrub_addresses(str(response))[:500])
+        self._bind_loop()
+        assert self.slots is not None
+        async with self.slots:
+            client: aiosmtplib.SMTP | None = None
+            try:
+                client = await self._client()
+                _, response = await client.sendmail(sender, [recipient], body)
+            except aiosmtplib.SMTPRecipientsRefused as exc:
+                refused = exc.recipients[0] if exc.recipients else None
+                code = refused.code if refused else 550
+                attempt = _by_code(code, f"{code} {refused.message if refused else 'recipient refused'}")
+            except aiosmtplib.SMTPResponseException as exc:
+                attempt = _by_code(exc.code, f"{exc.code} {exc.message}")
+            except (TimeoutError, aiosmtplib.SMTPException, OSError, ssl.SSLError) as exc:
+                attempt = Attempt(Result.TEMPORARY, describe(exc))
+            else:
+                self.idle.append((client, time.monotonic()))
+                return Attempt(Result.SENT, scrub_addresses(str(response))[:500])
+            if client is not None:  # after a failure the session's state is unknown: not reused
+                await _close(client)
+            return attempt
+
+    def _bind_loop(self) -> None:
+        """Connections belong to the event loop that opened them; a new loop (a new `relay run-jobs`
+        pass in the same process, say) starts with none."""
+        loop = asyncio.get_running_loop()
+        if loop is not self.loop:
+            self.loop, self.idle = loop, []
+            self.slots = asyncio.Semaphore(self.connections)
+
+    async def _client(self) -> aiosmtplib.SMTP:
+        """A connection that delivered a moment ago, or a new one (connected, TLS and login done)."""
+        while self.idle:
+            client, since = self.idle.pop()
+            if client.is_connected and time.monotonic() - since < IDLE_SECONDS:
+                return client
+            await _close(client)
+        client = aiosmtplib.SMTP(
+            hostname=self.host, port=self.port, use_tls=self.implicit_tls, start_tls=self.starttls,
+            username=self.username, password=self.password, timeout=self.timeout,
+            local_hostname=self.helo, tls_context=self.context)
+        await client.connect()
+        return client
 
     async def settle(self, names: list[str]) -> None:
         """Nothing to do: a message is the smarthost's once it answered 250 to the data."""
+
+    async def close(self) -> None:
+        """Say goodbye on every idle connection."""
+        idle, self.idle = self.idle, []
+        for client, _ in idle:
+            await _close(client)
+
+
+async def _close(client: aiosmtplib.SMTP) -> None:
+    """QUIT if the connection is still there; a connection that is gone or fails to say goodbye is
+    simply dropped (nothing depends on it)."""
+    try:
+        if client.is_connected:
+            await client.quit(timeout=5)
+    except (TimeoutError, aiosmtplib.SMTPException, OSError, ssl.SSLError):
+        client.close()
 
 
 def _by_code(code: int, detail: str) -> Attempt:

@@ -143,7 +143,7 @@ class Sink:
                 if reply.startswith("2"):  # a refused message was not taken
                     with sink.lock:
                         sink.messages.append({"from": envelope.mail_from, "to": list(envelope.rcpt_tos),
-                                              "raw": envelope.original_content})
+                                              "raw": envelope.original_content, "peer": session.peer})
                 return reply
 
         self.controller = Controller(Handler(), hostname="127.0.0.1", port=self.port)

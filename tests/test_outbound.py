@@ -14,7 +14,7 @@ import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult
 
-from relay import durable
+from relay import durable, transport
 from relay.clock import ManualClock
 from relay.outbox import Worker
 from relay.store import cases as case_store
@@ -81,6 +81,42 @@ def test_starttls_and_login(tls_files: tuple[Path, Path]) -> None:
     finally:
         controller.stop()
     assert len(received) == 1
+
+
+def test_smtp_connections_are_reused_bounded_and_closed(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Messages in a row share one session; concurrent ones open at most `connections`; a session
+    on which something failed, or that sat idle too long, is not reused; close() says QUIT."""
+    sink = Sink()
+
+    async def scenario() -> None:
+        smtp = SmtpTransport(sink.url, timeout=10, helo="relay.test", connections=2)
+        for n in range(4):
+            assert (await smtp.send("bounce-1-x@relay.test", f"r{n}@example.org", BODY, "n")).result is Result.SENT
+        sink.reply = "550 5.7.1 not today"  # on the session of the four
+        refused = await smtp.send("bounce-1-x@relay.test", "x@example.org", BODY, "n")
+        assert refused.result is Result.PERMANENT
+        sink.reply = "250 2.0.0 OK"
+        assert (await smtp.send("bounce-1-x@relay.test", "after@example.org", BODY, "n")).result is Result.SENT
+        results = await asyncio.gather(*(smtp.send("bounce-1-x@relay.test", f"c{n}@example.org", BODY, "n")
+                                         for n in range(6)))
+        assert all(r.result is Result.SENT for r in results)
+        monkeypatch.setattr(transport, "IDLE_SECONDS", 0.0)
+        assert (await smtp.send("bounce-1-x@relay.test", "idle@example.org", BODY, "n")).result is Result.SENT
+        open_before = [c for c, _ in smtp.idle]
+        assert open_before
+        await smtp.close()
+        assert smtp.idle == [] and not any(c.is_connected for c in open_before)
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        sink.stop()
+    peers = {m["to"][0]: m["peer"] for m in sink.messages}
+    assert len({peers[f"r{n}@example.org"] for n in range(4)}) == 1  # one session for four in a row
+    assert peers["after@example.org"] != peers["r0@example.org"]  # the session with a failure was closed
+    concurrent = {peers[f"c{n}@example.org"] for n in range(6)}
+    assert len(concurrent) <= 2  # never more than two at once
+    assert peers["idle@example.org"] not in concurrent | {peers["after@example.org"]}  # idle too long: new
 
 
 def test_maildir_delivery_is_atomic_and_idempotent(tmp_path: Path) -> None:
