@@ -6,7 +6,8 @@ sessions to (a) a bare aiosmtpd server whose handler only answers 250, (b) `rela
 and (c) `relay serve` on PostgreSQL. The relay runs with its production settings (durable commits,
 full sanitising, logging on, outbound delivering to Postfix's smtp-sink); only the per-conversation
 rate limit is lifted, because the whole load is one conversation. Prints messages per second and
-the ratios (b)/(a) and (c)/(a), and writes them as JSON.
+the ratios (b)/(a) and (c)/(a), and writes them as JSON. The bare server is measured before and after
+the relay runs and the faster of the two is the baseline.
 
     .venv/bin/python bench/acceptance.py [--messages 5000] [--sessions 20] [--json bench/results/acceptance.json]
 """
@@ -239,7 +240,9 @@ def main() -> None:
     ensure_tools()
     runs: dict[str, dict[str, float]] = {}
     with tempfile.TemporaryDirectory(prefix="relay-bench-") as tmp:
-        base = bare(args.messages, args.sessions)
+        # the bare baseline before and after the relay runs: the machine's speed drifts within a
+        # run, and the ratios use the faster of the two (never flattering the relay)
+        bare_rates = [bare(args.messages, args.sessions)]
         (Path(tmp) / "sqlite").mkdir()
         runs["relay_sqlite"] = relay(f"sqlite:///{tmp}/sqlite/relay.db", args.messages, args.sessions,
                                      Path(tmp) / "sqlite")
@@ -260,15 +263,18 @@ def main() -> None:
         (Path(tmp) / "half").mkdir()
         runs["relay_sqlite_half_load"] = relay(f"sqlite:///{tmp}/half/relay.db", half * 15, half,
                                                Path(tmp) / "half", pause=1)
+        bare_rates.append(bare(args.messages, args.sessions))
+    base = max(bare_rates)
     report = {"measured": datetime.now(UTC).isoformat(timespec="seconds"), "messages": args.messages,
               "sessions": args.sessions, "message_bytes": 5000, "cores": os.cpu_count(),
               "bare_aiosmtpd_msgs_per_s": round(base, 1),
+              "bare_aiosmtpd_runs_msgs_per_s": [round(rate, 1) for rate in bare_rates],
               "runs": {name: {k: round(v, 3) for k, v in run.items()} for name, run in runs.items()},
               "ratio_sqlite": round(runs["relay_sqlite"]["accept_msgs_per_s"] / base, 3),
               "ratio_postgresql": round(runs["relay_postgresql"]["accept_msgs_per_s"] / base, 3),
               "scale_out_two_instances_postgresql": {k: round(v, 1) for k, v in scaled.items()}}
     print(f"{'target':<24}{'accept/s':>10}{'ratio':>7}{'forwards/s':>12}{'e2e s':>8}{'p50 s':>8}{'p99 s':>8}")
-    print(f"{'bare_aiosmtpd':<24}{base:>10.1f}{1:>7.2f}")
+    print(f"{'bare_aiosmtpd':<24}{base:>10.1f}{1:>7.2f}   (faster of {' and '.join(f'{r:.0f}' for r in bare_rates)})")
     for name, run in runs.items():
         print(f"{name:<24}{run['accept_msgs_per_s']:>10.1f}{run['accept_msgs_per_s'] / base:>7.2f}"
               f"{run['forwards_per_s']:>12.1f}{run['e2e_s']:>8.1f}{run['latency_p50_s']:>8.2f}"

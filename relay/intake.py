@@ -23,7 +23,7 @@ from .policy import Conversation
 from .store import cases as case_store
 from .store import lifecycle as lifecycle_store
 from .store import outbox
-from .store.models import Case, Message, db
+from .store.models import Message, db
 
 
 @dataclass(frozen=True)
@@ -139,15 +139,13 @@ def _store(app: App, conversation: Conversation, raw: bytes, original_id: str | 
     writer = conversation.writer
     late = conversation.late(now)
     with db.atomic():
-        message = Message.create(case=conversation.case_id, queue_id=queue_id, sender=writer.value,
-                                 received_at=now, size=len(raw), original_message_id=original_id, late=late)
-        outbox.enqueue(case_id=conversation.case_id, source_id=message.id, kind="forward",
+        message = case_store.record_message(conversation.case_id, queue_id, writer, now, len(raw), original_id, late)
+        outbox.enqueue(case_id=conversation.case_id, source_id=message, kind="forward",
                        recipient_party=writer.other, recipient=conversation.reader_email,
                        message_id=message_id, queue_id=queue_id, body=body, now=now,
                        lifetime=app.queue_lifetime)
-        Case.update(last_activity_at=now).where(Case.id == conversation.case_id).execute()
         if writer is Party.REVIEWER and conversation.state in (State.AWAITING_REPLY, State.EXPIRED):
-            _reviewer_answered(app, conversation.case_id, message.id, late, now)
+            _reviewer_answered(app, conversation.case_id, message, late, now)
     logs.event("forward.queued", f"forward {writer.value} -> {writer.other.value}" + (" (late)" if late else ""),
                case=conversation.case_id, qid=queue_id)
     return queue_id

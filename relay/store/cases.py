@@ -11,7 +11,7 @@ import peewee as pw
 from ..cases import OpenCaseRequest, Party, State
 from ..policy import Conversation
 from .models import Business, Case, Delivery, Event, Message, RelayAddress, Review, db, rows
-from .prepared import Prepared
+from .prepared import Prepared, insert_one
 
 
 class CaseAlreadyOpen(Exception):
@@ -117,6 +117,21 @@ def thread_entries(message_ids: list[str]) -> dict[str, tuple[Party, Party | Non
                  .where(Delivery.message_id.in_(message_ids)))
     return {r["message_id"]: (Party(r["recipient_party"]), Party(r["sender"]) if r["sender"] else None,
                               r["original_message_id"]) for r in found}
+
+
+_MESSAGE_COLUMNS = ("case", "queue_id", "sender", "received_at", "size", "original_message_id", "late")
+_INSERT_MESSAGE = insert_one(Message, _MESSAGE_COLUMNS, Message.id)
+_TOUCH = Prepared(lambda now, case_id: Case.update(last_activity_at=now).where(Case.id == case_id))
+
+
+def record_message(case_id: int, queue_id: str, sender: Party, received_at: datetime, size: int,
+                   original_message_id: str | None, late: bool) -> int:
+    """A message a party sent (metadata only), and the case's last activity; its id. Call inside
+    the transaction that queues its forward."""
+    message_id = int(_INSERT_MESSAGE.rows(case_id, queue_id, sender.value, received_at, size, original_message_id,
+                                          late)[0]["id"])
+    _TOUCH.rows(received_at, case_id)
+    return message_id
 
 
 _MESSAGES_SINCE = Prepared(lambda case_id, since: Message.select(pw.fn.COUNT(Message.id).alias("n")).where(

@@ -18,6 +18,7 @@ import peewee as pw
 from ..cases import Party
 from .database import is_postgres
 from .models import Delivery, db, rows
+from .prepared import insert_one
 
 
 @dataclass(frozen=True)
@@ -52,12 +53,25 @@ class Outgoing:
     body: bytes
 
 
+def _row(item: Outgoing, now: datetime, lifetime: timedelta) -> dict[str, Any]:
+    """A new delivery's columns: queued, due now, given up after `lifetime`."""
+    return {"case": item.case_id, "source": item.source_id, "kind": item.kind,
+            "recipient_party": item.recipient_party.value, "recipient": item.recipient,
+            "message_id": item.message_id, "queue_id": item.queue_id, "body": item.body, "size": len(item.body),
+            "state": "queued", "created_at": now, "expires_at": now + lifetime, "next_attempt_at": now}
+
+
+_COLUMNS = tuple(_row(Outgoing(None, None, "", Party.REVIEWER, "", "", "", b""), datetime.min, timedelta()))
+_INSERT_ONE = insert_one(Delivery, _COLUMNS, Delivery.id)  # one per accepted message
+
+
 def enqueue(*, case_id: int | None, source_id: int | None, kind: str, recipient_party: Party,
             recipient: str, message_id: str, queue_id: str, body: bytes, now: datetime,
             lifetime: timedelta) -> int:
     """Add one delivery; call inside the transaction that records what caused it."""
-    item = Outgoing(case_id, source_id, kind, recipient_party, recipient, message_id, queue_id, body)
-    return enqueue_many([item], now, lifetime)[message_id]
+    row = _row(Outgoing(case_id, source_id, kind, recipient_party, recipient, message_id, queue_id, body),
+               now, lifetime)
+    return int(_INSERT_ONE.rows(*row.values())[0]["id"])
 
 
 def enqueue_many(items: list[Outgoing], now: datetime, lifetime: timedelta) -> dict[str, int]:
@@ -65,11 +79,8 @@ def enqueue_many(items: list[Outgoing], now: datetime, lifetime: timedelta) -> d
     Call inside the transaction that records what caused them."""
     if not items:
         return {}
-    query = Delivery.insert_many([{
-        "case": i.case_id, "source": i.source_id, "kind": i.kind, "recipient_party": i.recipient_party.value,
-        "recipient": i.recipient, "message_id": i.message_id, "queue_id": i.queue_id, "body": i.body,
-        "size": len(i.body), "state": "queued", "created_at": now, "expires_at": now + lifetime,
-        "next_attempt_at": now} for i in items]).returning(Delivery.message_id, Delivery.id).tuples()
+    query = Delivery.insert_many([_row(i, now, lifetime) for i in items]).returning(
+        Delivery.message_id, Delivery.id).tuples()
     return {str(message_id): int(delivery_id) for message_id, delivery_id in query.execute()}
 
 

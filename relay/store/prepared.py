@@ -1,4 +1,4 @@
-"""Queries that run for every inbound message, with their SQL generated once per kind of database.
+"""Statements that run for every inbound message, with their SQL generated once per kind of database.
 
 peewee builds the SQL text of a query anew each time it runs; for a join over four tables that
 takes longer than SQLite takes to answer it. A `Prepared` query is built once with placeholders,
@@ -44,8 +44,12 @@ class Prepared:
         return known
 
     def rows(self, *values: Any) -> list[dict[str, Any]]:
+        """The rows the statement returns (a SELECT, or a write with RETURNING); [] for a write
+        without."""
         sql, template = self._compiled(len(values))
         cursor = db.execute_sql(sql, [values[x] if bound else x for bound, x in template])
+        if cursor.description is None:
+            return []
         names = [d[0] for d in cursor.description]
         found = [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
         for row in found:
@@ -56,3 +60,8 @@ class Prepared:
     def first(self, *values: Any) -> dict[str, Any] | None:
         found = self.rows(*values)
         return found[0] if found else None
+
+
+def insert_one(model: type[pw.Model], columns: tuple[str, ...], returning: pw.Field) -> Prepared:
+    """A one-row INSERT of `columns` (values given in that order) that returns `returning`."""
+    return Prepared(lambda *values: model.insert(dict(zip(columns, values, strict=True))).returning(returning))
