@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -14,6 +14,7 @@ from . import addresses
 from .clock import Clock, SystemClock
 from .config import Settings
 from .store import database
+from .store.group_commit import GroupCommitExecutor
 
 T = TypeVar("T")
 
@@ -26,7 +27,7 @@ class App:
     settings: Settings
     clock: Clock = field(default_factory=SystemClock)
     key: bytes = b""
-    executor: ThreadPoolExecutor | None = None
+    executor: Executor | None = None
 
     @classmethod
     def open(cls, settings: Settings, clock: Clock | None = None) -> App:
@@ -66,11 +67,14 @@ class App:
 
         With SQLite one thread does it all: SQLite allows one writer at a time, and writers in
         several threads of one process only wait on each other in SQLite's busy loop (sleeps of up
-        to 100 ms). With PostgreSQL a few threads work at once.
+        to 100 ms). That thread commits the work of messages that arrive together at once (see
+        relay.store.group_commit). With PostgreSQL a few threads work at once.
         """
         if self.executor is None:
-            workers = 1 if self.settings["storage"]["database"].startswith("sqlite") else 4
-            self.executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="relay-db")
+            if self.settings["storage"]["database"].startswith("sqlite"):
+                self.executor = GroupCommitExecutor()
+            else:
+                self.executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="relay-db")
         return await asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
 
     def close(self) -> None:
