@@ -62,8 +62,9 @@ def prepare_notices(app: App, case_ids: list[int], kind: str, now: datetime) -> 
 def store_notices(app: App, prepared: Prepared, kind: str, now: datetime) -> int:
     """Queue the prepared notices of those cases that have none of `kind` yet; how many were
     queued. Call inside a transaction: claims, deliveries and events commit together or not at
-    all. One statement each for the whole batch (claim, insert, attach, events). A case whose
-    recipient is gone is claimed all the same, so it is not picked again by every pass."""
+    all. Claims, deliveries and events are prepared statements bound once per case, the delivery
+    links one statement for the batch. A case whose recipient is gone is claimed all the same, so
+    it is not picked again by every pass."""
     claimed = store.claim_notices(sorted(prepared), kind, now)
     composed = {case_id: c for case_id in sorted(claimed) if (c := prepared[case_id]) is not None}
     delivery_ids = outbox.enqueue_many(list(composed.values()), now, app.queue_lifetime)

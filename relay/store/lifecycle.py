@@ -15,6 +15,7 @@ import peewee as pw
 
 from ..cases import State
 from .models import Business, Case, Delivery, Notice, RelayAddress, Review, rows
+from .prepared import Prepared
 
 
 def mark_replied(case_id: int, now: datetime) -> bool:
@@ -49,16 +50,20 @@ def current_state(case_id: int) -> State:
     return State(Case.get_by_id(case_id).state)
 
 
+_CLAIM = Prepared(lambda case_id, kind, now: Notice.insert({"case": case_id, "kind": kind, "created_at": now})
+                  .on_conflict_ignore().returning(Notice.id))
+
+
 def claim_notices(case_ids: list[int], kind: str, now: datetime) -> dict[int, int]:
     """Claim a notice of `kind` for each case that has none yet: {case id: new notice id}.
 
-    One INSERT ... ON CONFLICT DO NOTHING (INSERT OR IGNORE on SQLite) against the unique
-    (case, kind) index; the rows it returns are the claims this call won."""
-    if not case_ids:
-        return {}
-    query = (Notice.insert_many([{"case": case_id, "kind": kind, "created_at": now} for case_id in case_ids])
-             .on_conflict_ignore().returning(Notice.case, Notice.id).tuples())
-    return {int(case_id): int(notice_id) for case_id, notice_id in query.execute()}
+    INSERT ... ON CONFLICT DO NOTHING (INSERT OR IGNORE on SQLite) against the unique (case, kind)
+    index, prepared once (relay.store.prepared); a row returned is a claim this call won."""
+    claimed = {}
+    for case_id in case_ids:
+        for row in _CLAIM.rows(case_id, kind, now):
+            claimed[case_id] = int(row["id"])
+    return claimed
 
 
 def attach_deliveries(notice_deliveries: dict[int, int]) -> None:

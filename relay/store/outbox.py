@@ -69,19 +69,15 @@ def enqueue(*, case_id: int | None, source_id: int | None, kind: str, recipient_
             recipient: str, message_id: str, queue_id: str, body: bytes, now: datetime,
             lifetime: timedelta) -> int:
     """Add one delivery; call inside the transaction that records what caused it."""
-    row = _row(Outgoing(case_id, source_id, kind, recipient_party, recipient, message_id, queue_id, body),
-               now, lifetime)
-    return int(_INSERT_ONE.rows(*row.values())[0]["id"])
+    item = Outgoing(case_id, source_id, kind, recipient_party, recipient, message_id, queue_id, body)
+    return enqueue_many([item], now, lifetime)[message_id]
 
 
 def enqueue_many(items: list[Outgoing], now: datetime, lifetime: timedelta) -> dict[str, int]:
-    """Add deliveries in one statement; {message id: delivery id} (the Message-ID is unique).
-    Call inside the transaction that records what caused them."""
-    if not items:
-        return {}
-    query = Delivery.insert_many([_row(i, now, lifetime) for i in items]).returning(
-        Delivery.message_id, Delivery.id).tuples()
-    return {str(message_id): int(delivery_id) for message_id, delivery_id in query.execute()}
+    """Add deliveries; {message id: delivery id} (the Message-ID is unique). Call inside the
+    transaction that records what caused them. One prepared insert per delivery: binding a row is
+    cheaper than peewee generating the SQL of one statement with all the rows."""
+    return {i.message_id: int(_INSERT_ONE.rows(*_row(i, now, lifetime).values())[0]["id"]) for i in items}
 
 
 def claim(now: datetime, lease: timedelta, limit: int, only: int | None = None) -> tuple[str, list[Claimed]]:
