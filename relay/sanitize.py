@@ -31,7 +31,7 @@ from email.message import EmailMessage, MIMEPart
 from typing import Any
 
 from . import attribution, leaks, parts, redact, remote_content
-from .compose import Addressing, message_ids, parse_bytes, set_headers, to_bytes
+from .compose import WRITTEN, Addressing, message_ids, parse_bytes, set_headers, to_bytes
 
 
 class Unprocessable(Exception):
@@ -136,6 +136,9 @@ def forward(msg: EmailMessage, route: Route) -> bytes:
             _add_note(msg, "\n".join(lines), route.message_id)
         if "MIME-Version" not in msg:
             msg["MIME-Version"] = "1.0"
+        # the relay's own headers are values it formatted itself: stored and written as they are
+        # (compose.WrittenPolicy), not parsed into header objects and folded back
+        msg.policy = WRITTEN
         set_headers(msg, Addressing(from_name=f"{route.sender_name} via {route.platform_name}",
                                     from_address=route.alias, to_address=route.recipient,
                                     reply_to=route.alias),
