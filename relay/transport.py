@@ -138,23 +138,25 @@ class SmtpTransport:
         assert self.slots is not None
         async with self.slots:
             client: aiosmtplib.SMTP | None = None
+            reusable = False
             try:
                 client = await self._client()
                 _, response = await client.sendmail(sender, [recipient], body)
+                reusable = True
             except aiosmtplib.SMTPRecipientsRefused as exc:
                 refused = exc.recipients[0] if exc.recipients else None
                 code = refused.code if refused else 550
-                attempt = _by_code(code, f"{code} {refused.message if refused else 'recipient refused'}")
+                return _by_code(code, f"{code} {refused.message if refused else 'recipient refused'}")
             except aiosmtplib.SMTPResponseException as exc:
-                attempt = _by_code(exc.code, f"{exc.code} {exc.message}")
+                return _by_code(exc.code, f"{exc.code} {exc.message}")
             except (TimeoutError, aiosmtplib.SMTPException, OSError, ssl.SSLError) as exc:
-                attempt = Attempt(Result.TEMPORARY, describe(exc))
-            else:
-                self.idle.append((client, time.monotonic()))
-                return Attempt(Result.SENT, scrub_addresses(str(response))[:500])
-            if client is not None:  # after a failure the session's state is unknown: not reused
-                await _close(client)
-            return attempt
+                return Attempt(Result.TEMPORARY, describe(exc))
+            finally:
+                if client is not None and reusable:
+                    self.idle.append((client, time.monotonic()))
+                elif client is not None:  # after any failure the session's state is unknown
+                    await _close(client)
+            return Attempt(Result.SENT, scrub_addresses(str(response))[:500])
 
     def _bind_loop(self) -> None:
         """Connections belong to the event loop that opened them; a new loop (a new `relay run-jobs`

@@ -88,14 +88,27 @@ def test_smtp_connections_are_reused_bounded_and_closed(monkeypatch: pytest.Monk
     on which something failed, or that sat idle too long, is not reused; close() says QUIT."""
     sink = Sink()
 
+    closed: list[Any] = []
+    really_close = transport._close
+
+    async def close(client: Any) -> None:
+        closed.append(client)
+        await really_close(client)
+
+    monkeypatch.setattr(transport, "_close", close)
+
     async def scenario() -> None:
         smtp = SmtpTransport(sink.url, timeout=10, helo="relay.test", connections=2)
         for n in range(4):
             assert (await smtp.send("bounce-1-x@relay.test", f"r{n}@example.org", BODY, "n")).result is Result.SENT
         sink.reply = "550 5.7.1 not today"  # on the session of the four
         refused = await smtp.send("bounce-1-x@relay.test", "x@example.org", BODY, "n")
-        assert refused.result is Result.PERMANENT
+        assert refused.result is Result.PERMANENT and len(closed) == 1 and not closed[0].is_connected
         sink.reply = "250 2.0.0 OK"
+        assert (await smtp.send("bounce-1-x@relay.test", "r4@example.org", BODY, "n")).result is Result.SENT
+        with pytest.raises(TypeError):  # not even a message: the session is closed all the same
+            await smtp.send("bounce-1-x@relay.test", "y@example.org", None, "n")  # type: ignore[arg-type]
+        assert smtp.idle == [] and len(closed) == 2 and not closed[1].is_connected
         assert (await smtp.send("bounce-1-x@relay.test", "after@example.org", BODY, "n")).result is Result.SENT
         results = await asyncio.gather(*(smtp.send("bounce-1-x@relay.test", f"c{n}@example.org", BODY, "n")
                                          for n in range(6)))
@@ -113,7 +126,8 @@ def test_smtp_connections_are_reused_bounded_and_closed(monkeypatch: pytest.Monk
         sink.stop()
     peers = {m["to"][0]: m["peer"] for m in sink.messages}
     assert len({peers[f"r{n}@example.org"] for n in range(4)}) == 1  # one session for four in a row
-    assert peers["after@example.org"] != peers["r0@example.org"]  # the session with a failure was closed
+    assert peers["r4@example.org"] != peers["r0@example.org"]  # the session with a refusal was closed
+    assert peers["after@example.org"] != peers["r4@example.org"]  # and the one with an exception
     concurrent = {peers[f"c{n}@example.org"] for n in range(6)}
     assert len(concurrent) <= 2  # never more than two at once
     assert peers["idle@example.org"] not in concurrent | {peers["after@example.org"]}  # idle too long: new
