@@ -139,13 +139,13 @@ def _store(app: App, conversation: Conversation, raw: bytes, original_id: str | 
     writer = conversation.writer
     late = conversation.late(now)
     with db.atomic():
-        message = case_store.record_message(conversation.case_id, queue_id, writer, now, len(raw), original_id, late)
-        outbox.enqueue(case_id=conversation.case_id, source_id=message, kind="forward",
+        stored = case_store.record_message(conversation.case_id, queue_id, writer, now, len(raw), original_id, late)
+        outbox.enqueue(case_id=conversation.case_id, source_id=stored, kind="forward",
                        recipient_party=writer.other, recipient=conversation.reader_email,
                        message_id=message_id, queue_id=queue_id, body=body, now=now,
                        lifetime=app.queue_lifetime)
         if writer is Party.REVIEWER and conversation.state in (State.AWAITING_REPLY, State.EXPIRED):
-            _reviewer_answered(app, conversation.case_id, message, late, now)
+            _reviewer_answered(app, conversation.case_id, stored, late, now)
     logs.event("forward.queued", f"forward {writer.value} -> {writer.other.value}" + (" (late)" if late else ""),
                case=conversation.case_id, qid=queue_id)
     return queue_id

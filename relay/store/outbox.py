@@ -61,8 +61,9 @@ def _row(item: Outgoing, now: datetime, lifetime: timedelta) -> dict[str, Any]:
             "state": "queued", "created_at": now, "expires_at": now + lifetime, "next_attempt_at": now}
 
 
+# the column names in _row's order, read off a row of placeholders
 _COLUMNS = tuple(_row(Outgoing(None, None, "", Party.REVIEWER, "", "", "", b""), datetime.min, timedelta()))
-_INSERT_ONE = insert_one(Delivery, _COLUMNS, Delivery.id)  # one per accepted message
+_INSERT_ONE = insert_one(Delivery, _COLUMNS, Delivery.id)  # every forward and notice
 
 
 def enqueue(*, case_id: int | None, source_id: int | None, kind: str, recipient_party: Party,
