@@ -114,6 +114,7 @@ class InboundHandler:
         if target is None:
             return self._refuse(Outcome.UNKNOWN_ADDRESS, session, "DATA without an accepted recipient")
         raw = envelope.original_content or b""
+        size = len(raw)
         is_bounce = isinstance(target, dict)
         case = target["case"] if is_bounce else target.case_id
         process = returns.process if is_bounce else intake.process
@@ -123,9 +124,14 @@ class InboundHandler:
             logs.event("inbound.error", f"processing failed: {describe(exc)}",
                        level=logging.ERROR, case=case)
             return self._refuse(Outcome.TEMPORARY_FAILURE, session, "processing failed", case=case)
+        finally:
+            # the message is stored (or refused): aiosmtpd would keep it until the client's next
+            # command, while its forward may already be on its way out (a second copy in memory)
+            envelope.content = envelope.original_content = None
+            del raw
         if result.outcome is Outcome.ACCEPTED:
             answer = reply(Outcome.ACCEPTED).with_text(f"queued as {result.queue_id}")
-            logs.event("inbound.accepted", f"{target.writer.value} message accepted ({len(raw)} bytes), "
+            logs.event("inbound.accepted", f"{target.writer.value} message accepted ({size} bytes), "
                        f"forward queued to the {target.writer.other.value}",
                        case=case, qid=result.queue_id, reply=answer)
             self.on_queued()
