@@ -114,7 +114,9 @@ def _open(settings: config.Settings, serving: bool = False) -> App:
 
 
 def cmd_serve(settings: config.Settings, args: argparse.Namespace) -> int:
+    from . import libc
     from .server import serve
+    libc.keep_large_blocks_mapped()  # a long-running process: large messages' memory goes back
     app = _open(settings, serving=True)
     try:
         asyncio.run(serve(app))

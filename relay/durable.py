@@ -8,22 +8,13 @@ once, one commit for a whole batch; where it is missing, each file is synced on 
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
+from . import libc
 
-def _find_syncfs() -> Callable[[int], int] | None:
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
-        syncfs: Callable[[int], int] = libc.syncfs
-    except (OSError, AttributeError):
-        return None
-    return syncfs
-
-
-_SYNCFS = _find_syncfs()
+_SYNCFS = libc.function("syncfs")
 
 
 def _sync_descriptor(path: Path, whole_file_system: bool) -> None:
