@@ -48,10 +48,11 @@ def queue_notice(app: App, case_id: int, kind: str, now: datetime) -> bool:
     return queue_notices(app, [case_id], kind, now) == 1
 
 
-Prepared = dict[int, outbox.Outgoing | None]
+# notices composed before the write transaction, by case; None where the recipient is gone
+Composed = dict[int, outbox.Outgoing | None]
 
 
-def prepare_notices(app: App, case_ids: list[int], kind: str, now: datetime) -> Prepared:
+def prepare_notices(app: App, case_ids: list[int], kind: str, now: datetime) -> Composed:
     """The notice of `kind` for each case, composed but not stored ({case id: delivery}; None where
     the recipient is gone). It only reads, so the jobs call it before their write transaction:
     rendering never holds the database's write lock that inbound mail is waiting for."""
@@ -59,7 +60,7 @@ def prepare_notices(app: App, case_ids: list[int], kind: str, now: datetime) -> 
     return {case_id: compose_notice(app, kind, facts[case_id], now) for case_id in sorted(facts)}
 
 
-def store_notices(app: App, prepared: Prepared, kind: str, now: datetime) -> int:
+def store_notices(app: App, prepared: Composed, kind: str, now: datetime) -> int:
     """Queue the prepared notices of those cases that have none of `kind` yet; how many were
     queued. Call inside a transaction: claims, deliveries and events commit together or not at
     all. Claims, deliveries and events are prepared statements bound once per case, the delivery
@@ -119,7 +120,7 @@ def expire(app: App, case_id: int, now: datetime) -> bool:
     return expire_cases(app, [case_id], now) == 1
 
 
-def expire_cases(app: App, case_ids: list[int], now: datetime, prepared: Prepared | None = None) -> int:
+def expire_cases(app: App, case_ids: list[int], now: datetime, prepared: Composed | None = None) -> int:
     """Expire those cases whose window is over, each with its expiry notice; how many. Call inside
     a transaction; `prepared`: their expiry notices composed beforehand (prepare_notices)."""
     expired = store.expire_due_cases(case_ids, now)
@@ -151,8 +152,8 @@ def _each(ids: Callable[[], list[int]], act: Callable[[list[int], Any], int],
     return done
 
 
-def _notices(app: App, kind: str, now: datetime) -> tuple[Callable[[list[int]], Prepared],
-                                                           Callable[[list[int], Prepared], int]]:
+def _notices(app: App, kind: str, now: datetime) -> tuple[Callable[[list[int]], Composed],
+                                                           Callable[[list[int], Composed], int]]:
     """The prepare and act steps of a job that only queues notices of `kind`."""
     return (lambda batch: prepare_notices(app, batch, kind, now),
             lambda batch, prepared: store_notices(app, prepared, kind, now))
