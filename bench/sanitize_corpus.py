@@ -15,7 +15,7 @@ import time
 from datetime import datetime
 from pathlib import Path
 
-from relay import sanitize
+from relay import headers, sanitize
 from relay.compose import to_bytes
 
 HERE = Path(__file__).resolve().parent
@@ -39,7 +39,7 @@ def relay(messages: list[bytes]) -> dict[str, int]:
     counts = {"forwarded": 0, "refused": 0}
     for raw in messages:
         msg = sanitize.parse(raw)
-        senders = sanitize.header_addresses(msg, "From")
+        senders = headers.addresses(msg, "From")
         if not senders:
             counts["refused"] += 1
             continue

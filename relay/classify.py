@@ -74,10 +74,10 @@ def _bounce(msg: EmailMessage, envelope_from: str) -> str:
         report = msg.get_param("report-type", "")
         if str(report).lower() == "delivery-status":
             return "multipart/report; report-type=delivery-status"
-    sender = (envelope_from or "").strip("<>")
-    from_header = _get(msg, "From")
-    address = re.search(r"[^\s<>\"]+@[^\s<>\"]+", from_header)
-    if not sender and address and _DAEMON.match(address.group(0)):
+    if (envelope_from or "").strip("<>"):
+        return ""  # a bounce has the null sender; From is read (and parsed) only then
+    address = re.search(r"[^\s<>\"]+@[^\s<>\"]+", _get(msg, "From"))
+    if address and _DAEMON.match(address.group(0)):
         return f"null sender, From {address.group(0).split('@')[0]}"
     return ""
 

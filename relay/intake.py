@@ -10,11 +10,10 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from email.message import EmailMessage
 
 import peewee as pw
 
-from . import classify, lifecycle, limits, logs, notices, outcomes, policy, sanitize
+from . import classify, headers, lifecycle, limits, logs, notices, outcomes, policy, sanitize
 from .app import App
 from .cases import Party, State
 from .compose import new_message_id
@@ -78,32 +77,30 @@ def _process(app: App, conversation: Conversation, envelope_from: str, raw: byte
         case_store.record_event(conversation.case_id, outcomes.event(outcome), now,
                                 f"from the {conversation.writer.value}: {clue}")
         return Result(outcome, detail=clue)
-    outcome = policy.check_sender(conversation, envelope_from, sanitize.header_addresses(msg, "From"),
+    said = headers.read(msg)
+    outcome = policy.check_sender(conversation, envelope_from, said.addresses("From"),
                                   app.settings["cases"]["late_replies"], now)
     if outcome is not Outcome.ACCEPTED:
         return Result(outcome, detail=f"sender not the {conversation.writer.value} of the case")
     per_hour = app.settings["limits"]["messages_per_case_per_hour"]
     if case_store.messages_since(conversation.case_id, now - timedelta(hours=1)) >= per_hour:
         return Result(Outcome.RATE_LIMITED, detail=f"more than {per_hour} messages in the last hour")
-    in_reply_to, references = sanitize.referenced_ids(msg)
-    original_id = sanitize.own_message_id(msg)
-    known = case_store.thread_entries(list(dict.fromkeys(in_reply_to + references)))
+    known = case_store.thread_entries(list(dict.fromkeys(said.in_reply_to + said.references)))
     message_id = new_message_id(app.domain)
     route = sanitize.Route(
-        hidden=_identities(conversation, envelope_from, msg, app.domain),
+        hidden=_identities(conversation, envelope_from, said, app.domain),
         alias=conversation.reader_alias, sender_name=conversation.writer_name,
         platform_name=app.platform_name, recipient=conversation.reader_email,
         message_id=message_id, date=now,
-        in_reply_to=policy.map_thread_ids(in_reply_to, conversation.writer, app.domain, known),
-        references=policy.map_thread_ids(references, conversation.writer, app.domain, known),
+        in_reply_to=policy.map_thread_ids(said.in_reply_to, conversation.writer, app.domain, known),
+        references=policy.map_thread_ids(said.references, conversation.writer, app.domain, known),
         block_remote=conversation.writer is Party.BUSINESS,
         note=lambda removed: notices.removed_attachments(app.templates, conversation.locale, removed),
         extra_notes=_late_note(app, conversation, now))
-    copied = len(sanitize.header_addresses(msg, "Cc")) + len(sanitize.header_addresses(msg, "Bcc"))
-    body = sanitize.forward(msg, route)
-    queue_id = _store(app, conversation, raw, original_id, message_id, body, now)
-    if copied:  # never relayed, and the forward does not mention them
-        logs.event("forward.copies_dropped", f"{copied} Cc/Bcc recipient(s) of the {conversation.writer.value} "
+    body = sanitize.forward(msg, route, said)
+    queue_id = _store(app, conversation, raw, said.message_id, message_id, body, now)
+    if said.copies:  # never relayed, and the forward does not mention them
+        logs.event("forward.copies_dropped", f"{said.copies} Cc/Bcc recipient(s) of the {conversation.writer.value} "
                    "not relayed", case=conversation.case_id, qid=queue_id)
     return Result(Outcome.ACCEPTED, queue_id=queue_id)
 
@@ -117,13 +114,11 @@ def _late_note(app: App, conversation: Conversation, now: datetime) -> tuple[str
     return (notices.line(app.templates, conversation.locale, "late_reply", {"deadline": deadline}),)
 
 
-def _identities(conversation: Conversation, envelope_from: str, msg: EmailMessage,
+def _identities(conversation: Conversation, envelope_from: str, said: headers.Said,
                 domain: str) -> tuple[str, ...]:
     """Every address that names the sender: the registered one, the envelope sender (a forwarding
     service's rewrite of it, say) and whatever the message's From, Sender and Reply-To say."""
-    found = [conversation.writer_email or "", envelope_from.lower()]
-    for header in ("From", "Sender", "Reply-To"):
-        found += sanitize.header_addresses(msg, header)
+    found = [conversation.writer_email or "", envelope_from.lower(), *said.sender_addresses()]
     return tuple(a for a in dict.fromkeys(found) if "@" in a and not a.endswith("@" + domain))
 
 

@@ -30,8 +30,8 @@ from datetime import datetime
 from email.message import EmailMessage, MIMEPart
 from typing import Any
 
-from . import attribution, leaks, parts, redact, remote_content
-from .compose import WRITTEN, Addressing, message_ids, parse_bytes, set_headers, to_bytes
+from . import attribution, headers, leaks, parts, redact, remote_content
+from .compose import WRITTEN, Addressing, parse_bytes, set_headers, to_bytes
 
 
 class Unprocessable(Exception):
@@ -43,7 +43,6 @@ _PART_HEADERS = frozenset({"content-type", "content-transfer-encoding", "content
                            "mime-version"})
 _ROOT_HEADERS = _PART_HEADERS | {"subject"}
 _NESTED_HEADERS = _PART_HEADERS | {"subject", "date"}
-_NAME_HEADERS = ("From", "Sender", "Reply-To")
 # Real replies have a handful of parts; thousands of parts or deep nesting is an attack on the
 # relay's time (each part is parsed, cleaned and scanned), not a message someone wrote.
 MAX_PARTS = 250
@@ -90,44 +89,11 @@ def parse(raw: bytes) -> EmailMessage:
         raise Unprocessable(f"unparseable message: {redact.describe(exc)}") from exc
 
 
-def header_addresses(msg: EmailMessage, name: str) -> list[str]:
-    """Addresses in a header such as From, lowercased; [] if absent or unparseable."""
-    return [addr for addr, _ in _mailboxes(msg, name)]
-
-
-def _mailboxes(msg: EmailMessage, name: str) -> list[tuple[str, str]]:
-    try:
-        header = msg.get(name)
-        if header is None:
-            return []
-        found = getattr(header, "addresses", ())
-        return [(a.addr_spec.lower(), a.display_name) for a in found if a.addr_spec]
-    except (email.errors.MessageError, ValueError, IndexError, AttributeError, TypeError):
-        return []
-
-
-def _ids(msg: EmailMessage, name: str) -> list[str]:
-    try:
-        return message_ids(str(msg.get(name, "")))
-    except (email.errors.MessageError, ValueError, IndexError, TypeError):
-        return []
-
-
-def referenced_ids(msg: EmailMessage) -> tuple[list[str], list[str]]:
-    """(In-Reply-To ids, References ids) of a party's message, for thread mapping."""
-    return _ids(msg, "In-Reply-To"), _ids(msg, "References")
-
-
-def own_message_id(msg: EmailMessage) -> str | None:
-    """The message's own Message-ID (kept only to map the other party's replies back to it)."""
-    found = _ids(msg, "Message-ID")
-    return found[0] if found else None
-
-
-def forward(msg: EmailMessage, route: Route) -> bytes:
-    """The forward of `msg` along `route`, as bytes ready for SMTP. Raises Unprocessable."""
+def forward(msg: EmailMessage, route: Route, said: headers.Said | None = None) -> bytes:
+    """The forward of `msg` along `route`, as bytes ready for SMTP. Raises Unprocessable.
+    `said`: the message's headers as the caller already read them (relay.headers)."""
     _check_structure(msg)
-    names = [display for header in _NAME_HEADERS for _, display in _mailboxes(msg, header) if display]
+    names = (said or headers.read(msg)).display_names()
     work = _Work(route, {address: route.alias for address in route.hidden}, names)
     try:
         _clean(msg, work, allowed=_ROOT_HEADERS)

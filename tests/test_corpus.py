@@ -8,7 +8,7 @@ from datetime import datetime
 
 import pytest
 
-from relay import leaks, sanitize
+from relay import headers, leaks, sanitize
 
 from .corpus import CORPUS, SKIP_REASON, messages
 from .test_sanitize import independent_texts
@@ -29,7 +29,7 @@ def test_corpus_forwards_without_leaks(block_remote: bool, capsys: pytest.Captur
     leaked: list[str] = []
     for name, raw in messages():
         msg = sanitize.parse(raw)
-        senders = sanitize.header_addresses(msg, "From")
+        senders = headers.addresses(msg, "From")
         if not senders:
             counts["refused: no From address (550 5.7.1 at DATA)"] += 1
             continue

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from relay import addresses, leaks, sanitize
+from relay import addresses, headers, leaks, sanitize
 from relay.outcomes import Outcome, reply
 
 from .conftest import Sink, new_case
@@ -35,7 +35,7 @@ def test_corpus_over_smtp(app_factory: Any, relay_factory: Any, sink: Sink, tmp_
     counts: Counter[str] = Counter()
     senders: dict[str, str] = {}
     for n, (_name, raw) in enumerate(messages()):
-        found = sanitize.header_addresses(sanitize.parse(raw), "From")
+        found = headers.addresses(sanitize.parse(raw), "From")
         try:
             sender = addresses.validate(found[0]) if found else ""
         except addresses.InvalidAddress:
