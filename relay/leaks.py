@@ -34,15 +34,17 @@ def views(raw: bytes) -> Iterator[str | bytes]:
 
 
 def part_views(part: MIMEPart) -> Iterator[str | bytes]:
-    """The views of one part: its headers, raw and decoded, and, for a leaf, its decoded content."""
+    """The views of one part beyond its text as written (which the caller searches whole): its
+    headers with encoded words decoded, and, for a leaf, its decoded content."""
     for name, value in part.raw_items():
-        yield f"{name}: {value}"
         if "=?" not in value:
             continue  # no encoded words: the decoded header says what the raw one says
         with contextlib.suppress(email.errors.MessageError, ValueError, IndexError, TypeError,
                                  AttributeError):
             yield f"{name}: {part.get(name)}"
     if part.is_multipart():
+        return
+    if part.get_content_maintype() == "text" and _as_written(part):
         return
     payload = _decoded(part)
     if not isinstance(payload, bytes):
@@ -57,6 +59,13 @@ def part_views(part: MIMEPart) -> Iterator[str | bytes]:
             continue
 
 
+def _as_written(part: MIMEPart) -> bool:
+    """True when decoding would give back the text as written: ASCII without a transfer encoding."""
+    encoded = part.get_payload()
+    return isinstance(encoded, str) and encoded.isascii() and \
+        part.get("Content-Transfer-Encoding", "7bit").strip().lower() in ("7bit", "8bit", "binary")
+
+
 def _decoded(part: MIMEPart) -> bytes | None:
     """A leaf's content as bytes. Base64 is decoded straight from the parsed text (the email
     package first splits it into lines and joins them again: two more copies of a large
@@ -69,19 +78,20 @@ def _decoded(part: MIMEPart) -> bytes | None:
     return payload if isinstance(payload, bytes) else None
 
 
-def found(raw: bytes, address: str) -> bool:
-    return _in_any(views(raw), address)
+def found(raw: bytes, *addresses: str) -> bool:
+    """Does any of `addresses` survive in any view of `raw`? (The message is parsed once for all.)"""
+    return _in_any(views(raw), addresses)
 
 
-def found_in_leaf(leaf: MIMEPart, address: str) -> bool:
+def found_in_leaf(leaf: MIMEPart, *addresses: str) -> bool:
     """The same search over one detached leaf: its encoded text as written, and its views. Used
     for large attachments that are written into a forward apart from the rest (relay.sanitize);
     together with `found` on the rest, it covers every view of the whole."""
     encoded = leaf.get_payload()
-    return _in_any(iter([encoded] if isinstance(encoded, str) else []), address) or \
-        _in_any(part_views(leaf), address)
+    return _in_any(iter([encoded] if isinstance(encoded, str) else []), addresses) or \
+        _in_any(part_views(leaf), addresses)
 
 
-def _in_any(views: Iterator[str | bytes], address: str) -> bool:
+def _in_any(views: Iterator[str | bytes], addresses: tuple[str, ...]) -> bool:
     return any(redact.contains_address_bytes(view, address) if isinstance(view, bytes)
-               else redact.contains_address(view, address) for view in views)
+               else redact.contains_address(view, address) for view in views for address in addresses)

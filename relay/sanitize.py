@@ -116,9 +116,9 @@ def forward(msg: EmailMessage, route: Route, said: headers.Said | None = None) -
     except (email.errors.MessageError, ValueError, LookupError, TypeError, AttributeError,
             KeyError, IndexError, UnicodeError, RecursionError) as exc:
         raise Unprocessable(f"cannot rebuild message: {redact.describe(exc)}") from exc
-    for address in route.hidden:
-        if leaks.found(written, address) or any(leaks.found_in_leaf(leaf, address) for _, leaf in aside.payloads):
-            raise Unprocessable("an encoded form of the sender's address survived sanitising")
+    hidden = route.hidden
+    if leaks.found(written, *hidden) or any(leaks.found_in_leaf(leaf, *hidden) for _, leaf in aside.payloads):
+        raise Unprocessable("an encoded form of the sender's address survived sanitising")
     return aside.put_back(written)
 
 
