@@ -13,7 +13,7 @@ import pytest
 from relay.clock import ManualClock
 from relay.store import cases as case_store
 from relay.store import outbox
-from relay.store.models import Case, Delivery, Message, RelayAddress
+from relay.store.models import Case, Delivery, Message, RelayAddress, db
 from relay.store.prepared import Prepared
 
 from .conftest import new_case
@@ -140,6 +140,31 @@ def test_prepared_queries_answer_as_peewee_does(db_url: str, app_factory: Any) -
     assert case_store.messages_since(first.case_id, since) == 1
     assert case_store.messages_since(first.case_id, since - timedelta(hours=2)) == 2
     assert case_store.messages_since(second.case_id, since) == 1
+
+
+def test_prepared_queries_survive_a_new_connection(db_url: str, app_factory: Any) -> None:
+    """On PostgreSQL the statements are prepared on the server, per connection: a new connection
+    (after the database restarted, say) prepares them again; other threads have their own."""
+    app = app_factory(db_url, ManualClock())
+    opened = new_case(app)
+    local = opened.reviewer_address.split("@")[0]
+
+    def look_up() -> int | None:
+        found = case_store.conversation(local, "relay.test")
+        return found.case_id if found else None
+
+    assert look_up() == opened.case_id
+    if db_url.startswith("postgresql"):
+        names = [r[0] for r in db.execute_sql("SELECT name FROM pg_prepared_statements").fetchall()]
+        assert any(name.startswith("relay_") for name in names)
+    db.close()
+    db.connect()
+    assert look_up() == opened.case_id
+    elsewhere: list[int | None] = []
+    thread = threading.Thread(target=lambda: elsewhere.append(look_up()))
+    thread.start()
+    thread.join()
+    assert elsewhere == [opened.case_id]
 
 
 def test_a_prepared_query_must_bind_every_value() -> None:
