@@ -7,8 +7,8 @@ expiry with its notices, reply notices, reminders, closing, purge, and the outbo
 
 Baseline measured in the same run, next to the database: the file work alone of delivering that
 many notices to a maildir (create and write each file in `tmp/`, one sync of the file system, the
-renames into `new/`), without the relay. Creating files is slow on some machines (about 1 ms a
-file on the one the README quotes), and the pass cannot be faster than its files.
+renames into `new/`), without the relay: on some machines creating files is slow, and a pass
+cannot be faster than its files.
 
     .venv/bin/python bench/scheduler.py [--sizes 10000 1000000] [--json bench/results/scheduler.json]
 """
