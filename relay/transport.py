@@ -51,48 +51,40 @@ class MaildirTransport:
     """Writes each message as one file into `PATH/new`, the maildir way: written into `tmp/`,
     made durable, then renamed into `new/`, so a reader never sees a partial file.
 
-    `send` writes a batch's files into `tmp/`; `settle` makes the batch durable with one sync of the
-    file system (instead of one per file, which costs most of the time of a delivery), renames them
-    into `new/` and syncs `new/`. The file name is derived from the delivery (`name`), so a delivery
-    retried after a crash replaces its own file instead of leaving a duplicate.
+    `send` only takes the message; `settle` does the batch's file work in one go, in one thread:
+    writes the files into `tmp/`, makes them durable with one sync of the file system (instead of
+    one per file), renames them into `new/` and syncs `new/`. The file name is derived from the
+    delivery (`name`), so a delivery retried after a crash replaces its own file instead of
+    leaving a duplicate.
     """
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self.ready = False
+        self.pending: dict[str, bytes] = {}
 
     async def send(self, sender: str, recipient: str, body: bytes, name: str) -> Attempt:
-        try:
-            await asyncio.to_thread(self._write, sender, recipient, body, name)
-        except OSError as exc:
-            return Attempt(Result.TEMPORARY, f"maildir write failed: {exc.strerror or describe(exc)}")
+        self.pending[name] = f"Return-Path: <{sender}>\r\nDelivered-To: {recipient}\r\n".encode() + body
         return Attempt(Result.SENT, f"written to {self.path / 'new' / name}")
-
-    def _write(self, sender: str, recipient: str, body: bytes, name: str) -> None:
-        if not self.ready:
-            for sub in ("tmp", "new", "cur"):
-                (self.path / sub).mkdir(parents=True, exist_ok=True)
-            self.ready = True
-        envelope = f"Return-Path: <{sender}>\r\nDelivered-To: {recipient}\r\n".encode()
-        try:
-            with open(self.path / "tmp" / name, "wb") as handle:
-                handle.write(envelope + body)
-        except FileNotFoundError:
-            self.ready = False  # the folder was removed under the relay: made again next time
-            raise
 
     async def settle(self, names: list[str]) -> None:
         # if this fails the batch counts as not sent: its retries write their files again
-        await asyncio.to_thread(self._publish, names)
+        batch = {name: self.pending.pop(name) for name in names if name in self.pending}
+        await asyncio.to_thread(self._publish, batch)
 
     async def close(self) -> None:
         """Nothing held open: every batch is complete once settled."""
+        self.pending.clear()
 
-    def _publish(self, names: list[str]) -> None:
-        if not names:
+    def _publish(self, batch: dict[str, bytes]) -> None:
+        if not batch:
             return
-        durable.sync_files([self.path / "tmp" / name for name in names])
-        for name in names:
+        for sub in ("tmp", "new", "cur"):
+            (self.path / sub).mkdir(parents=True, exist_ok=True)
+        for name, data in batch.items():
+            with open(self.path / "tmp" / name, "wb") as handle:
+                handle.write(data)
+        durable.sync_files([self.path / "tmp" / name for name in batch])
+        for name in batch:
             os.replace(self.path / "tmp" / name, self.path / "new" / name)
         durable.sync_folder(self.path / "new")
 
