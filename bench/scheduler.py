@@ -52,7 +52,8 @@ def fill(size: int, now: datetime) -> None:
         db.execute_sql(seq + 'INSERT INTO "case" (id, review_id, business_id, state, open_review_key, locale, requests, '
                        "message, opened_at, deadline, last_activity_at) SELECT x, x, 1, 'awaiting_reply', 'R-' || x, "
                        f"'de', 'order_number', 'Bestellnummer?', '{past}', "
-                       f"CASE WHEN x <= {DUE} THEN '{due}' ELSE '{later}' END, '{recent}' FROM seq")
+                       f"CASE WHEN x <= {DUE} THEN datetime('{due}', '-' || x || ' seconds') ELSE '{later}' END, '{recent}' "
+                       "FROM seq")  # each due case with a deadline of its own, as in real life
         for party, prefix in (("reviewer", "r"), ("business", "b")):
             db.execute_sql(seq + "INSERT INTO relayaddress (local_part, case_id, party) "
                            f"SELECT '{prefix}' || printf('%031d', x), x, '{party}' FROM seq")
@@ -104,7 +105,7 @@ def one(size: int, folder: Path) -> dict[str, float]:
     delivered = [file.stat().st_size for file in (folder / "outbox" / "new").iterdir()]
     floor = file_floor(folder / "floor", delivered)
     return {"cases": size, "fill_s": round(filled, 1), "pass_s": round(elapsed, 3), "idle_pass_s": round(idle, 3),
-            "maildir_files_alone_s": round(floor, 3), "pass_without_files_s": round(elapsed - floor, 3),
+            "maildir_files_alone_s": round(floor, 3),
             "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
 
 
@@ -118,9 +119,8 @@ def main() -> None:
         with tempfile.TemporaryDirectory(prefix="relay-sched-") as tmp:
             results.append(one(size, Path(tmp)))
             run = results[-1]
-            print(f"{size:>9} cases: pass {run['pass_s']:.3f} s with {DUE} due, of which the maildir's "
-                  f"{DUE} files alone take {run['maildir_files_alone_s']:.3f} s "
-                  f"(the rest {run['pass_without_files_s']:.3f} s); nothing due: {run['idle_pass_s']:.3f} s; "
+            print(f"{size:>9} cases: pass {run['pass_s']:.3f} s with {DUE} due (the file work of its maildir "
+                  f"delivery alone: {run['maildir_files_alone_s']:.3f} s); nothing due: {run['idle_pass_s']:.3f} s; "
                   f"filled in {run['fill_s']} s", flush=True)
     if len(results) > 1:
         print(f"ratio largest/smallest pass: {results[-1]['pass_s'] / results[0]['pass_s']:.2f}; "

@@ -5,6 +5,7 @@ claims in relay.store.lifecycle decide who does a piece of work.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -57,7 +58,10 @@ def prepare_notices(app: App, case_ids: list[int], kind: str, now: datetime) -> 
     the recipient is gone). It only reads, so the jobs call it before their write transaction:
     rendering never holds the database's write lock that inbound mail is waiting for."""
     facts = store.notice_facts(sorted(case_ids))
-    return {case_id: compose_notice(app, kind, facts[case_id], now) for case_id in sorted(facts)}
+    # the notices of one batch share many of their dates (`now`, days cases were opened on):
+    # each distinct one is formatted once
+    localized = functools.cache(notices.localized)
+    return {case_id: compose_notice(app, kind, facts[case_id], now, localized) for case_id in sorted(facts)}
 
 
 def store_notices(app: App, prepared: Composed, kind: str, now: datetime) -> int:
@@ -81,18 +85,19 @@ def queue_notices(app: App, case_ids: list[int], kind: str, now: datetime) -> in
     return store_notices(app, prepare_notices(app, case_ids, kind, now), kind, now)
 
 
-def compose_notice(app: App, kind: str, facts: dict[str, Any], now: datetime) -> outbox.Outgoing | None:
+def compose_notice(app: App, kind: str, facts: dict[str, Any], now: datetime,
+                   localized: Callable[..., str] = notices.localized) -> outbox.Outgoing | None:
     """The notice of `kind` for a case as a delivery, or None if its recipient is gone (a forgotten
-    reviewer: nobody to tell)."""
+    reviewer: nobody to tell). `localized`: how dates are formatted (notices.localized)."""
     spec = KINDS[kind]
     timezone = app.settings["relay"]["timezone"]
     locale = facts["locale"]
     context: dict[str, Any] = {
         "platform_name": app.platform_name, "business_name": facts["business_name"],
         "reviewer_name": facts["reviewer_name"], "review_id": facts["review_id"], "message": facts["message"],
-        "opened_on": notices.localized(facts["opened_at"], locale, timezone, with_time=False),
-        "deadline": notices.localized(facts["deadline"], locale, timezone),
-        "replied_at": notices.localized(facts["replied_at"] or now, locale, timezone),
+        "opened_on": localized(facts["opened_at"], locale, timezone, False),
+        "deadline": localized(facts["deadline"], locale, timezone),
+        "replied_at": localized(facts["replied_at"] or now, locale, timezone),
     }
     reviewer_alias = f"{facts['tokens'].get(Party.REVIEWER.value, '')}@{app.domain}"
     if spec.recipient is Party.REVIEWER:
