@@ -174,6 +174,25 @@ def test_maildir_batch_not_published_counts_as_not_sent(db_url: str, app_factory
     assert list((box / "tmp").iterdir()) == []
 
 
+def test_maildir_that_cannot_be_written_defers_the_batch(db_url: str, app_factory: Any, tmp_path: Path) -> None:
+    """The files of a batch are written when it is settled; if that fails, the batch is deferred
+    with the reason, and delivered once the folder can be written again."""
+    clock = ManualClock()
+    app = app_factory(db_url, clock)
+    box = tmp_path / "box"
+    box.mkdir()
+    (box / "tmp").write_text("a file where the maildir wants a folder")
+    worker = Worker(app, MaildirTransport(box))
+    opened = new_case(app)
+    assert asyncio.run(worker.run_pass()).deferred == 1
+    delivery = case_store.case_detail(opened.case_id)["deliveries"][0]
+    assert delivery["state"] == "queued" and "durable" in delivery["last_error"]
+    (box / "tmp").unlink()
+    clock.advance(timedelta(minutes=1))
+    assert asyncio.run(worker.run_pass()).sent == 1
+    assert len(list((box / "new").iterdir())) == 1
+
+
 def test_worker_retries_then_delivers_and_gives_up(db_url: str, app_factory: Any) -> None:
     clock = ManualClock()
     sink = Sink(reply="451 4.3.0 greylisted")
