@@ -111,19 +111,30 @@ class _Watched(_HeldFlush, logging.handlers.WatchedFileHandler):
 
 class _Rotating(_HeldFlush, logging.handlers.RotatingFileHandler):
     regular = True
+    size: int | None = None  # the file's length as this batch has written it
 
     def shouldRollover(self, record: logging.LogRecord) -> int:
         """The standard rule (only a regular file is rotated, once the record would take it past
-        `maxBytes`), with the look at the file's type made once per batch."""
+        `maxBytes`), with the file looked at once per batch: its type, and its length, which the
+        standard handler asks for with a seek per record (and a seek writes out what the batch
+        holds back). Within a batch the length is counted on."""
         if self.check_once():
             path = self.baseFilename
             self.regular = not (os.path.exists(path) and not os.path.isfile(path))
+            self.size = None
         if not self.regular or self.maxBytes <= 0:
             return 0
         if self.stream is None:
             self.stream = self._open()
-        self.stream.seek(0, 2)
-        return int(self.stream.tell() + len(self.format(record)) + 1 >= self.maxBytes)
+        if self.size is None:
+            self.stream.seek(0, 2)
+            self.size = self.stream.tell()
+        needed = len(self.format(record)) + 1
+        if self.size + needed >= self.maxBytes:
+            self.size = needed  # the record opens the new file
+            return 1
+        self.size += needed
+        return 0
 
 
 class Writer:
