@@ -10,6 +10,7 @@ from __future__ import annotations
 import binascii
 import contextlib
 import email.errors
+import re
 from collections.abc import Iterator
 from email.message import MIMEPart
 
@@ -59,11 +60,17 @@ def part_views(part: MIMEPart) -> Iterator[str | bytes]:
             continue
 
 
+# charsets in which ASCII text reads as itself (not so: UTF-7, UTF-16, ISO-2022-JP, EBCDIC)
+_ASCII_AS_ITSELF = re.compile(r"(us-)?ascii|utf-?8|iso-?8859-\d+|latin-?1|windows-125\d|cp125\d")
+
+
 def _as_written(part: MIMEPart) -> bool:
-    """True when decoding would give back the text as written: ASCII without a transfer encoding."""
+    """True when decoding would give back the text as written: ASCII without a transfer encoding,
+    in a charset that reads ASCII as ASCII."""
     encoded = part.get_payload()
     return isinstance(encoded, str) and encoded.isascii() and \
-        part.get("Content-Transfer-Encoding", "7bit").strip().lower() in ("7bit", "8bit", "binary")
+        part.get("Content-Transfer-Encoding", "7bit").strip().lower() in ("7bit", "8bit", "binary") and \
+        _ASCII_AS_ITSELF.fullmatch(part.get_content_charset("us-ascii")) is not None
 
 
 def _decoded(part: MIMEPart) -> bytes | None:

@@ -42,6 +42,8 @@ CASES = {
                                            "base64"),
     "ascii in an image": lambda: with_part(b"\x89PNG\r\n\x1a\n" + ADDRESS.encode() + b"\x00" * 64, "image", "png",
                                            "base64"),
+    "utf-7 text that is ascii as written": lambda: with_part(b"max.mueller+AEA-example.de", "text", "plain", "7bit",
+                                                             "utf-7"),
     "encoded word in a header": lambda: with_part(b"Hallo", "text", "plain", "7bit",
                                                   subject="=?utf-8?b?" + base64.b64encode(ADDRESS.encode()).decode()
                                                   + "?="),
