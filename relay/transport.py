@@ -69,6 +69,8 @@ class MaildirTransport:
     async def settle(self, names: list[str]) -> None:
         # if this fails the batch counts as not sent: its retries write their files again
         batch = {name: self.pending.pop(name) for name in names if name in self.pending}
+        if len(batch) != len(set(names)):
+            raise OSError(f"{len(set(names)) - len(batch)} message(s) of the batch were never handed over")
         await asyncio.to_thread(self._publish, batch)
 
     async def close(self) -> None:

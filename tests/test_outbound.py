@@ -145,6 +145,8 @@ def test_maildir_delivery_is_atomic_and_idempotent(tmp_path: Path) -> None:
     assert [f.name for f in files] == ["0000000001.relay"]
     assert files[0].read_bytes().startswith(b"Return-Path: <bounce-1-x@relay.test>\r\nDelivered-To: b@example.org")
     assert list((tmp_path / "box" / "tmp").iterdir()) == []
+    with pytest.raises(OSError, match="never handed over"):  # settling what was not sent: not "sent"
+        asyncio.run(transport.settle(["0000000002.relay"]))
 
 
 @pytest.mark.parametrize("whole_file_system", [True, False], ids=["syncfs", "fsync-each"])
