@@ -83,7 +83,7 @@ def _process(app: App, conversation: Conversation, envelope_from: str, raw: byte
     if outcome is not Outcome.ACCEPTED:
         return Result(outcome, detail=f"sender not the {conversation.writer.value} of the case")
     per_hour = app.settings["limits"]["messages_per_case_per_hour"]
-    if case_store.messages_since(conversation.case_id, now - timedelta(hours=1)) >= per_hour:
+    if case_store.messages_since(conversation.case_id, now - timedelta(hours=1), per_hour) >= per_hour:
         return Result(Outcome.RATE_LIMITED, detail=f"more than {per_hour} messages in the last hour")
     known = case_store.thread_entries(list(dict.fromkeys(said.in_reply_to + said.references)))
     message_id = new_message_id(app.domain)

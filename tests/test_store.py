@@ -137,9 +137,10 @@ def test_prepared_queries_answer_as_peewee_does(db_url: str, app_factory: Any) -
                    size=1)
     Message.create(case=second.case_id, queue_id="Q3", sender="reviewer", received_at=clock.now(), size=1)
     since = clock.now() - timedelta(hours=1)
-    assert case_store.messages_since(first.case_id, since) == 1
-    assert case_store.messages_since(first.case_id, since - timedelta(hours=2)) == 2
-    assert case_store.messages_since(second.case_id, since) == 1
+    assert case_store.messages_since(first.case_id, since, 30) == 1
+    assert case_store.messages_since(first.case_id, since - timedelta(hours=2), 30) == 2
+    assert case_store.messages_since(first.case_id, since - timedelta(hours=2), 1) == 1  # counted up to enough
+    assert case_store.messages_since(second.case_id, since, 30) == 1
 
 
 def test_prepared_queries_survive_a_new_connection(db_url: str, app_factory: Any) -> None:

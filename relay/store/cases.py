@@ -136,13 +136,19 @@ def record_message(case_id: int, queue_id: str, sender: Party, received_at: date
     return message_id
 
 
-_MESSAGES_SINCE = Prepared(lambda case_id, since: Message.select(pw.fn.COUNT(Message.id).alias("n")).where(
-    (Message.case == case_id) & (Message.received_at >= since)))
+def _recent(case_id: Any, since: Any, enough: Any) -> pw.Select:
+    recent = Message.select(Message.id).where((Message.case == case_id) & (Message.received_at >= since))
+    return Message.select(pw.fn.COUNT(pw.SQL("*")).alias("n")).from_(recent.limit(enough).alias("recent"))
 
 
-def messages_since(case_id: int, since: datetime) -> int:
-    """How many messages the case had since then (the per-case rate limit; runs for every message)."""
-    row = _MESSAGES_SINCE.first(case_id, since)
+_MESSAGES_SINCE = Prepared(_recent)
+
+
+def messages_since(case_id: int, since: datetime, enough: int) -> int:
+    """How many messages the case had since then, counted up to `enough` (the per-case rate limit
+    runs for every message: a conversation flooded with messages costs no more to count than one
+    at its limit)."""
+    row = _MESSAGES_SINCE.first(case_id, since, enough)
     return int(row["n"]) if row else 0
 
 
