@@ -15,6 +15,7 @@ them; connect the relay to PostgreSQL directly or through a pooler in session mo
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import threading
 import weakref
@@ -84,15 +85,23 @@ def _on_server(sql: str) -> str:
     known: tuple[weakref.ref[Any], set[str]] | None = getattr(_prepared, "known", None)
     if known is None or known[0]() is not connection:
         known = _prepared.known = (weakref.ref(connection), set())
+    name, prepare, execute = _server_form(sql)
+    if name not in known[1]:
+        db.execute_sql(prepare)
+        known[1].add(name)
+    return execute
+
+
+@functools.cache
+def _server_form(sql: str) -> tuple[str, str, str]:
+    """(name, PREPARE statement, EXECUTE statement) for `sql`, worked out once per statement."""
     pieces = sql.split("%s")
     if any("%" in piece for piece in pieces):
         raise ValueError("a prepared statement's SQL may hold no other % than its placeholders")
     name = "relay_" + hashlib.sha256(sql.encode()).hexdigest()[:20]
-    if name not in known[1]:
-        numbered = pieces[0] + "".join(f"${number}{piece}" for number, piece in enumerate(pieces[1:], start=1))
-        db.execute_sql(f"PREPARE {name} AS {numbered}")
-        known[1].add(name)
-    return f"EXECUTE {name}" + (f" ({', '.join(['%s'] * (len(pieces) - 1))})" if len(pieces) > 1 else "")
+    numbered = pieces[0] + "".join(f"${number}{piece}" for number, piece in enumerate(pieces[1:], start=1))
+    values = f" ({', '.join(['%s'] * (len(pieces) - 1))})" if len(pieces) > 1 else ""
+    return name, f"PREPARE {name} AS {numbered}", f"EXECUTE {name}{values}"
 
 
 def insert_one(model: type[pw.Model], columns: tuple[str, ...], returning: pw.Field) -> Prepared:
