@@ -3,6 +3,20 @@
 Retry policy (pure): temporary failures wait 1, 2, 4 ... minutes (at most an hour) between attempts
 until the delivery's queue lifetime is over; permanent failures and expiry end in `failed` with the
 reason. The envelope sender is a signed VERP address at the relay's domain, never a party's.
+
+A delivery to the reviewer that the recipient's side refuses for good while the worker hands it
+over (a 5xx to RCPT TO or to the data, say `550 5.1.1` for a mailbox that is gone) is the same news
+as a bounce that comes back later (relay.returns): in the transaction that marks it failed, the
+business's `reviewer_unreachable` notice is queued, at most once per case (the notice claims are
+unique by case and kind, shared with the bounce path). Not the reviewer's refusal, so nobody is told:
+- a delivery whose queue lifetime ran out after temporary failures: nobody refused it (the notice
+  says "their mail system refused it"); a greylisting, full or busy mailbox, or our smarthost
+  being unreachable, may have cleared since, and when the smarthost is the trouble the notice could
+  not get out either but would use up the case's one claim that a real bounce needs later. The
+  delivery ends failed with the reason, visible to admins in the case and the queue;
+- a permanent refusal of the relay's session (greeting, AUTH, MAIL FROM): the relay's own setup,
+  the same for every recipient, would otherwise tell every business its reviewer is gone;
+- any refused delivery to the business.
 """
 
 from __future__ import annotations
@@ -15,8 +29,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
-from . import logs, verp
+from . import lifecycle, logs, verp
 from .app import App
+from .cases import Party
 from .redact import describe
 from .store import outbox as store
 from .store.cases import record_event, record_events
@@ -39,13 +54,14 @@ class Step:
     state: str                    # sent, queued (retry), failed
     next_attempt_at: datetime | None
     reason: str
+    refused: bool = False         # failed: the recipient's side refused it for good (not expiry)
 
 
 def next_step(attempt: Attempt, attempts: int, now: datetime, expires_at: datetime) -> Step:
     if attempt.result is Result.SENT:
         return Step("sent", None, attempt.detail)
     if attempt.result is Result.PERMANENT:
-        return Step("failed", None, attempt.detail)
+        return Step("failed", None, attempt.detail, refused=attempt.about_recipient)
     retry_at = now + retry_delay(attempts)
     if retry_at > expires_at:
         return Step("failed", None, f"queue lifetime over; last error: {attempt.detail}")
@@ -126,8 +142,12 @@ class Worker:
                     for item, step in results]
         return results
 
-    @staticmethod
-    def _record(results: list[tuple[store.Claimed, Step]], token: str, now: datetime) -> None:
+    def _record(self, results: list[tuple[store.Claimed, Step]], token: str, now: datetime) -> None:
+        # composed before the write transaction (lifecycle.prepare_notices only reads); stored only
+        # for the deliveries this worker really marks failed, and only once per case (the claim)
+        unreachable = sorted({item.case_id for item, step in results
+                              if item.case_id is not None and _reviewer_refused(item, step)})
+        prepared = lifecycle.prepare_notices(self.app, unreachable, "reviewer_unreachable", now) if unreachable else {}
         with db.atomic():
             sent = store.mark_sent([item.id for item, step in results if step.state == "sent"], token, now)
             notices = [item for item, _ in results if item.id in sent and item.kind != "forward"]
@@ -141,6 +161,9 @@ class Worker:
                     if store.mark_failed(item.id, token, step.reason):
                         record_event(item.case_id, "delivery.failed", now,
                                      f"{item.kind} to the {item.recipient_party}")
+                        if item.case_id in prepared:
+                            lifecycle.store_notices(self.app, {item.case_id: prepared.pop(item.case_id)},
+                                                    "reviewer_unreachable", now)
                 else:
                     assert step.next_attempt_at is not None
                     store.mark_retry(item.id, token, step.next_attempt_at, step.reason)
@@ -171,6 +194,11 @@ class Worker:
                            level=logging.ERROR)
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(_first(self.wake, stop), timeout=poll)
+
+
+def _reviewer_refused(item: store.Claimed, step: Step) -> bool:
+    """The reviewer's side refused this delivery for good: the business is to be told."""
+    return step.state == "failed" and step.refused and item.recipient_party == Party.REVIEWER.value
 
 
 def _name(item: store.Claimed) -> str:

@@ -33,6 +33,9 @@ class Result(Enum):
 class Attempt:
     result: Result
     detail: str
+    # the answer was about this recipient or this message (a reply to RCPT TO or to the data), not
+    # about the relay's session (greeting, EHLO, TLS, AUTH, MAIL FROM: the same for every recipient)
+    about_recipient: bool = False
 
 
 class Transport(Protocol):
@@ -140,9 +143,11 @@ class SmtpTransport:
             except aiosmtplib.SMTPRecipientsRefused as exc:
                 refused = exc.recipients[0] if exc.recipients else None
                 code = refused.code if refused else 550
-                return _by_code(code, f"{code} {refused.message if refused else 'recipient refused'}")
+                return _by_code(code, f"{code} {refused.message if refused else 'recipient refused'}",
+                                about_recipient=True)
             except aiosmtplib.SMTPResponseException as exc:
-                return _by_code(exc.code, f"{exc.code} {exc.message}")
+                return _by_code(exc.code, f"{exc.code} {exc.message}",
+                                about_recipient=isinstance(exc, aiosmtplib.SMTPDataError))
             except (TimeoutError, aiosmtplib.SMTPException, OSError, ssl.SSLError) as exc:
                 return Attempt(Result.TEMPORARY, describe(exc))
             finally:
@@ -194,10 +199,11 @@ async def _close(client: aiosmtplib.SMTP) -> None:
         client.close()
 
 
-def _by_code(code: int, detail: str) -> Attempt:
+def _by_code(code: int, detail: str, about_recipient: bool = False) -> Attempt:
     """A smarthost's reply usually quotes the recipient ("<max@...>: Recipient address rejected"):
     it is stored, logged and shown to admins, so addresses are scrubbed here, where it comes in."""
-    return Attempt(Result.PERMANENT if 500 <= code < 600 else Result.TEMPORARY, scrub_addresses(detail)[:500])
+    return Attempt(Result.PERMANENT if 500 <= code < 600 else Result.TEMPORARY, scrub_addresses(detail)[:500],
+                   about_recipient)
 
 
 def from_url(url: str, timeout: float, helo: str | None = None) -> Transport:

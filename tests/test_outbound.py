@@ -1,11 +1,15 @@
 """Outbound delivery: the SMTP transport against real servers (plain, STARTTLS with login, 4xx,
-5xx, nothing listening), and the outbox worker's retries and failures with a moved clock."""
+5xx, nothing listening), the outbox worker's retries and failures with a moved clock, and the
+business told once when the reviewer's mail system refuses what the relay sends."""
 
 from __future__ import annotations
 
 import asyncio
+import email
+import email.policy
 import ssl
 import subprocess
+import threading
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -14,13 +18,17 @@ import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult
 
-from relay import durable, transport
+from relay import durable, intake, lifecycle, returns, transport
 from relay.clock import ManualClock
 from relay.outbox import Worker
+from relay.outcomes import Outcome
 from relay.store import cases as case_store
+from relay.store.models import db
 from relay.transport import MaildirTransport, Result, SmtpTransport
 
 from .conftest import Sink, free_port, new_case
+from .test_classify import dsn
+from .test_sanitize import assert_no_leak
 
 BODY = b"From: a@relay.test\r\nTo: b@example.org\r\nSubject: t\r\n\r\nhello\r\n"
 
@@ -49,6 +57,7 @@ def test_smtp_results_by_reply_code() -> None:
         assert attempt.result is expected, attempt
         if expected is not Result.SENT:
             assert reply.split()[0] in attempt.detail
+            assert attempt.about_recipient  # the answer to this message's data
     nobody = send(SmtpTransport(f"smtp://127.0.0.1:{free_port()}", timeout=5, helo="relay.test"))
     assert nobody.result is Result.TEMPORARY and "Connect" in nobody.detail
 
@@ -213,9 +222,13 @@ def test_worker_retries_then_delivers_and_gives_up(db_url: str, app_factory: Any
 
         sink.reply = "550 5.1.1 no such user"
         rejected = new_case(app, review_id="R-rejected")
-        assert asyncio.run(worker.run_pass()).failed == 1
-        failed = case_store.case_detail(rejected.case_id)["deliveries"][0]
+        # refused at DATA: the business's reviewer_unreachable notice is queued, and refused too
+        # (this sink refuses everyone), which tells nobody
+        assert asyncio.run(worker.run_pass()).failed == 2
+        failed, notice = case_store.case_detail(rejected.case_id)["deliveries"]
         assert failed["state"] == "failed" and "550 5.1.1" in failed["last_error"]
+        assert (notice["kind"], notice["recipient_party"], notice["state"]) == (
+            "reviewer_unreachable", "business", "failed")
 
         sink.reply = "421 4.7.0 go away"
         stuck = new_case(app, review_id="R-stuck")
@@ -236,3 +249,178 @@ def test_smarthost_replies_are_stored_without_addresses() -> None:
         sink.stop()
     assert attempt.result is Result.PERMANENT
     assert "@" not in attempt.detail and attempt.detail.startswith("550 5.1.1 <<address>>")
+
+
+REVIEWER, BUSINESS = "max.mueller@example.de", "service@shop.example"
+
+
+class Smarthost:
+    """A real SMTP server on a loopback port that refuses at RCPT TO, one recipient at a time, the
+    way a smarthost answers for a mailbox it knows to be gone (`refused`: {address: reply}), or
+    refuses the session's MAIL FROM (`sender_reply`); it captures what it takes."""
+
+    def __init__(self) -> None:
+        self.refused: dict[str, str] = {}
+        self.sender_reply: str | None = None
+        self.messages: list[dict[str, Any]] = []
+        self.lock = threading.Lock()
+        host = self
+
+        class Handler:
+            async def handle_MAIL(self, server: Any, session: Any, envelope: Any, address: str,
+                                  mail_options: list[str]) -> str:
+                if host.sender_reply is not None:
+                    return host.sender_reply
+                envelope.mail_from = address
+                envelope.mail_options.extend(mail_options)
+                return "250 OK"
+
+            async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str,
+                                  rcpt_options: list[str]) -> str:
+                if address.lower() in host.refused:
+                    return host.refused[address.lower()]
+                envelope.rcpt_tos.append(address)
+                return "250 OK"
+
+            async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+                with host.lock:
+                    host.messages.append({"from": envelope.mail_from, "to": list(envelope.rcpt_tos),
+                                          "raw": envelope.original_content})
+                return "250 2.0.0 OK"
+
+        self.port = free_port()
+        self.controller = Controller(Handler(), hostname="127.0.0.1", port=self.port)
+        self.controller.start()
+
+    @property
+    def url(self) -> str:
+        return f"smtp://127.0.0.1:{self.port}"
+
+    def to(self, rcpt: str) -> list[dict[str, Any]]:
+        with self.lock:
+            return [m for m in self.messages if rcpt in m["to"]]
+
+    def stop(self) -> None:
+        self.controller.stop()
+
+
+@pytest.fixture
+def smarthost() -> Any:
+    host = Smarthost()
+    yield host
+    host.stop()
+
+
+def unreachable_notices(case_id: int) -> list[dict[str, Any]]:
+    return [d for d in case_store.case_detail(case_id)["deliveries"] if d["kind"] == "reviewer_unreachable"]
+
+
+def business_writes(app: Any, opened: Any, body: str) -> None:
+    """The business writes to the case's business-side relay address: a forward to the reviewer."""
+    conversation = intake.lookup(app, opened.business_address.split("@")[0])
+    raw = f"From: Shop <{BUSINESS}>\r\nSubject: Re: review\r\n\r\n{body}\r\n".encode()
+    assert intake.process(app, conversation, BUSINESS, raw).outcome is Outcome.ACCEPTED
+
+
+def test_a_reviewer_refused_at_rcpt_is_reported_to_the_business_once(db_url: str, app_factory: Any,
+                                                                     smarthost: Smarthost) -> None:
+    """The smarthost refuses the reviewer's mailbox at RCPT (550 5.1.1): the contact request ends
+    failed and the business gets the reviewer_unreachable notice, queued with that failure; a
+    second refused delivery to the reviewer (a forward) and a later bounce of yet another one add
+    no second notice."""
+    clock = ManualClock()
+    app = app_factory(db_url, clock, outbound={"url": smarthost.url})
+    worker = Worker(app, SmtpTransport(smarthost.url, timeout=10, helo="relay.test"))
+    smarthost.refused[REVIEWER] = "550 5.1.1 <max.mueller@example.de>: Recipient address rejected: User unknown"
+    opened = new_case(app, locale="en")
+
+    first = asyncio.run(worker.run_pass())
+    detail = case_store.case_detail(opened.case_id)
+    request = next(d for d in detail["deliveries"] if d["kind"] == "contact_request")
+    assert request["state"] == "failed" and "550 5.1.1" in request["last_error"]
+    assert [e["detail"] for e in detail["events"] if e["name"] == "notice.queued"] == [
+        "contact_request", "reviewer_unreachable"]
+    asyncio.run(worker.run_pass())  # the notice is delivered (in the first pass already: it is due at once)
+    assert (first.failed, first.sent) == (1, 1)
+    [notice] = unreachable_notices(opened.case_id)
+    assert notice["state"] == "sent" and notice["recipient_party"] == "business"
+    [mail] = smarthost.to(BUSINESS)
+    parsed = email.message_from_bytes(mail["raw"], policy=email.policy.default)
+    assert "could not be delivered" in str(parsed["Subject"])
+    assert "refused" in parsed.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+    assert_no_leak(mail["raw"])  # the smarthost's reply quoted the address; the notice does not
+    assert smarthost.to(REVIEWER) == []
+
+    # the business writes anyway; the forward is refused the same way: no second notice
+    business_writes(app, opened, "Are you there?")
+    assert asyncio.run(worker.run_pass()).failed == 1
+    forward = next(d for d in case_store.case_detail(opened.case_id)["deliveries"] if d["kind"] == "forward")
+    assert forward["state"] == "failed" and "550 5.1.1" in forward["last_error"]
+    assert len(unreachable_notices(opened.case_id)) == 1
+
+    # the mailbox takes mail again; a reminder is sent, then bounces later: still one notice
+    del smarthost.refused[REVIEWER]
+    with db.atomic():
+        assert lifecycle.queue_notice(app, opened.case_id, "reminder", clock.now())
+    assert asyncio.run(worker.run_pass()).sent == 1
+    reminder = next(d for d in case_store.case_detail(opened.case_id)["deliveries"] if d["kind"] == "reminder")
+    assert reminder["state"] == "sent" and len(smarthost.to(REVIEWER)) == 1
+    delivery = returns.lookup(app, reminder["id"], clock.now())
+    assert delivery is not None
+    assert returns.process(app, delivery, "", dsn("failed", "5.1.1")).outcome is Outcome.BOUNCE_RECORDED
+    detail = case_store.case_detail(opened.case_id)
+    assert next(d for d in detail["deliveries"] if d["kind"] == "reminder")["state"] == "failed"
+    assert len(unreachable_notices(opened.case_id)) == 1
+    assert [e["detail"] for e in detail["events"] if e["name"] == "notice.queued"] == [
+        "contact_request", "reviewer_unreachable", "reminder"]
+    assert asyncio.run(worker.run_pass()).sent == 0
+    assert len(smarthost.to(BUSINESS)) == 1
+
+
+def test_a_refused_delivery_to_the_business_tells_nobody(db_url: str, app_factory: Any,
+                                                         smarthost: Smarthost) -> None:
+    """The reviewer answers; the business's mailbox refuses the forward at RCPT: the forward ends
+    failed, and no reviewer_unreachable notice is queued (nor anything else)."""
+    app = app_factory(db_url, ManualClock(), outbound={"url": smarthost.url})
+    worker = Worker(app, SmtpTransport(smarthost.url, timeout=10, helo="relay.test"))
+    smarthost.refused[BUSINESS] = "550 5.1.1 mailbox unavailable"
+    opened = new_case(app, locale="en")
+    assert asyncio.run(worker.run_pass()).sent == 1
+    conversation = intake.lookup(app, opened.reviewer_address.split("@")[0])
+    raw = f"From: Max <{REVIEWER}>\r\nSubject: Re: review\r\n\r\nOrder 4711\r\n".encode()
+    assert intake.process(app, conversation, REVIEWER, raw).outcome is Outcome.ACCEPTED
+    counts = asyncio.run(worker.run_pass())
+    detail = case_store.case_detail(opened.case_id)
+    forward = next(d for d in detail["deliveries"] if d["kind"] == "forward")
+    assert forward["state"] == "failed" and "550 5.1.1" in forward["last_error"]
+    assert unreachable_notices(opened.case_id) == []
+    assert "reviewer_unreachable" not in [e["detail"] for e in detail["events"]]
+    assert counts.failed >= 1 and smarthost.to(BUSINESS) == []
+
+
+def test_failures_that_are_not_the_reviewers_refusal_tell_nobody(db_url: str, app_factory: Any,
+                                                                 smarthost: Smarthost) -> None:
+    """The smarthost refusing the relay itself (5xx to MAIL FROM: the same for every recipient) and
+    a queue lifetime that ran out after temporary failures are not the reviewer's mail system
+    refusing the message: the delivery ends failed, the business is not told."""
+    clock = ManualClock()
+    app = app_factory(db_url, clock, outbound={"url": smarthost.url, "max_queue_lifetime": "10m"})
+    worker = Worker(app, SmtpTransport(smarthost.url, timeout=10, helo="relay.test"))
+
+    smarthost.sender_reply = "553 5.7.1 sender address rejected: not owned by user"
+    refused_session = new_case(app, locale="en", review_id="R-sender")
+    assert asyncio.run(worker.run_pass()).failed == 1
+    request = case_store.case_detail(refused_session.case_id)["deliveries"][0]
+    assert request["state"] == "failed" and "553" in request["last_error"]
+    assert unreachable_notices(refused_session.case_id) == []
+
+    smarthost.sender_reply = None
+    smarthost.refused[REVIEWER] = "450 4.2.0 mailbox busy"
+    stuck = new_case(app, locale="en", review_id="R-stuck")
+    for _ in range(4):  # 1 + 2 + 4 minutes of backoff, then the 10 minute lifetime is over
+        asyncio.run(worker.run_pass())
+        clock.advance(timedelta(minutes=8))
+    request = case_store.case_detail(stuck.case_id)["deliveries"][0]
+    assert request["state"] == "failed" and "lifetime" in request["last_error"]
+    assert unreachable_notices(stuck.case_id) == []
+    assert smarthost.to(BUSINESS) == []
