@@ -11,19 +11,25 @@ from __future__ import annotations
 
 import re
 from email.message import EmailMessage
+from email.utils import collapse_rfc2231_value
 from enum import Enum
 
 from .compose import LOOP_HEADER
 
 MAX_RECEIVED = 30
 
-# Subjects of out-of-office replies in German, English, French, Spanish, Italian and Dutch.
-_OOO_SUBJECT = re.compile(
-    r"abwesenheitsnotiz|automatische antwort|\bout of (the )?office\b|\bautomatic reply\b|\bauto[- ]?reply\b"
-    r"|\bautoreply\b|r[ée]ponse automatique|\babsence du bureau\b|\bje suis absent|respuesta autom[áa]tica"
-    r"|fuera de la oficina|risposta automatica|fuori (sede|ufficio)|automatisch antwoord|\bafwezig(heid)?\b"
-    r"|\bich bin (derzeit |zurzeit )?nicht im b[üu]ro|\bvacation reply\b|\bon vacation\b|\bim urlaub\b",
-    re.IGNORECASE)
+# How out-of-office and vacation replies word the start of their subject, in German, English, French,
+# Spanish, Italian and Dutch: the phrase alone, or followed by ":" ("Automatic reply: Re: ..."), or in
+# square brackets ("[Auto-Reply] ..."). Only at the start: "Re: ich war im Urlaub" is a person writing.
+_OOO_PHRASES = (
+    r"abwesenheits(?:notiz|nachricht|meldung|benachrichtigung)|automatische (?:antwort|rückantwort|abwesenheitsnotiz)"
+    r"|out of (?:the )?office(?: auto-?reply)?|automatic (?:reply|response)|auto[- ]?(?:reply|response)"
+    r"|vacation (?:reply|response|notice)|away from (?:the )?office"
+    r"|r[ée]ponse automatique(?: d'absence)?|absente? du bureau|absence du bureau|message d'absence"
+    r"|respuesta autom[áa]tica|fuera de (?:la )?oficina|(?:mensaje|aviso) de ausencia"
+    r"|risposta automatica|fuori (?:sede|ufficio|dall'ufficio)|messaggio di assenza"
+    r"|automatisch antwoord|afwezig(?:heid|heidsbericht|heidsmelding)?|buiten kantoor")
+_OOO_SUBJECT = re.compile(rf"^\s*(?:\[\s*(?:{_OOO_PHRASES})\s*[]:]|(?:{_OOO_PHRASES})\s*(?::|$))", re.IGNORECASE)
 _AUTO_PRECEDENCE = {"bulk", "junk", "list", "auto_reply", "auto-reply"}
 _DAEMON = re.compile(r"^(mailer-daemon|postmaster|mail-daemon|mailerdaemon)@", re.IGNORECASE)
 
@@ -35,11 +41,20 @@ class Kind(Enum):
     LOOP = "loop"
 
 
+# Reports (RFC 6522) by their report-type: delivery status notifications are bounces; read receipts
+# (MDN, RFC 8098) and abuse feedback (ARF, RFC 5965) are automatic, never a person's answer.
+_REPORTS = {"delivery-status": Kind.BOUNCE, "disposition-notification": Kind.AUTO_REPLY,
+            "feedback-report": Kind.AUTO_REPLY}
+
+
 def classify(msg: EmailMessage, envelope_from: str, domain: str) -> tuple[Kind, str]:
     """The kind of message and the clue that decided it (for the log)."""
     loop = _loop(msg, domain)
     if loop:
         return Kind.LOOP, loop
+    report = _report(msg)
+    if report:
+        return report
     bounce = _bounce(msg, envelope_from)
     if bounce:
         return Kind.BOUNCE, bounce
@@ -69,11 +84,16 @@ def _loop(msg: EmailMessage, domain: str) -> str:
     return ""
 
 
+def _report(msg: EmailMessage) -> tuple[Kind, str] | None:
+    if msg.get_content_type() != "multipart/report":
+        return None
+    report = collapse_rfc2231_value(msg.get_param("report-type", "")).strip().lower()
+    if report not in _REPORTS:
+        return None  # the clue is one of a fixed few: the parameter is the sender's text
+    return _REPORTS[report], f"multipart/report; report-type={report}"
+
+
 def _bounce(msg: EmailMessage, envelope_from: str) -> str:
-    if msg.get_content_type() == "multipart/report":
-        report = msg.get_param("report-type", "")
-        if str(report).lower() == "delivery-status":
-            return "multipart/report; report-type=delivery-status"
     if (envelope_from or "").strip("<>"):
         return ""  # a bounce has the null sender; From is read (and parsed) only then
     address = re.search(r"[^\s<>\"]+@[^\s<>\"]+", _get(msg, "From"))
@@ -87,7 +107,8 @@ def _auto_reply(msg: EmailMessage) -> str:
     if auto and auto != "no":
         # only the keyword reaches the log: RFC 3834 parameters may name the sender
         return f"Auto-Submitted: {auto if re.fullmatch(r'[a-z-]{1,40}', auto) else 'set'}"
-    for header in ("X-Autoreply", "X-Autorespond", "X-Auto-Response-Suppress"):
+    # not X-Auto-Response-Suppress: Outlook puts it on people's mail (it asks others not to answer)
+    for header in ("X-Autoreply", "X-Autorespond"):
         if header in msg:
             return header
     precedence = _get(msg, "Precedence").lower()

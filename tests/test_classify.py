@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from email.message import EmailMessage
 
 import pytest
@@ -9,7 +10,7 @@ import pytest
 from relay import bounces, classify, headers, limits, sanitize
 from relay.outcomes import Outcome
 
-from .corpus import CORPUS, SKIP_REASON
+from .corpus import CORPUS, SKIP_REASON, messages
 
 DOMAIN = "relay.test"
 
@@ -27,26 +28,91 @@ def message(subject: str = "Re: Ihre Anfrage", **headers: str) -> EmailMessage:
 @pytest.mark.parametrize("headers", [
     {"Auto_Submitted": "auto-replied"}, {"Auto_Submitted": "auto-generated"}, {"X_Autoreply": "yes"},
     {"X_Autorespond": "Out of office"}, {"Precedence": "bulk"}, {"Precedence": "junk"}, {"Precedence": "list"},
-    {"Precedence": "auto_reply"}, {"X_Auto_Response_Suppress": "All"},
+    {"Precedence": "auto_reply"},
 ])
 def test_auto_reply_headers(headers: dict[str, str]) -> None:
     assert classify.classify(message(**headers), "max@example.de", DOMAIN)[0] is classify.Kind.AUTO_REPLY
 
 
+@pytest.mark.parametrize("value", ["All", "DR, RN, NRN, OOF, AutoReply", "OOF"])
+def test_x_auto_response_suppress_alone_marks_a_person(value: str) -> None:
+    # Outlook and Exchange Online put it on ordinary replies: it asks others not to auto-reply
+    msg = message("AW: Ihre Anfrage", X_Auto_Response_Suppress=value, Thread_Index="AQHcqQ==", X_MS_Has_Attach="")
+    assert classify.classify(msg, "max@example.de", DOMAIN) == (classify.Kind.PERSON, "")
+
+
+def test_x_auto_response_suppress_does_not_hide_a_real_auto_reply() -> None:
+    msg = message("Automatische Antwort: AW: Ihre Anfrage", X_Auto_Response_Suppress="All")
+    assert classify.classify(msg, "max@example.de", DOMAIN) == (classify.Kind.AUTO_REPLY, "out-of-office subject")
+
+
 @pytest.mark.parametrize("subject", [
     "Abwesenheitsnotiz: Ihre Anfrage", "Automatische Antwort: Re: Ihre Anfrage", "Out of Office: Re: question",
+    "Out of Office AutoReply: Re: question", "Out of the office: Re: question",
     "Automatic reply: your question", "Réponse automatique : Re: demande", "Respuesta automática: Re: pregunta",
     "Risposta automatica: Re: domanda", "Automatisch antwoord: Re: vraag", "Fuera de la oficina", "Afwezig",
-    "AutoReply: Re", "Auto-Reply: Re",
+    "Afwezig: Re: vraag", "AutoReply: Re", "Auto-Reply: Re", "Autoreply: Re: Ihre Anfrage", "Auto Reply: Re",
+    "Out of Office", "out of office", "Abwesenheitsnotiz", "Automatic reply", "  Automatische Antwort : AW: x",
+    "[Auto-Reply] Re: Ihre Anfrage", "[Out of Office] Re: question", "[Abwesenheitsnotiz] AW: Anfrage",
+    "[Automatic reply: Re: question]", "Reponse automatique: Re: demande", "Absent du bureau: Re: demande",
+    "Fuori ufficio: Re: domanda", "Fuori sede", "Automatische Rückantwort: Ihre Anfrage",
 ])
 def test_out_of_office_subjects_in_six_languages(subject: str) -> None:
-    assert classify.classify(message(subject), "max@example.de", DOMAIN)[0] is classify.Kind.AUTO_REPLY
+    assert classify.classify(message(subject), "max@example.de", DOMAIN) == (classify.Kind.AUTO_REPLY,
+                                                                                "out-of-office subject")
 
 
 @pytest.mark.parametrize("subject", ["Re: Ihre Anfrage", "Re: Bestellung 4711", "Re: your question about the office chair",
                                      "AW: Rechnung"])
 def test_people_are_people(subject: str) -> None:
     assert classify.classify(message(subject, Auto_Submitted="no"), "max@example.de", DOMAIN)[0] is classify.Kind.PERSON
+
+
+@pytest.mark.parametrize("subject", [
+    # the words of an out-of-office reply, written by a person, anywhere but as the reply's prefix
+    "Ihr Mietwagen im Urlaub", "Re: ich war im Urlaub", "Re: Out of office hours delivery?",
+    "Re: Ihre Anfrage – ich bin nicht im Büro gewesen", "Re: Automatic reply: your question",
+    "AW: Abwesenheitsnotiz: Ihre Anfrage", "Out of office hours delivery", "Automatic replying is annoying",
+    "Autoreplies: how to stop them", "Re: [Auto-Reply] question", "Re: respuesta automática", "Afwezigheidsregeling?",
+    "Fuera de la oficina hoy, te escribo desde casa", "I was on vacation", "Vacation photos",
+    "Je suis absent, désolé du retard", "Ich bin derzeit nicht im Büro, antworte trotzdem",
+])
+def test_people_writing_about_absence_are_people(subject: str) -> None:
+    assert classify.classify(message(subject), "max@example.de", DOMAIN) == (classify.Kind.PERSON, "")
+
+
+def report(report_type: str, second: str) -> EmailMessage:
+    raw = ("From: Max Mustermann <max@example.de>\r\nSubject: Gelesen: Ihre Anfrage\r\n"
+           f"MIME-Version: 1.0\r\nContent-Type: multipart/report; report-type={report_type}; boundary=B\r\n\r\n"
+           "--B\r\nContent-Type: text/plain\r\n\r\nIhre Nachricht wurde gelesen.\r\n"
+           f"--B\r\nContent-Type: {second}\r\n\r\nReporting-UA: pc.example.de; Outlook\r\n"
+           "Final-Recipient: rfc822; max@example.de\r\nDisposition: manual-action/MDN-sent-manually; displayed\r\n"
+           "\r\n--B--\r\n")
+    return sanitize.parse(raw.encode())
+
+
+@pytest.mark.parametrize("envelope", ["max@example.de", ""])
+def test_read_receipts_are_automatic(envelope: str) -> None:
+    msg = report("disposition-notification", "message/disposition-notification")
+    assert classify.classify(msg, envelope, DOMAIN) == (
+        classify.Kind.AUTO_REPLY, "multipart/report; report-type=disposition-notification")
+    quoted = report('"Disposition-Notification"', "message/disposition-notification")
+    assert classify.classify(quoted, envelope, DOMAIN)[0] is classify.Kind.AUTO_REPLY
+
+
+def test_abuse_feedback_reports_are_automatic() -> None:
+    msg = report("feedback-report", "message/feedback-report")
+    assert classify.classify(msg, "", DOMAIN) == (classify.Kind.AUTO_REPLY, "multipart/report; report-type=feedback-report")
+
+
+def test_delivery_status_reports_stay_bounces() -> None:
+    msg = sanitize.parse(dsn("failed", "5.1.1"))
+    assert classify.classify(msg, "", DOMAIN) == (classify.Kind.BOUNCE, "multipart/report; report-type=delivery-status")
+
+
+def test_an_unknown_report_type_never_reaches_the_clue() -> None:
+    msg = report('"max@example.de"', "message/whatever")
+    assert classify.classify(msg, "max@example.de", DOMAIN) == (classify.Kind.PERSON, "")
 
 
 def test_auto_submitted_parameters_never_reach_the_clue() -> None:
@@ -77,6 +143,37 @@ def test_loops() -> None:
     for n in range(30):
         many["Received"] = f"from hop{n}.example"
     assert classify.classify(many, "max@example.de", DOMAIN)[0] is classify.Kind.PERSON
+
+
+FOLDERS = ("replies", "quote-bodies", "mime", "attachments", "charsets", "malformed", "autoreplies", "bounces")
+
+
+@pytest.mark.skipif(not CORPUS.is_dir(), reason=SKIP_REASON)
+def test_corpus_people_are_people_and_auto_replies_are_automatic(capsys: pytest.CaptureFixture[str]) -> None:
+    counts: Counter[tuple[str, str]] = Counter()
+    kinds: dict[str, classify.Kind] = {}
+    for name, raw in messages():
+        folder = name.split("/")[0]
+        if folder not in FOLDERS:
+            continue
+        msg = sanitize.parse(raw)
+        # the envelope sender as the receiving server recorded it, where it did
+        return_path = msg.get("Return-Path")
+        envelope = str(return_path).strip().strip("<>") if return_path is not None else "sender@example.org"
+        kind, clue = classify.classify(msg, envelope, DOMAIN)
+        assert "@" not in clue, name  # clues reach the logs
+        counts[folder, kind.value] += 1
+        kinds[name] = kind
+    with capsys.disabled():
+        print("\nclassified corpus messages:")
+        for (folder, kind), count in sorted(counts.items()):
+            print(f"  {folder:14} {kind:11} {count}")
+    assert {folder for folder, _ in counts} == set(FOLDERS)
+    people = [n for n, k in kinds.items() if n.startswith(("replies/", "quote-bodies/")) and k is not classify.Kind.PERSON]
+    assert people == []
+    auto = [n for n, k in kinds.items() if n.startswith("autoreplies/")]
+    assert auto and all(kinds[n] is classify.Kind.AUTO_REPLY for n in auto)
+    assert kinds["mime/flanker-disposition-notification.eml"] is classify.Kind.AUTO_REPLY
 
 
 @pytest.mark.skipif(not CORPUS.is_dir(), reason=SKIP_REASON)
