@@ -16,6 +16,8 @@ import secrets
 from email.errors import HeaderParseError
 from email.headerregistry import Address
 
+import idna
+
 TOKEN_BYTES = 20  # 160 bits
 _TOKEN = re.compile(r"[a-z2-7]{32}")
 _DOMAIN = re.compile(r"[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)+")
@@ -46,8 +48,56 @@ def normalize(address: str) -> str:
     return address.strip().strip("<>").lower()
 
 
+def _ascii_domain(domain: str) -> str | None:
+    """An internationalised domain in its ASCII form (`bücher.example` -> `xn--bcher-kva.example`),
+    by IDNA 2008 with the UTS 46 mapping browsers and mail clients use; None if it is not one."""
+    try:
+        return idna.encode(domain, uts46=True).decode("ascii")
+    except (idna.IDNAError, UnicodeError, ValueError):
+        try:
+            return domain.encode("idna").decode("ascii")  # IDNA 2003 accepts a few more
+        except (UnicodeError, ValueError):
+            return None
+
+
+def _unicode_domain(domain: str) -> str | None:
+    try:
+        return idna.decode(domain)
+    except (idna.IDNAError, UnicodeError, ValueError):
+        try:
+            return domain.encode("ascii").decode("idna")
+        except (UnicodeError, ValueError):
+            return None
+
+
+def canonical(address: str) -> str:
+    """The form two spellings of one address share: lowercased, the domain in its ASCII form
+    (`anna@bücher.example` and `anna@xn--bcher-kva.example` are one mailbox)."""
+    local, domain = split(normalize(address))
+    ascii_domain = _ascii_domain(domain) if domain and not domain.isascii() else domain
+    return f"{local}@{ascii_domain or domain}" if domain else local
+
+
+def spellings(address: str) -> tuple[str, ...]:
+    """Every way the address is written: as given, with its domain in ASCII (punycode) and in
+    Unicode. A message may name its sender either way; both must be hidden."""
+    local, domain = split(normalize(address))
+    if not domain:
+        return (normalize(address),) if normalize(address) else ()
+    forms = [normalize(address)]
+    ascii_domain = domain if domain.isascii() else _ascii_domain(domain)
+    if ascii_domain:
+        forms.append(f"{local}@{ascii_domain}")
+        if "xn--" in ascii_domain:
+            unicode_domain = _unicode_domain(ascii_domain)
+            if unicode_domain:
+                forms.append(f"{local}@{unicode_domain}")
+    return tuple(dict.fromkeys(forms))
+
+
 def validate(address: str) -> str:
-    """A plain addr-spec a real mailbox can have; returns it normalised (lowercase)."""
+    """A plain addr-spec a real mailbox can have; returns it normalised (lowercase, an
+    internationalised domain in its ASCII form)."""
     text = address.strip()
     if not text or any(c in text for c in "\r\n\t <>,;\"()"):
         raise InvalidAddress(f"{address!r} is not a plain e-mail address (local@domain)")
@@ -55,9 +105,12 @@ def validate(address: str) -> str:
         parsed = Address(addr_spec=text)
     except (HeaderParseError, ValueError, IndexError):
         raise InvalidAddress(f"{address!r} is not a valid e-mail address") from None
-    if not parsed.username or not _DOMAIN.fullmatch(parsed.domain.lower()):
+    domain = parsed.domain.lower()
+    ascii_domain = domain if domain.isascii() else _ascii_domain(domain)
+    if not parsed.username or not ascii_domain or not _DOMAIN.fullmatch(ascii_domain):
         raise InvalidAddress(f"{address!r} needs a local part and a domain such as example.org")
-    return normalize(text)
+    # an internationalised domain is kept in its ASCII form: every mail system can deliver to it
+    return normalize(f"{split(text)[0]}@{ascii_domain}")
 
 
 def mask(address: str, key: bytes) -> str:

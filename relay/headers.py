@@ -60,9 +60,17 @@ def mailboxes(msg: EmailMessage, name: str) -> list[Mailbox]:
     try:
         header = msg.get(name)
         found = getattr(header, "addresses", ())
-        return [(a.addr_spec.lower(), a.display_name) for a in found if a.addr_spec]
+        return [(utf8(a.addr_spec).lower(), utf8(a.display_name)) for a in found if a.addr_spec]
     except (email.errors.MessageError, ValueError, IndexError, AttributeError, TypeError):
         return []
+
+
+def utf8(text: str) -> str:
+    """Header text the parser read from 8-bit bytes (a UTF-8 header, RFC 6532, as SMTPUTF8 clients
+    write them) holds those bytes as surrogate escapes; here they become the characters they are."""
+    if not any("\udc80" <= char <= "\udcff" for char in text):
+        return text
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
 
 
 def ids(msg: EmailMessage, name: str) -> list[str]:

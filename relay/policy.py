@@ -61,13 +61,14 @@ def check_sender(conversation: Conversation, envelope_from: str, header_from: It
     """The answer to DATA as far as the sender is concerned.
 
     Either the envelope sender or an address in From must be the owner's registered address;
-    forwarding services rewrite the envelope sender, so From alone is enough.
+    forwarding services rewrite the envelope sender, so From alone is enough. An internationalised
+    domain counts in either spelling (Unicode or ASCII).
     """
     owner = conversation.writer_email
     if owner is None:
         return Outcome.WRONG_SENDER
-    candidates = {addresses.normalize(envelope_from), *(addresses.normalize(a) for a in header_from)}
-    if addresses.normalize(owner) not in candidates:
+    candidates = {addresses.canonical(envelope_from), *(addresses.canonical(a) for a in header_from)}
+    if addresses.canonical(owner) not in candidates:
         return Outcome.WRONG_SENDER
     if late_replies == "reject" and conversation.late(now):
         return Outcome.LATE_REPLY_REJECTED
