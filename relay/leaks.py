@@ -1,8 +1,13 @@
 """The last line of defence: does an address survive anywhere in an encoded message?
 
 Looks where a reader or a program could find it: the raw bytes, every header decoded (RFC 2047),
-and every part decoded from its transfer encoding and charset, with the forms relay.redact knows
-(case, URL-encoding, HTML entities). Quoted-printable soft line breaks are undone by decoding.
+every part decoded from its transfer encoding and charset (a byte-order mark first), nested
+messages decoded when their body was encoded as a whole, the text of HTML as a browser shows it,
+and the decoded bytes of every leaf (UTF-16 and UTF-32 of both byte orders), with the forms
+relay.redact knows (case, URL-encoding however often repeated, HTML entities, invisible characters
+between the characters). Base64 and uuencoded text anywhere (a data: URI, an armored signature,
+a link wrapper's parameter) is searched for the address's encoded forms at each of the three
+alignments. Quoted-printable soft line breaks are undone by decoding.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ import re
 from collections.abc import Iterator
 from email.message import MIMEPart
 
-from . import redact
+from . import charsets, markup, redact, unwrap
 from .compose import parse_bytes
 
 _TEXT_CHARSETS = ("utf-8", "latin-1")
@@ -22,15 +27,15 @@ _TEXT_CHARSETS = ("utf-8", "latin-1")
 
 def views(raw: bytes) -> Iterator[str | bytes]:
     """Every view of a message in which an address could hide: text as decoded strings; the raw
-    message and the payloads of documents and images as bytes (searched as ASCII and UTF-16
+    message and the decoded payloads of its leaves as bytes (searched as ASCII, UTF-16 and UTF-32
     without making decoded copies of megabytes)."""
     yield raw
     try:
         msg = parse_bytes(raw)
-        parts = list(msg.walk())
     except (email.errors.MessageError, ValueError, LookupError, RecursionError):
         return
-    for part in parts:
+    unwrap.unwrap(msg)  # raises when it cannot: the caller refuses what it cannot read (fail closed)
+    for part in list(msg.walk()):
         yield from part_views(part)
 
 
@@ -46,18 +51,25 @@ def part_views(part: MIMEPart) -> Iterator[str | bytes]:
     if part.is_multipart():
         return
     if part.get_content_maintype() == "text" and _as_written(part):
+        if part.get_content_subtype() == "html":
+            encoded = part.get_payload()
+            yield markup.visible_text(encoded if isinstance(encoded, str) else "")
         return
     payload = _decoded(part)
     if not isinstance(payload, bytes):
         return
+    yield payload  # searched as bytes: ASCII-compatible text, UTF-16 and UTF-32
     if part.get_content_maintype() != "text":
-        yield payload
         return
+    texts = [charsets.decoded_text(part)]
     for charset in dict.fromkeys((part.get_content_charset() or "utf-8", *_TEXT_CHARSETS)):
         try:
-            yield payload.decode(charset, errors="ignore")
+            texts.append(payload.decode(charset, errors="ignore"))
         except LookupError:
             continue
+    yield from texts
+    if part.get_content_subtype() == "html":
+        yield from (markup.visible_text(text) for text in texts[:1])
 
 
 # charsets in which ASCII text reads as itself (not so: UTF-7, UTF-16, ISO-2022-JP, EBCDIC)
@@ -100,5 +112,12 @@ def found_in_leaf(leaf: MIMEPart, *addresses: str) -> bool:
 
 
 def _in_any(views: Iterator[str | bytes], addresses: tuple[str, ...]) -> bool:
-    return any(redact.contains_address_bytes(view, address) if isinstance(view, bytes)
-               else redact.contains_address(view, address) for view in views for address in addresses)
+    return any(_in_view(view, address) for view in views for address in addresses)
+
+
+def _in_view(view: str | bytes, address: str) -> bool:
+    if isinstance(view, bytes):
+        return redact.contains_address_bytes(view, address) or \
+            any(form in view for form in redact.transfer_forms(address))
+    return redact.contains_address(view, address) or \
+        any(form in view for form in redact.transfer_forms_text(address))

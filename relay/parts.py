@@ -23,7 +23,7 @@ class Verdict(Enum):
 
 @dataclass(frozen=True)
 class Removed:
-    kind: str  # vcard, calendar, pgp_key, tnef, signature (no file name: it is often the person's name)
+    kind: str  # vcard, calendar, pgp_key, tnef, signature, embedded (no file name: it is often a name)
 
 
 _BY_TYPE = {
@@ -40,13 +40,16 @@ _BY_SUFFIX = {".vcf": "vcard", ".vcard": "vcard", ".ics": "calendar", ".vcs": "c
               ".dat": "tnef"}
 _BY_CONTENT = {b"BEGIN:VCARD": "vcard", b"BEGIN:VCALENDAR": "calendar",
                b"-----BEGIN PGP PUBLIC KEY BLOCK-----": "pgp_key", b"\x78\x9f\x3e\x22": "tnef"}
-_ENCRYPTED = {"multipart/encrypted", "application/pkcs7-mime", "application/x-pkcs7-mime",
-              "application/pgp-encrypted"}
+_SMIME = {"application/pkcs7-mime", "application/x-pkcs7-mime"}
+# opaque S/MIME signatures are opened before this (relay.unwrap); what is left of the type is encrypted
+_ENCRYPTED = {"multipart/encrypted", "application/pgp-encrypted", *_SMIME}
 
 
 def verdict(part: MIMEPart) -> tuple[Verdict, str]:
     """KEEP, DROP with the kind of content, or REFUSE with the reason."""
     content_type = part.get_content_type()
+    if content_type in _SMIME and str(part.get_param("smime-type", "")).lower() == "certs-only":
+        return Verdict.DROP, "signature"  # a bundle of certificates: they name their owner
     if content_type in _ENCRYPTED:
         return Verdict.REFUSE, f"encrypted content ({content_type}) cannot be checked"
     if part.is_multipart() or content_type == "message/rfc822":

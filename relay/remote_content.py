@@ -15,6 +15,8 @@ from dataclasses import dataclass
 import lxml.etree
 import lxml.html
 
+from . import markup
+
 _REMOTE = re.compile(r"^\s*(?:https?:|ftp:|//)", re.IGNORECASE)
 _CSS_URL = re.compile(r"url\(\s*(['\"]?)\s*(?:https?:|ftp:|//)[^)]*\1\s*\)", re.IGNORECASE)
 _CSS_IMPORT = re.compile(r"@import\s+[^;]+;?", re.IGNORECASE)
@@ -40,7 +42,7 @@ def block_remote(source: str) -> Blocked:
     if not source.strip():
         return Blocked(source, 0)
     try:
-        document = lxml.html.document_fromstring(source)
+        document = markup.parse(source)
     except (lxml.etree.ParserError, ValueError) as exc:
         if _has_remote_text(source):
             raise UnparseableHtml("HTML with remote references could not be parsed: "
@@ -66,7 +68,7 @@ def block_remote(source: str) -> Blocked:
             element.text = cleaned
     if not removed:
         return Blocked(source, 0)
-    return Blocked(lxml.html.tostring(document, encoding="unicode", doctype=_doctype(source)), removed)
+    return Blocked(markup.serialize(document, source), removed)
 
 
 def _clean_attributes(element: lxml.html.HtmlElement, tag: str) -> int:
@@ -91,8 +93,3 @@ def _references_remote(value: str) -> bool:
 
 def _has_remote_text(source: str) -> bool:
     return bool(re.search(r"(?:src|background)\s*=|url\(", source, re.IGNORECASE))
-
-
-def _doctype(source: str) -> str | None:
-    match = re.match(r"\s*(<!doctype[^>]*>)", source, re.IGNORECASE)
-    return match.group(1) if match else None

@@ -21,7 +21,6 @@ times. The final scan still reads them.
 
 from __future__ import annotations
 
-import email.errors
 import hashlib
 import secrets
 from collections.abc import Callable, Sequence
@@ -30,7 +29,8 @@ from datetime import datetime
 from email.message import EmailMessage, MIMEPart
 from typing import Any
 
-from . import attribution, headers, leaks, parts, redact, remote_content
+from . import addresses, attribution, charsets, headers, inline, leaks, markup, parts, redact, remote_content, unwrap
+from .charsets import decoded_text
 from .compose import WRITTEN, Addressing, parse_bytes, set_headers, to_bytes
 
 
@@ -78,6 +78,7 @@ class _Work:
     route: Route
     replacements: dict[str, str]
     names: list[str]
+    hidden: tuple[str, ...]          # every spelling of the sender's addresses
     removed: list[parts.Removed] = field(default_factory=list)
 
 
@@ -85,41 +86,53 @@ def parse(raw: bytes) -> EmailMessage:
     """Parse leniently (real mail is often malformed); defects are judged later, not here."""
     try:
         return parse_bytes(raw)
-    except (email.errors.MessageError, ValueError, LookupError, RecursionError) as exc:
+    except Exception as exc:  # whatever the parser trips over, the sender is told 554, never 451
         raise Unprocessable(f"unparseable message: {redact.describe(exc)}") from exc
 
 
 def forward(msg: EmailMessage, route: Route, said: headers.Said | None = None) -> bytes:
-    """The forward of `msg` along `route`, as bytes ready for SMTP. Raises Unprocessable.
+    """The forward of `msg` along `route`, as bytes ready for SMTP. Raises Unprocessable, and
+    nothing else: any exception while cleaning, writing or scanning means the message cannot be
+    forwarded safely, which the sender is told at once (554), never "try again later".
     `said`: the message's headers as the caller already read them (relay.headers)."""
-    _check_structure(msg)
-    names = (said or headers.read(msg)).display_names()
-    work = _Work(route, {address: route.alias for address in route.hidden}, names)
+    hidden = tuple(dict.fromkeys(s for address in route.hidden for s in addresses.spellings(address)))
     try:
-        _clean(msg, work, allowed=_ROOT_HEADERS)
-        lines = [*route.extra_notes, *([route.note(work.removed)] if work.removed else [])]
-        if lines:
-            _add_note(msg, "\n".join(lines), route.message_id)
-        if "MIME-Version" not in msg:
-            msg["MIME-Version"] = "1.0"
-        # the relay's own headers are values it formatted itself: stored and written as they are
-        # (compose.WrittenPolicy), not parsed into header objects and folded back
-        msg.policy = WRITTEN
-        set_headers(msg, Addressing(from_name=f"{route.sender_name} via {route.platform_name}",
-                                    from_address=route.alias, to_address=route.recipient,
-                                    reply_to=route.alias),
-                    route.message_id, route.date, route.in_reply_to, route.references)
-        aside = _PassThrough.set_aside(msg)
-        written = to_bytes(msg)
+        written, aside = _rebuild(msg, route, hidden, said)
+        found = leaks.found(written, *hidden) or \
+            any(leaks.found_in_leaf(leaf, *hidden) for _, leaf in aside.payloads)
     except Unprocessable:
         raise
-    except (email.errors.MessageError, ValueError, LookupError, TypeError, AttributeError,
-            KeyError, IndexError, UnicodeError, RecursionError) as exc:
+    except Exception as exc:
         raise Unprocessable(f"cannot rebuild message: {redact.describe(exc)}") from exc
-    hidden = route.hidden
-    if leaks.found(written, *hidden) or any(leaks.found_in_leaf(leaf, *hidden) for _, leaf in aside.payloads):
+    if found:
         raise Unprocessable("an encoded form of the sender's address survived sanitising")
     return aside.put_back(written)
+
+
+def _rebuild(msg: EmailMessage, route: Route, hidden: tuple[str, ...],
+             said: headers.Said | None) -> tuple[bytes, _PassThrough]:
+    """The cleaned message written out, its large attachments set aside."""
+    _check_structure(msg)
+    opened = unwrap.unwrap(msg)
+    _check_structure(msg)
+    names = (said or headers.read(msg)).display_names()
+    work = _Work(route, {address: route.alias for address in hidden}, names, hidden)
+    work.removed.extend(parts.Removed(kind=kind) for kind in opened)
+    _clean(msg, work, allowed=_ROOT_HEADERS)
+    lines = [*route.extra_notes, *([route.note(work.removed)] if work.removed else [])]
+    if lines:
+        _add_note(msg, "\n".join(lines), route.message_id)
+    if "MIME-Version" not in msg:
+        msg["MIME-Version"] = "1.0"
+    # the relay's own headers are values it formatted itself: stored and written as they are
+    # (compose.WrittenPolicy), not parsed into header objects and folded back
+    msg.policy = WRITTEN
+    set_headers(msg, Addressing(from_name=f"{route.sender_name} via {route.platform_name}",
+                                from_address=route.alias, to_address=route.recipient,
+                                reply_to=route.alias),
+                route.message_id, route.date, route.in_reply_to, route.references)
+    aside = _PassThrough.set_aside(msg)
+    return to_bytes(msg), aside
 
 
 PASS_THROUGH_CHARS = 256 * 1024
@@ -205,6 +218,16 @@ def _clean(part: MIMEPart, work: _Work, allowed: frozenset[str]) -> None:
         _clean_children(part, work)
     elif part.get_content_maintype() == "text":
         _clean_text(part, work)
+    else:  # a leaf that is a whole message (or a nested message's body): judged as a part is
+        _check_whole(part)
+
+
+def _check_whole(part: MIMEPart) -> None:
+    verdict, why = parts.verdict(part)
+    if verdict is parts.Verdict.REFUSE:
+        raise Unprocessable(why)
+    if verdict is parts.Verdict.DROP:
+        raise Unprocessable(f"the message consists only of content that cannot be forwarded ({why})")
 
 
 def _clean_children(part: MIMEPart, work: _Work) -> None:
@@ -242,13 +265,14 @@ def _clean_headers(part: MIMEPart, work: _Work, allowed: frozenset[str]) -> None
 
 
 def _clean_text(part: MIMEPart, work: _Work) -> None:
-    verdict, why = parts.verdict(part)
-    if verdict is not parts.Verdict.KEEP:  # a text part at the root (the whole message is a card)
-        raise Unprocessable(f"the message consists only of content that cannot be forwarded ({why})")
+    _check_whole(part)  # a card as the whole message (children were judged by their parent)
     text = decoded_text(part)
-    cleaned = redact.replace_all(text, work.replacements)
     subtype = part.get_content_subtype()
+    stripped = inline.strip(text, subtype == "html", work.hidden)
+    work.removed.extend(parts.Removed(kind=kind) for kind in stripped.removed)
+    cleaned = redact.replace_all(stripped.text, work.replacements)
     if subtype == "html":
+        cleaned = markup.replace_rendered(cleaned, work.replacements)
         cleaned = attribution.replace_in_html(cleaned, work.names, work.route.sender_name)
         if work.route.block_remote:
             try:
@@ -257,7 +281,7 @@ def _clean_text(part: MIMEPart, work: _Work) -> None:
                 raise Unprocessable(str(exc)) from exc
     else:
         cleaned = attribution.replace_in_plain(cleaned, work.names, work.route.sender_name)
-    if cleaned == text:
+    if cleaned == text and not _needs_rewrite(part):
         return
     disposition = part.get_content_disposition()
     filename = part.get_filename()
@@ -267,8 +291,20 @@ def _clean_text(part: MIMEPart, work: _Work) -> None:
     del part["MIME-Version"]
 
 
+def _needs_rewrite(part: MIMEPart) -> bool:
+    """A part whose bytes say another charset than it declares (a byte-order mark, UTF-16 without
+    a charset) is written anew in UTF-8 even when nothing in it changed: the recipient's client
+    would otherwise show it as the sender's client did not mean it, and the scan reads what it says."""
+    payload = part.get_payload(decode=True)
+    return isinstance(payload, bytes) and charsets.sniffed(payload, part.get_content_charset()) is not None
+
+
 def _add_note(msg: EmailMessage, note: str, message_id: str) -> None:
     if msg.get_content_type() != "multipart/mixed":
+        if not any(name.lower().startswith("content-") for name in msg):
+            # a message without MIME headers is text/plain (RFC 2045); make_mixed() moves only
+            # Content-* headers into the first part and drops a body that has none
+            msg["Content-Type"] = "text/plain"
         msg.make_mixed()
         # a boundary derived from the forward's id keeps the output reproducible (golden files)
         msg.set_boundary("=_relay_" + hashlib.sha256(message_id.encode()).hexdigest()[:24])
@@ -276,16 +312,3 @@ def _add_note(msg: EmailMessage, note: str, message_id: str) -> None:
     notice.set_content(note + "\n", charset="utf-8", disposition="inline")
     del notice["MIME-Version"]
     msg.attach(notice)
-
-
-def decoded_text(part: MIMEPart) -> str:
-    """A text part's content as str. The email package maps charset aliases and replaces bytes
-    that do not decode; an unknown charset falls back to UTF-8 with replacement."""
-    try:
-        content = part.get_content()
-        if isinstance(content, str):
-            return content
-    except (LookupError, UnicodeError, AssertionError, KeyError, ValueError):
-        pass
-    payload = part.get_payload(decode=True)
-    return payload.decode("utf-8", errors="replace") if isinstance(payload, bytes) else ""
