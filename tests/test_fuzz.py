@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from relay import bounces, classify, leaks, limits, sanitize
 
+from . import leak_reader
 from .corpus import CORPUS
 
 SEEDS = [p.read_bytes()[:20_000] for p in sorted(CORPUS.rglob("*.eml"))[::7]] if CORPUS.is_dir() else []
@@ -52,3 +53,4 @@ def test_untrusted_bytes_never_crash(raw: bytes) -> None:
     except sanitize.Unprocessable:
         return
     assert not leaks.found(out, SENDER)
+    assert leak_reader.finds(out, SENDER) == []

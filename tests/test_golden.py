@@ -18,6 +18,7 @@ import pytest
 
 from relay import notices, sanitize
 
+from . import leak_reader
 from .test_sanitize import independent_texts
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -45,6 +46,59 @@ RULES: dict[str, tuple[list[str], list[str]]] = {
     "android-en": (["mailto:" + BUSINESS_SIDE, ">Max M. <" + BUSINESS_SIDE + "> wrote:"], ["Mueller"]),
     "business-tracking-de": (['src="cid:logo@shop"', "https://shop.example/faq", REVIEWER_SIDE, "[image blocked]"],
                              ["t.shop.example", "cdn.shop.example", "Anna Schmidt |", "ShopCRM", "List-Unsubscribe"]),
+    # a forwarded message/rfc822 part whose body is base64 / quoted-printable as a whole
+    "fwd-rfc822-base64-de": (["BE-48213", "Die Lieferung kam erst nach drei Wochen",
+                              "Die Versandbestätigung senden wir an " + BUSINESS_SIDE],
+                             ["max.mueller", "example.de", "Delivered-To", "Open-Xchange"]),
+    "fwd-rfc822-qp-en": (["I never got an answer to it", "my kettle (order BE-48213) arrived today with a cracked lid",
+                          "my private e-mail address instead, that is " + BUSINESS_SIDE],
+                         ["max.mueller", "example.de", "Maximilian"]),
+    "business-fwd-rfc822-qp-de": (["erstatten wir Ihnen die Versandkosten", "BE-48213", "E-Mail: " + REVIEWER_SIDE,
+                                   "Antwort bitte an " + REVIEWER_SIDE],
+                                  ["service@shop", "Anna Schmidt |", "Thread-Index", "X-Mailer"]),
+    # UTF-16 text with a byte order mark: an attachment without charset, a business body
+    "utf16-attachment-de": (["BE-48213", "Der Wasserkocher war bei Ankunft defekt",
+                             "Artikel: Wasserkocher WK-200", "E-Mail: " + BUSINESS_SIDE],
+                            ["max.mueller", "example.de", "max.mueller".encode("utf-16-le").decode("latin-1"),
+                             "example.de".encode("utf-16-le").decode("latin-1")]),
+    "business-utf16-body-de": (["Ersatzgerät (Wasserkocher WK-200) verschickt", "BE-48213",
+                                "erreichen Sie uns unter " + REVIEWER_SIDE],
+                               ["service@shop".encode("utf-16-le").decode("latin-1"),
+                                "@shop.example".encode("utf-16-le").decode("latin-1"), "WaWi-Connect"]),
+    # markup and invisible characters inside the address
+    "html-obfuscated-de": (["BE-48213", "Der Wasserkocher kam mit einem Sprung im Deckel an",
+                            "direkt unter " + BUSINESS_SIDE],
+                           ["max.mueller", "example.de", "exam\u00adple", "exam&shy;ple"]),
+    "html-obfuscated-en": (["The kettle stopped working after two days", "BE-48213", "reach me at " + BUSINESS_SIDE],
+                           ["max.mueller", "example.de", "max.mueller\u200b", "max.mueller&#8203;"]),
+    "business-html-obfuscated-en": (["We have refunded the full amount of 44.89 EUR", "BE-48213",
+                                     "write to " + REVIEWER_SIDE],
+                                    ["@shop.example", "service<wbr>", "service<span", "service\u200b",
+                                     "serv\u00adice", "serv&shy;ice"]),
+    # addresses inside wrapped links (Safe Links, Google redirect, data: URL, Proofpoint, Mimecast)
+    "wrapped-links-en": (["the delivery date in it was never met", "BE-48213", "Customer account: " + BUSINESS_SIDE],
+                         ["max.mueller", "example.de", "mueller%2540example"]),
+    "wrapped-links-de": (["Eine Antwort kam nie", "BE-48213", "Maximilian Müller\n" + BUSINESS_SIDE],
+                         ["max.mueller", "example.de", "mueller%2540example", "data:text/vcard", "QkVHSU46VkNBUkQ"]),
+    "business-wrapped-links-en": (["the replacement kettle for order BE-48213 left today",
+                                   "To: Customer Service <" + REVIEWER_SIDE + ">"],
+                                  ["service@shop", "service-40shop", "service*40shop", "mailto-3Aservice"]),
+    # an internationalised address, in both its Unicode and its ASCII (punycode) spelling
+    "idn-gmail-de": (["geliefert wurde nur eines", "BE-51877", "Umlaute in Adressen annimmt: " + BUSINESS_SIDE,
+                      "Anna\n" + BUSINESS_SIDE],
+                     ["bücher.example", "xn--bcher-kva", "b%c3%bccher", "Anna Bücher"]),
+    "idn-thunderbird-en": (["only one arrived, and nobody answered the phone", "BE-51877",
+                            "send me a delivery note, " + BUSINESS_SIDE],
+                           ["bücher.example", "xn--bcher-kva", "Anna Bücher"]),
+    # signatures that carry the address encoded: inline OpenPGP, opaque S/MIME (signed-data)
+    "pgp-inline-de": (["BE-48213", "drei Wochen später als zugesagt", "Maximilian Müller\n" + BUSINESS_SIDE],
+                      ["max.mueller", "example.de", "BEGIN PGP SIGNATURE", "iI0EARYIADUWIQ"]),
+    "business-pgp-inline-en": (["booked a refund of 44.89 EUR", "BE-48213", "please write to " + REVIEWER_SIDE],
+                               ["service@shop", "BEGIN PGP SIGNATURE", "iQHJBAEBCAAzFiEE"]),
+    "smime-opaque-en": (["BE-48213", "three weeks after the promised date", "Maximilian Mueller | " + BUSINESS_SIDE],
+                        ["max.mueller", "example.de", "pkcs7-mime", "smime.p7m"]),
+    "business-smime-opaque-de": (["Gutschrift über 44,89 EUR veranlasst", "BE-48213", REVIEWER_SIDE + " | +49 30"],
+                                 ["service@shop", "pkcs7-mime", "smime.p7m", "Anna Schmidt |"]),
 }
 
 
@@ -57,6 +111,9 @@ def route_for(stem: str) -> sanitize.Route:
     if stem.startswith("business-"):
         return sanitize.Route(hidden=(BUSINESS,), alias=REVIEWER_SIDE, sender_name="Beispiel Shop GmbH",
                               recipient=REVIEWER, block_remote=True, **common)  # type: ignore[arg-type]
+    if "idn" in stem:  # a reviewer with an internationalised address, in both spellings
+        return sanitize.Route(hidden=("anna@bücher.example", "anna@xn--bcher-kva.example"), alias=BUSINESS_SIDE,
+                              sender_name="Anna B.", recipient=BUSINESS, **common)  # type: ignore[arg-type]
     return sanitize.Route(hidden=(REVIEWER,), alias=BUSINESS_SIDE, sender_name="Max M.",
                           recipient=BUSINESS, **common)  # type: ignore[arg-type]
 
@@ -79,8 +136,9 @@ def test_golden(stem: str) -> None:
     assert out == expected_file.read_bytes(), f"{stem}: forward differs from {expected_file.name}"
 
     views = [v.replace("\r\n", "\n") for v in independent_texts(out)]
-    hidden = route.hidden[0]
-    assert not [v for v in views if hidden in v], f"{hidden} leaked"
+    for hidden in route.hidden:
+        assert leak_reader.finds(out, hidden) == [], f"{hidden} leaked"
+        assert leak_reader.finds(incoming, hidden), f"{stem}: the leak reader cannot see {hidden} in the input"
     must, must_not = RULES[stem]
     for text in must:
         assert any(text.lower() in v for v in views), f"{stem}: missing {text!r}"

@@ -16,6 +16,8 @@ import pytest
 
 from relay import redact, sanitize
 
+from . import leak_reader
+
 REVIEWER = "max.mueller@example.de"
 ALIAS = "b" * 32 + "@relay.test"
 
@@ -46,7 +48,8 @@ def independent_texts(raw: bytes) -> list[str]:
 
 
 def assert_no_leak(raw: bytes, address: str = REVIEWER) -> None:
-    hits = [v for v in independent_texts(raw) if address in v]
+    """Judged by the tests' own leak reader, which shares nothing with the relay's scan."""
+    hits = leak_reader.finds(raw, address)
     assert not hits, f"address leaked: {hits[0][:200]}"
 
 
