@@ -34,7 +34,7 @@ import psycopg2
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 PYTHON = sys.executable
-RELAY = [PYTHON, "-m", "relay.cli"]
+RELAY = [PYTHON, "-m", "relay"]
 PG_URL = os.environ.get("RELAY_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
 REVIEWER = "bench.reviewer@example.org"
 

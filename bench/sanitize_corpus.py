@@ -15,8 +15,8 @@ import time
 from datetime import datetime
 from pathlib import Path
 
-from relay import headers, sanitize
-from relay.compose import to_bytes
+from relay.core import headers, sanitize
+from relay.core.compose import to_bytes
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_CORPUS = HERE.parent.parent / "shared" / "corpus"

@@ -29,9 +29,12 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-from relay import config, durable, jobs, logs, transport  # noqa: E402
+from relay import config, logs  # noqa: E402
 from relay.app import App  # noqa: E402
-from relay.outbox import Worker  # noqa: E402
+from relay.lifecycle import scheduler as jobs  # noqa: E402
+from relay.outbound import durable  # noqa: E402
+from relay.outbound import transports as transport  # noqa: E402
+from relay.outbound.worker import Worker  # noqa: E402
 from relay.store import database  # noqa: E402
 from relay.store.models import db  # noqa: E402
 

@@ -10,11 +10,11 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
-from . import addresses
-from .clock import Clock, SystemClock
-from .config import Settings
-from .store import database
-from .store.group_commit import GroupCommitExecutor
+from relay.config import Settings
+from relay.core import addresses
+from relay.core.clock import Clock, SystemClock
+from relay.store import database
+from relay.store.group_commit import GroupCommitExecutor
 
 T = TypeVar("T")
 

@@ -6,10 +6,12 @@ import asyncio
 import contextlib
 import signal
 
-from . import jobs, logs, transport
-from .app import App
-from .inbound import InboundHandler, RelaySMTP, tls_context
-from .outbox import Worker
+from relay import logs
+from relay.app import App
+from relay.inbound.smtp import InboundHandler, RelaySMTP, tls_context
+from relay.lifecycle import scheduler as jobs
+from relay.outbound import transports as transport
+from relay.outbound.worker import Worker
 
 
 async def serve(app: App, stop: asyncio.Event | None = None, ready: asyncio.Event | None = None,

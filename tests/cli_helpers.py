@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .conftest import REPO, free_port
+from tests.conftest import REPO, free_port
 
 
 def write_settings(folder: Path, db_url: str, outbound: str, **extra: dict[str, Any]) -> Path:
@@ -36,7 +36,7 @@ def write_settings(folder: Path, db_url: str, outbound: str, **extra: dict[str, 
 
 
 def relay_cli(config: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "relay.cli", "--config", str(config), *args],
+    return subprocess.run([sys.executable, "-m", "relay", "--config", str(config), *args],
                           capture_output=True, text=True, timeout=60, cwd=config.parent,
                           env={**os.environ, **(env or {}), "PYTHONPATH": str(REPO)})
 
@@ -60,7 +60,7 @@ class Serve:
     def __init__(self, config: Path, port: int, env: dict[str, str] | None = None) -> None:
         self.port = port
         self.log = open(config.parent / "serve.out", "ab")  # noqa: SIM115
-        self.proc = subprocess.Popen([sys.executable, "-m", "relay.cli", "--config", str(config), "serve"],
+        self.proc = subprocess.Popen([sys.executable, "-m", "relay", "--config", str(config), "serve"],
                                      cwd=config.parent, stdout=self.log, stderr=subprocess.STDOUT,
                                      env={**os.environ, **(env or {}), "PYTHONPATH": str(REPO)},
                                      start_new_session=True)

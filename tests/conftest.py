@@ -20,9 +20,9 @@ import pytest
 
 from relay import config, logs
 from relay.app import App
-from relay.cases import validate_open_case
-from relay.clock import Clock
-from relay.opening import Opened, open_case
+from relay.core.cases import validate_open_case
+from relay.core.clock import Clock
+from relay.lifecycle.opening import Opened, open_case
 from relay.server import serve
 from relay.store import database
 

@@ -6,7 +6,7 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
-from .conftest import REPO
+from tests.conftest import REPO
 
 CORPUS = Path(os.environ.get("RELAY_CORPUS", REPO.parent / "shared" / "corpus"))
 SKIP_REASON = f"the shared mail corpus is not at {CORPUS} (set RELAY_CORPUS to its folder)"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from relay import addresses, verp
+from relay.core import addresses, verp
 
 
 def test_tokens_carry_160_random_bits_in_lowercase_base32() -> None:

@@ -16,9 +16,9 @@ from pathlib import Path
 import peewee as pw
 import psycopg2
 
-from .cli_helpers import Serve, open_case, relay_cli, write_settings
-from .conftest import REPO, Sink
-from .smtp_clients import smtp_send, swaks
+from tests.cli_helpers import Serve, open_case, relay_cli, write_settings
+from tests.conftest import REPO, Sink
+from tests.smtp_clients import smtp_send, swaks
 
 REVIEWER, BUSINESS = "max.mueller@example.de", "service@shop.example"
 
@@ -127,7 +127,7 @@ def test_tail_follows_across_rotation(tmp_path: Path) -> None:
     config = write_settings(tmp_path, f"sqlite:///{tmp_path}/relay.db", sink.url,
                             log={"max_bytes": 3000, "backups": 3}, limits={"unknown_recipients_per_client": 1000})
     serve = Serve(config, port_of(config))
-    follower = subprocess.Popen([sys.executable, "-m", "relay.cli", "--config", str(config), "tail", "-f", "-n", "0",
+    follower = subprocess.Popen([sys.executable, "-m", "relay", "--config", str(config), "tail", "-f", "-n", "0",
                                  "--event", "inbound.refused"], cwd=tmp_path, stdout=subprocess.PIPE, text=True,
                                 env={**os.environ, "PYTHONPATH": str(REPO)}, start_new_session=True)
     lines: list[str] = []

@@ -8,9 +8,8 @@ from html import escape
 
 import pytest
 
-from relay import attribution
-
-from .corpus import CORPUS, SKIP_REASON
+from relay.core import attribution
+from tests.corpus import CORPUS, SKIP_REASON
 
 PUBLIC = "R. P."
 

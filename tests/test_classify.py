@@ -7,10 +7,9 @@ from email.message import EmailMessage
 
 import pytest
 
-from relay import bounces, classify, headers, limits, sanitize
-from relay.outcomes import Outcome
-
-from .corpus import CORPUS, SKIP_REASON, messages
+from relay.core import bounces, classify, headers, limits, sanitize
+from relay.core.outcomes import Outcome
+from tests.corpus import CORPUS, SKIP_REASON, messages
 
 DOMAIN = "relay.test"
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .cli_helpers import open_case, relay_cli, write_settings
+from tests.cli_helpers import open_case, relay_cli, write_settings
 
 REVIEWER = "max.mueller@example.de"
 

@@ -13,12 +13,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from relay.app import App
-from relay.clock import ManualClock
+from relay.core.clock import ManualClock
 from relay.store import database
 from relay.store.models import Delivery, Notice
-
-from .cli_helpers import Serve, write_settings
-from .conftest import REPO, Sink, _reset_postgres, make_settings, new_case
+from tests.cli_helpers import Serve, write_settings
+from tests.conftest import REPO, Sink, _reset_postgres, make_settings, new_case
 
 CASES = 1000
 
@@ -45,7 +44,7 @@ def test_expiry_notices_exactly_once_across_processes(pg_database: str, tmp_path
             port = int(config.read_text().split("port = ")[1].split("\n")[0])
             serves.append(Serve(config, port))
         env = {"PYTHONPATH": str(REPO)}
-        runners = [subprocess.Popen([sys.executable, "-m", "relay.cli", "--config", str(configs[2]), "run-jobs"],
+        runners = [subprocess.Popen([sys.executable, "-m", "relay", "--config", str(configs[2]), "run-jobs"],
                                     cwd=configs[2].parent, env={**os.environ, **env},
                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
                    for _ in range(2)]

@@ -85,7 +85,7 @@ def test_missing_explicit_file_is_an_error(tmp_path: Path) -> None:
 def test_start_up_stops_with_one_line_naming_the_key(tmp_path: Path) -> None:
     file = tmp_path / "settings.toml"
     file.write_text('[cases]\nreply_window = "5 dayz"\n')
-    result = subprocess.run([sys.executable, "-m", "relay.cli", "--config", str(file), "serve"],
+    result = subprocess.run([sys.executable, "-m", "relay", "--config", str(file), "serve"],
                             capture_output=True, text=True, timeout=30)
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()

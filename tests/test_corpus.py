@@ -9,10 +9,9 @@ from datetime import datetime
 
 import pytest
 
-from relay import headers, leaks, sanitize
-
-from . import leak_reader
-from .corpus import CORPUS, SKIP_REASON, messages
+from relay.core import headers, leaks, sanitize
+from tests import leak_reader
+from tests.corpus import CORPUS, SKIP_REASON, messages
 
 ALIAS = "q" * 32 + "@relay.test"
 

@@ -10,11 +10,10 @@ from typing import Any
 
 import pytest
 
-from relay import addresses, headers, leaks, sanitize
-from relay.outcomes import Outcome, reply
-
-from .conftest import Sink, new_case
-from .corpus import CORPUS, SKIP_REASON, messages
+from relay.core import addresses, headers, leaks, sanitize
+from relay.core.outcomes import Outcome, reply
+from tests.conftest import Sink, new_case
+from tests.corpus import CORPUS, SKIP_REASON, messages
 
 
 def outcome_of(code: int, text: str) -> str:

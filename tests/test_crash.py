@@ -7,9 +7,9 @@ import signal
 import time
 from pathlib import Path
 
-from .cli_helpers import Serve, open_case, write_settings
-from .conftest import Sink
-from .smtp_clients import swaks
+from tests.cli_helpers import Serve, open_case, write_settings
+from tests.conftest import Sink
+from tests.smtp_clients import swaks
 
 
 def test_kill_9_mid_delivery_then_restart_delivers(db_url: str, tmp_path: Path) -> None:

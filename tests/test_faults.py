@@ -13,12 +13,11 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from relay.clock import ManualClock
-from relay.outbox import Worker
-from relay.transport import SmtpTransport
-
-from .cli_helpers import Serve, open_case, write_settings
-from .conftest import Sink, free_port, new_case
+from relay.core.clock import ManualClock
+from relay.outbound.transports import SmtpTransport
+from relay.outbound.worker import Worker
+from tests.cli_helpers import Serve, open_case, write_settings
+from tests.conftest import Sink, free_port, new_case
 
 REVIEWER = "max.mueller@example.de"
 

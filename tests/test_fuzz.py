@@ -8,10 +8,9 @@ from datetime import datetime
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from relay import bounces, classify, leaks, limits, sanitize
-
-from . import leak_reader
-from .corpus import CORPUS
+from relay.core import bounces, classify, leaks, limits, sanitize
+from tests import leak_reader
+from tests.corpus import CORPUS
 
 SEEDS = [p.read_bytes()[:20_000] for p in sorted(CORPUS.rglob("*.eml"))[::7]] if CORPUS.is_dir() else []
 SEEDS += [b"From: a@b.de\r\nSubject: x\r\nContent-Type: multipart/mixed; boundary=q\r\n\r\n--q\r\n\r\nhi\r\n--q--\r\n"]

@@ -16,10 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from relay import notices, sanitize
-
-from . import leak_reader
-from .test_sanitize import independent_texts
+from relay.core import notices, sanitize
+from tests import leak_reader
+from tests.test_sanitize import independent_texts
 
 GOLDEN = Path(__file__).parent / "golden"
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from relay import headers, sanitize
+from relay.core import headers, sanitize
 
 
 def test_senders_copies_and_thread_ids_are_read_from_one_message() -> None:

@@ -17,10 +17,9 @@ from email.message import EmailMessage
 import pytest
 from asn1crypto import cms
 
-from relay import notices, sanitize
-
-from . import leak_reader
-from .conftest import REPO
+from relay.core import notices, sanitize
+from tests import leak_reader
+from tests.conftest import REPO
 
 TEMPLATES = REPO / "templates"
 REVIEWER, BUSINESS = "max.mueller@example.de", "service@shop.example"

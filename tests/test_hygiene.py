@@ -15,14 +15,13 @@ from typing import Any
 
 import pytest
 
-from relay.clock import ManualClock
-from relay.store import cases as case_store
+from relay.core.clock import ManualClock
+from relay.store import case_records as case_store
 from relay.store import outbox as outbox_store
-
-from .conftest import Sink, new_case
-from .smtp_clients import smtp_send
-from .test_classify import dsn
-from .test_sanitize import assert_no_leak
+from tests.conftest import Sink, new_case
+from tests.smtp_clients import smtp_send
+from tests.test_classify import dsn
+from tests.test_sanitize import assert_no_leak
 
 REVIEWER, BUSINESS = "max.mueller@example.de", "service@shop.example"
 

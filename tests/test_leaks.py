@@ -9,8 +9,8 @@ from email.message import EmailMessage
 
 import pytest
 
-from relay import leaks, redact
-from relay.compose import to_bytes
+from relay.core import leaks, redact
+from relay.core.compose import to_bytes
 
 ADDRESS = "max.mueller@example.de"
 

@@ -12,17 +12,16 @@ from typing import Any
 
 import pytest
 
-from relay import jobs
 from relay.app import App
-from relay.clock import ManualClock
-from relay.outbox import Worker
-from relay.store import cases as case_store
+from relay.core.clock import ManualClock
+from relay.lifecycle import scheduler as jobs
+from relay.outbound.transports import SmtpTransport
+from relay.outbound.worker import Worker
+from relay.store import case_records as case_store
 from relay.store.models import Delivery, Message
-from relay.transport import SmtpTransport
-
-from .conftest import Sink, new_case
-from .smtp_clients import smtp_send
-from .test_sanitize import assert_no_leak
+from tests.conftest import Sink, new_case
+from tests.smtp_clients import smtp_send
+from tests.test_sanitize import assert_no_leak
 
 REVIEWER, BUSINESS = "max.mueller@example.de", "service@shop.example"
 SUBJECTS = {

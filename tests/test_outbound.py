@@ -18,17 +18,19 @@ import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult
 
-from relay import durable, intake, lifecycle, returns, transport
-from relay.clock import ManualClock
-from relay.outbox import Worker
-from relay.outcomes import Outcome
-from relay.store import cases as case_store
+from relay.core.clock import ManualClock
+from relay.core.outcomes import Outcome
+from relay.inbound import intake, returns
+from relay.lifecycle import jobs as lifecycle
+from relay.outbound import durable
+from relay.outbound import transports as transport
+from relay.outbound.transports import MaildirTransport, Result, SmtpTransport
+from relay.outbound.worker import Worker
+from relay.store import case_records as case_store
 from relay.store.models import db
-from relay.transport import MaildirTransport, Result, SmtpTransport
-
-from .conftest import Sink, free_port, new_case
-from .test_classify import dsn
-from .test_sanitize import assert_no_leak
+from tests.conftest import Sink, free_port, new_case
+from tests.test_classify import dsn
+from tests.test_sanitize import assert_no_leak
 
 BODY = b"From: a@relay.test\r\nTo: b@example.org\r\nSubject: t\r\n\r\nhello\r\n"
 

@@ -6,11 +6,11 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from relay.cases import InvalidInput, NotContactable, Party, State, validate_open_case
-from relay.outbox import next_step, retry_delay
-from relay.outcomes import Outcome, reply, translate_library_reply
-from relay.policy import Conversation, check_recipient, check_sender, map_thread_ids
-from relay.transport import Attempt, Result
+from relay.core.cases import InvalidInput, NotContactable, Party, State, validate_open_case
+from relay.core.outcomes import Outcome, reply, translate_library_reply
+from relay.core.policy import Conversation, check_recipient, check_sender, map_thread_ids
+from relay.outbound.transports import Attempt, Result
+from relay.outbound.worker import next_step, retry_delay
 
 NOW = datetime(2026, 3, 2, 12, 0)
 DOMAIN = "relay.test"

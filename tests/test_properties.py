@@ -11,10 +11,9 @@ from email.message import EmailMessage
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from relay import leaks, sanitize
-
-from . import leak_reader
-from .test_sanitize import independent_texts
+from relay.core import leaks, sanitize
+from tests import leak_reader
+from tests.test_sanitize import independent_texts
 
 ALIAS = "z" * 32 + "@relay.test"
 

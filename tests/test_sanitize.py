@@ -14,9 +14,8 @@ from email.message import EmailMessage
 
 import pytest
 
-from relay import redact, sanitize
-
-from . import leak_reader
+from relay.core import redact, sanitize
+from tests import leak_reader
 
 REVIEWER = "max.mueller@example.de"
 ALIAS = "b" * 32 + "@relay.test"

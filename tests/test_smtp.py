@@ -9,11 +9,10 @@ import socket
 import time
 from typing import Any
 
-from relay.store import cases as case_store
-
-from .conftest import Sink, new_case, raw_sql
-from .smtp_clients import smtp_send, swaks
-from .test_sanitize import assert_no_leak
+from relay.store import case_records as case_store
+from tests.conftest import Sink, new_case, raw_sql
+from tests.smtp_clients import smtp_send, swaks
+from tests.test_sanitize import assert_no_leak
 
 REVIEWER = "max.mueller@example.de"
 BUSINESS = "service@shop.example"

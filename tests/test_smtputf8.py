@@ -16,11 +16,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from relay import intake
-from relay.outcomes import Outcome
-
-from . import leak_reader
-from .conftest import Sink, new_case
+from relay.core.outcomes import Outcome
+from relay.inbound import intake
+from tests import leak_reader
+from tests.conftest import Sink, new_case
 
 UNICODE, ASCII = "anna@bücher.example", "anna@xn--bcher-kva.example"
 

@@ -10,13 +10,12 @@ from typing import Any
 
 import pytest
 
-from relay.clock import ManualClock
-from relay.store import cases as case_store
+from relay.core.clock import ManualClock
+from relay.store import case_records as case_store
 from relay.store import outbox
 from relay.store.models import Case, Delivery, Message, RelayAddress, db
 from relay.store.prepared import Prepared
-
-from .conftest import new_case
+from tests.conftest import new_case
 
 
 def contact_request(case_id: int) -> email.message.EmailMessage:
@@ -51,8 +50,8 @@ def test_open_case_queues_a_german_contact_request(db_url: str, app_factory: Any
 
 
 def test_english_contact_request_and_escaping(db_url: str, app_factory: Any) -> None:
-    from relay.cases import validate_open_case
-    from relay.opening import open_case
+    from relay.core.cases import validate_open_case
+    from relay.lifecycle.opening import open_case
 
     app = app_factory(db_url, ManualClock())
     request = validate_open_case(

@@ -8,7 +8,7 @@ from urllib.parse import unquote, urlsplit
 
 import peewee as pw
 
-from .models import MODELS, Setting, db
+from relay.store.models import MODELS, Setting, db
 
 
 class StorageUnavailable(Exception):

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from concurrent.futures import Executor, Future
 from typing import Any
 
-from .models import db
+from relay.store.models import db
 
 MAX_GROUP = 64
 

@@ -15,10 +15,10 @@ from typing import Any
 
 import peewee as pw
 
-from ..cases import Party
-from .database import is_postgres
-from .models import Delivery, db, rows
-from .prepared import insert_one
+from relay.core.cases import Party
+from relay.store.database import is_postgres
+from relay.store.models import Delivery, db, rows
+from relay.store.prepared import insert_one
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,7 @@ from typing import Any
 
 import peewee as pw
 
-from .models import db
+from relay.store.models import db
 
 
 def _slot(number: int) -> str:

@@ -7,9 +7,9 @@ from datetime import datetime
 
 import peewee as pw
 
-from ..cases import Party, State
-from .cases import record_event
-from .models import Case, Delivery, Message, Review, db
+from relay.core.cases import Party, State
+from relay.store.case_records import record_event
+from relay.store.models import Case, Delivery, Message, Review, db
 
 FORGOTTEN = "(forgotten)"
 

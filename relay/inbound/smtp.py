@@ -14,10 +14,12 @@ from typing import Any
 
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
-from . import addresses, intake, limits, logs, outcomes, policy, returns, verp
-from .app import App
-from .outcomes import Outcome, reply
-from .redact import describe
+from relay import logs
+from relay.app import App
+from relay.core import addresses, limits, outcomes, policy, verp
+from relay.core.outcomes import Outcome, reply
+from relay.core.redact import describe
+from relay.inbound import intake, returns
 
 _PROBES = {Outcome.UNKNOWN_ADDRESS, Outcome.FOREIGN_DOMAIN, Outcome.BAD_BOUNCE_ADDRESS}
 

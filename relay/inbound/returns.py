@@ -10,14 +10,16 @@ import logging
 from datetime import datetime, timedelta
 from typing import Any
 
-from . import bounces, classify, lifecycle, logs, sanitize
-from .app import App
-from .cases import Party
-from .intake import Result, guarded
-from .outcomes import Outcome
-from .store import cases as case_store
-from .store import outbox
-from .store.models import db
+from relay import logs
+from relay.app import App
+from relay.core import bounces, classify, sanitize
+from relay.core.cases import Party
+from relay.core.outcomes import Outcome
+from relay.inbound.intake import Result, guarded
+from relay.lifecycle import jobs as lifecycle
+from relay.store import case_records as case_store
+from relay.store import outbox
+from relay.store.models import db
 
 
 def valid_for(app: App) -> timedelta:

@@ -19,8 +19,8 @@ import re
 from collections.abc import Iterator
 from email.message import MIMEPart
 
-from . import charsets, markup, redact, unwrap
-from .compose import parse_bytes
+from relay.core import charsets, markup, redact, unwrap
+from relay.core.compose import parse_bytes
 
 _TEXT_CHARSETS = ("utf-8", "latin-1")
 

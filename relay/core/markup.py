@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import lxml.etree
 import lxml.html
 
-from .redact import INVISIBLE, address_pattern
+from relay.core.redact import INVISIBLE, address_pattern
 
 _UTF8 = lxml.html.HTMLParser(encoding="utf-8")
 _TAG_OR_COMMENT = re.compile(r"<!--.*?(?:-->|\Z)|<[^>]*>", re.DOTALL)

@@ -11,13 +11,14 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from . import __version__, config, logs, tail, views
-from .app import App
-from .cases import InvalidInput, NotContactable, validate_open_case
-from .notices import TemplateProblem
-from .store import cases as case_store
-from .store import outbox as outbox_store
-from .store.database import StorageUnavailable
+from relay import __version__, config, logs
+from relay.admin import tail, views
+from relay.app import App
+from relay.core.cases import InvalidInput, NotContactable, validate_open_case
+from relay.core.notices import TemplateProblem
+from relay.store import case_records as case_store
+from relay.store import outbox as outbox_store
+from relay.store.database import StorageUnavailable
 
 
 class Failure(Exception):
@@ -114,8 +115,8 @@ def _open(settings: config.Settings, serving: bool = False) -> App:
 
 
 def cmd_serve(settings: config.Settings, args: argparse.Namespace) -> int:
-    from . import libc
-    from .server import serve
+    from relay import libc
+    from relay.server import serve
     libc.keep_large_blocks_mapped()  # a long-running process: large messages' memory goes back
     app = _open(settings, serving=True)
     try:
@@ -129,7 +130,7 @@ def cmd_serve(settings: config.Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_open_case(settings: config.Settings, args: argparse.Namespace) -> int:
-    from .opening import open_case
+    from relay.lifecycle.opening import open_case
     request = validate_open_case(
         review_id=args.review_id, business_id=args.business_id, business_name=args.business_name,
         business_email=args.business_email, reviewer_email=args.reviewer_email,
@@ -174,8 +175,9 @@ def cmd_case(settings: config.Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_run_jobs(settings: config.Settings, args: argparse.Namespace) -> int:
-    from . import jobs, transport
-    from .outbox import Worker, then_close
+    from relay.lifecycle import scheduler as jobs
+    from relay.outbound import transports as transport
+    from relay.outbound.worker import Worker, then_close
     app = _open(settings)
     outbound = settings["outbound"]
     worker = Worker(app, transport.from_url(outbound["url"], outbound["timeout"].total_seconds(),
@@ -247,8 +249,8 @@ def _refusals(settings: config.Settings, since: datetime) -> dict[str, int]:
 
 
 def cmd_outbox(settings: config.Settings, args: argparse.Namespace) -> int:
-    from . import transport
-    from .outbox import Worker, then_close
+    from relay.outbound import transports as transport
+    from relay.outbound.worker import Worker, then_close
     app = _open(settings)
     try:
         if args.action != "retry":
@@ -270,7 +272,7 @@ def cmd_outbox(settings: config.Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_forget(settings: config.Settings, args: argparse.Namespace) -> int:
-    from .store.privacy import forget_reviewer
+    from relay.store.privacy import forget_reviewer
     app = _open(settings)
     try:
         counts = forget_reviewer(args.reviewer_email, app.clock.now())

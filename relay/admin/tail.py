@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
-from .logs import render
+from relay.logs import render
 
 __all__ = ["Filter", "colour", "follow", "last_lines", "render"]
 

@@ -14,7 +14,7 @@ from email.message import EmailMessage
 from email.utils import collapse_rfc2231_value
 from enum import Enum
 
-from .compose import LOOP_HEADER
+from relay.core.compose import LOOP_HEADER
 
 MAX_RECEIVED = 30
 

@@ -29,9 +29,21 @@ from datetime import datetime
 from email.message import EmailMessage, MIMEPart
 from typing import Any
 
-from . import addresses, attribution, charsets, headers, inline, leaks, markup, parts, redact, remote_content, unwrap
-from .charsets import decoded_text
-from .compose import WRITTEN, Addressing, parse_bytes, set_headers, to_bytes
+from relay.core import (
+    addresses,
+    attribution,
+    charsets,
+    headers,
+    inline,
+    leaks,
+    markup,
+    parts,
+    redact,
+    remote_content,
+    unwrap,
+)
+from relay.core.charsets import decoded_text
+from relay.core.compose import WRITTEN, Addressing, parse_bytes, set_headers, to_bytes
 
 
 class Unprocessable(Exception):

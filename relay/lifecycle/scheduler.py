@@ -12,10 +12,11 @@ from collections.abc import Awaitable, Callable
 
 import schedule
 
-from . import lifecycle, logs
-from .app import App
-from .outbox import Worker
-from .redact import describe
+from relay import logs
+from relay.app import App
+from relay.core.redact import describe
+from relay.lifecycle import jobs as lifecycle
+from relay.outbound.worker import Worker
 
 
 async def run_once(app: App, worker: Worker) -> dict[str, dict[str, int]]:

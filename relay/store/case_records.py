@@ -8,10 +8,10 @@ from typing import Any
 
 import peewee as pw
 
-from ..cases import OpenCaseRequest, Party, State
-from ..policy import Conversation
-from .models import Business, Case, Delivery, Event, Message, RelayAddress, Review, db, rows
-from .prepared import Prepared, insert_one
+from relay.core.cases import OpenCaseRequest, Party, State
+from relay.core.policy import Conversation
+from relay.store.models import Business, Case, Delivery, Event, Message, RelayAddress, Review, db, rows
+from relay.store.prepared import Prepared, insert_one
 
 
 class CaseAlreadyOpen(Exception):

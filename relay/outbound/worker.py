@@ -29,14 +29,16 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
-from . import lifecycle, logs, verp
-from .app import App
-from .cases import Party
-from .redact import describe
-from .store import outbox as store
-from .store.cases import record_event, record_events
-from .store.models import db
-from .transport import Attempt, Result, Transport
+from relay import logs
+from relay.app import App
+from relay.core import verp
+from relay.core.cases import Party
+from relay.core.redact import describe
+from relay.lifecycle import jobs as lifecycle
+from relay.outbound.transports import Attempt, Result, Transport
+from relay.store import outbox as store
+from relay.store.case_records import record_event, record_events
+from relay.store.models import db
 
 BASE_DELAY = timedelta(minutes=1)
 MAX_DELAY = timedelta(hours=1)

@@ -13,9 +13,9 @@ from typing import Any
 
 import peewee as pw
 
-from ..cases import State
-from .models import Business, Case, Delivery, Notice, RelayAddress, Review, rows
-from .prepared import Prepared
+from relay.core.cases import State
+from relay.store.models import Business, Case, Delivery, Notice, RelayAddress, Review, rows
+from relay.store.prepared import Prepared
 
 
 def mark_replied(case_id: int, now: datetime) -> bool:

@@ -20,7 +20,7 @@ import urllib.parse
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from .redact import contains_address_bytes
+from relay.core.redact import contains_address_bytes
 
 _ARMOR = re.compile(
     r"^(?P<quote>[ \t>]*)-----BEGIN PGP (?P<what>SIGNATURE|PUBLIC KEY BLOCK)-----.*?"

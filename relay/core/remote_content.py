@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import lxml.etree
 import lxml.html
 
-from . import markup
+from relay.core import markup
 
 _REMOTE = re.compile(r"^\s*(?:https?:|ftp:|//)", re.IGNORECASE)
 _CSS_URL = re.compile(r"url\(\s*(['\"]?)\s*(?:https?:|ftp:|//)[^)]*\1\s*\)", re.IGNORECASE)

@@ -13,16 +13,18 @@ from datetime import datetime, timedelta
 
 import peewee as pw
 
-from . import classify, headers, lifecycle, limits, logs, notices, outcomes, policy, sanitize
-from .app import App
-from .cases import Party, State
-from .compose import new_message_id
-from .outcomes import Outcome
-from .policy import Conversation
-from .store import cases as case_store
-from .store import lifecycle as lifecycle_store
-from .store import outbox
-from .store.models import Message, db
+from relay import logs
+from relay.app import App
+from relay.core import classify, headers, limits, notices, outcomes, policy, sanitize
+from relay.core.cases import Party, State
+from relay.core.compose import new_message_id
+from relay.core.outcomes import Outcome
+from relay.core.policy import Conversation
+from relay.lifecycle import jobs as lifecycle
+from relay.store import case_records as case_store
+from relay.store import outbox
+from relay.store import transitions as lifecycle_store
+from relay.store.models import Message, db
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import Enum
 
-from . import addresses
+from relay.core import addresses
 
 
 class Origin(Enum):

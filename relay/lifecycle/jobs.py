@@ -12,15 +12,16 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from . import logs, notices
-from .app import App
-from .cases import Party
-from .compose import Addressing, new_message_id
-from .redact import describe
-from .store import cases as case_store
-from .store import lifecycle as store
-from .store import outbox
-from .store.models import db
+from relay import logs
+from relay.app import App
+from relay.core import notices
+from relay.core.cases import Party
+from relay.core.compose import Addressing, new_message_id
+from relay.core.redact import describe
+from relay.store import case_records as case_store
+from relay.store import outbox
+from relay.store import transitions as store
+from relay.store.models import db
 
 BATCH = 200
 

@@ -12,7 +12,7 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from . import libc
+from relay import libc
 
 _SYNCFS = libc.function("syncfs")
 

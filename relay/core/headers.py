@@ -13,7 +13,7 @@ import email.errors
 from dataclasses import dataclass
 from email.message import EmailMessage
 
-from .compose import message_ids
+from relay.core.compose import message_ids
 
 Mailbox = tuple[str, str]  # (address, lowercased; display name)
 

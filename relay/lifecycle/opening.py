@@ -5,14 +5,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from . import cases, logs, notices
-from .addresses import new_token
-from .app import App
-from .cases import OpenCaseRequest, Party
-from .compose import Addressing, new_message_id
-from .store import cases as case_store
-from .store import outbox
-from .store.models import db
+from relay import logs
+from relay.app import App
+from relay.core import cases, notices
+from relay.core.addresses import new_token
+from relay.core.cases import OpenCaseRequest, Party
+from relay.core.compose import Addressing, new_message_id
+from relay.store import case_records as case_store
+from relay.store import outbox
+from relay.store.models import db
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ from email.message import MIMEPart
 
 from asn1crypto import cms
 
-from .compose import PARSE_POLICY, parse_bytes
+from relay.core.compose import PARSE_POLICY, parse_bytes
 
 _REGENERATE = PARSE_POLICY.clone(linesep="\n", refold_source="none")
 _SIGNED_TYPES = ("application/pkcs7-mime", "application/x-pkcs7-mime")

@@ -19,8 +19,8 @@ from zoneinfo import ZoneInfo
 import jinja2
 from babel.dates import format_date, format_datetime
 
-from .compose import WRITTEN, Addressing, new_boundary, set_headers, to_bytes
-from .parts import Removed
+from relay.core.compose import WRITTEN, Addressing, new_boundary, set_headers, to_bytes
+from relay.core.parts import Removed
 
 
 class TemplateProblem(Exception):

@@ -11,9 +11,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from . import addresses
-from .cases import Party, State, accepts_mail
-from .outcomes import Outcome
+from relay.core import addresses
+from relay.core.cases import Party, State, accepts_mail
+from relay.core.outcomes import Outcome
 
 
 @dataclass(frozen=True)

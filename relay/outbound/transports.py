@@ -19,8 +19,8 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import aiosmtplib
 
-from . import durable
-from .redact import describe, scrub_addresses
+from relay.core.redact import describe, scrub_addresses
+from relay.outbound import durable
 
 
 class Result(Enum):
