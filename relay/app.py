@@ -6,13 +6,13 @@ import asyncio
 from collections.abc import Callable
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
 from relay.config import Settings
 from relay.core import addresses
-from relay.core.clock import Clock, SystemClock
+from relay.core.clock import Clock
 from relay.store import database
 from relay.store.group_commit import GroupCommitExecutor
 
@@ -20,6 +20,13 @@ T = TypeVar("T")
 
 # Templates shipped with the code, used when the configured folder does not exist.
 BUNDLED_TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
+
+
+class SystemClock:
+    """The wall clock (naive UTC, as everything inside the relay)."""
+
+    def now(self) -> datetime:
+        return datetime.now(UTC).replace(tzinfo=None)
 
 
 @dataclass

@@ -1,5 +1,6 @@
 """The one source of time. Everything that decides by time takes a Clock, so tests move time instead
-of sleeping.
+of sleeping. The clock that reads the system's time is a shell's (relay.app.SystemClock): the core
+never asks what time it is, it is told.
 
 All times inside the relay and in its database are naive datetimes in UTC; only presentation
 (notices, CLI) converts to a time zone. One convention avoids aware/naive mix-ups across SQLite
@@ -8,7 +9,7 @@ and PostgreSQL drivers.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Protocol
 
 
@@ -16,11 +17,6 @@ class Clock(Protocol):
     def now(self) -> datetime:
         """Current time, naive UTC."""
         ...
-
-
-class SystemClock:
-    def now(self) -> datetime:
-        return datetime.now(UTC).replace(tzinfo=None)
 
 
 class ManualClock:

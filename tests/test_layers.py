@@ -1,0 +1,82 @@
+"""The architecture, checked: the functional core (relay/core) imports nothing that does I/O or
+holds state of the running relay, and no shell folder reaches into another's insides without going
+through the core or the store. Read from the source with `ast`, so nothing has to be imported."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+RELAY = Path(__file__).resolve().parent.parent / "relay"
+
+# what the core must never import: the shells, the wiring, the log writer, and libraries that talk
+# to the outside (network, database, scheduler)
+FORBIDDEN_IN_CORE = ("relay.inbound", "relay.outbound", "relay.lifecycle", "relay.admin", "relay.store",
+                     "relay.app", "relay.config", "relay.logs", "relay.server", "relay.libc",
+                     "peewee", "playhouse", "psycopg2", "aiosmtpd", "aiosmtplib", "schedule", "asyncio", "socket",
+                     "subprocess", "threading", "sqlite3", "smtplib")
+
+
+def imports(path: Path) -> list[tuple[int, str]]:
+    """(line, module) for every import in a file, relative ones made absolute."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    package = ".".join(path.relative_to(RELAY.parent).with_suffix("").parts[:-1])
+    found: list[tuple[int, str]] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found += [(node.lineno, alias.name) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parts = package.split(".")
+                base = ".".join(parts[: len(parts) - node.level + 1] + ([base] if base else []))
+            found += [(node.lineno, f"{base}.{alias.name}") for alias in node.names]
+            found.append((node.lineno, base))
+    return found
+
+
+def violations(folder: Path, forbidden: tuple[str, ...]) -> list[str]:
+    out = []
+    for path in sorted(folder.rglob("*.py")):
+        for line, module in imports(path):
+            if any(module == f or module.startswith(f + ".") for f in forbidden):
+                out.append(f"{path.relative_to(RELAY.parent)}:{line} imports {module}")
+    return out
+
+
+def test_the_core_imports_no_shell_and_no_io() -> None:
+    assert violations(RELAY / "core", FORBIDDEN_IN_CORE) == []
+
+
+def test_the_core_never_reads_the_clock() -> None:
+    """Time is passed in (a Clock, or `now`): no call to the system's clock anywhere in the core."""
+    reads = []
+    for path in sorted((RELAY / "core").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and \
+                    node.func.attr in ("now", "utcnow", "today", "time", "monotonic", "perf_counter"):
+                reads.append(f"{path.name}:{node.lineno} {ast.unparse(node.func)}()")
+    assert reads == []
+
+
+def test_the_check_catches_a_violation(tmp_path: Path) -> None:
+    """The rule can fail: a core module that imports peewee, a shell, or the system clock is named."""
+    core = tmp_path / "relay" / "core"
+    core.mkdir(parents=True)
+    (core / "bad.py").write_text("import peewee\nfrom ..store import models\nfrom relay.app import SystemClock\n")
+    global RELAY
+    saved, RELAY = RELAY, tmp_path / "relay"
+    try:
+        found = violations(core, FORBIDDEN_IN_CORE)
+    finally:
+        RELAY = saved
+    assert [f.split(" imports ")[1] for f in found] == ["peewee", "relay.store.models", "relay.store",
+                                                        "relay.app.SystemClock", "relay.app"]
+
+
+def test_module_names_are_unique_across_folders() -> None:
+    names: dict[str, list[str]] = {}
+    for path in RELAY.rglob("*.py"):
+        if path.name not in ("__init__.py", "__main__.py"):
+            names.setdefault(path.stem, []).append(str(path.relative_to(RELAY)))
+    assert {name: where for name, where in names.items() if len(where) > 1} == {}
