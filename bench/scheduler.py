@@ -89,12 +89,12 @@ def one(size: int, folder: Path) -> dict[str, float]:
         "outbound": {"url": f"maildir:{folder}/outbox"},
         "log": {"file": str(folder / "relay.log"), "stderr": False},
     }, folder, {})
-    logs.setup(settings["log"]["file"], "info", stderr=False)
+    logs.setup(settings.log.file, "info", stderr=False)
     app = App.open(settings)
     started = time.perf_counter()
     fill(size, datetime.now(UTC).replace(tzinfo=None))
     filled = time.perf_counter() - started
-    worker = Worker(app, transport.from_url(settings["outbound"]["url"], 30, helo="relay.test"))
+    worker = Worker(app, transport.from_url(settings.outbound.url, 30, helo="relay.test"))
     started = time.perf_counter()
     counts = asyncio.run(jobs.run_once(app, worker))
     elapsed = time.perf_counter() - started

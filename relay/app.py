@@ -6,8 +6,7 @@ import asyncio
 from collections.abc import Callable
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
-from pathlib import Path
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from relay.config import Settings
@@ -17,10 +16,6 @@ from relay.store import database
 from relay.store.group_commit import GroupCommitExecutor
 
 T = TypeVar("T")
-
-# Templates shipped with the code, used when the configured folder does not exist.
-BUNDLED_TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
-
 
 class SystemClock:
     """The wall clock (naive UTC, as everything inside the relay)."""
@@ -39,25 +34,8 @@ class App:
     @classmethod
     def open(cls, settings: Settings, clock: Clock | None = None) -> App:
         """Open (and if needed create) the database; raises StorageUnavailable."""
-        database.open_database(settings["storage"]["database"])
+        database.open_database(settings.storage.database)
         return cls(settings=settings, clock=clock or SystemClock(), key=database.instance_key())
-
-    @property
-    def domain(self) -> str:
-        return self.settings.domain
-
-    @property
-    def platform_name(self) -> str:
-        return str(self.settings["relay"]["platform_name"])
-
-    @property
-    def templates(self) -> Path:
-        configured = Path(self.settings["relay"]["templates"])
-        return configured if configured.is_dir() else BUNDLED_TEMPLATES
-
-    @property
-    def queue_lifetime(self) -> timedelta:
-        return timedelta(seconds=self.settings["outbound"]["max_queue_lifetime"].total_seconds())
 
     def mask(self, address: str) -> str:
         return addresses.mask(address, self.key)
@@ -65,7 +43,7 @@ class App:
     def shown(self, address: str, party: str) -> str:
         """An address as the log may show it: a reviewer's always masked, a business's masked unless
         `[log] mask_business = false`."""
-        if party == "business" and not self.settings["log"]["mask_business"]:
+        if party == "business" and not self.settings.log.mask_business:
             return address
         return self.mask(address)
 
@@ -78,7 +56,7 @@ class App:
         relay.store.group_commit). With PostgreSQL a few threads work at once.
         """
         if self.executor is None:
-            if self.settings["storage"]["database"].startswith("sqlite"):
+            if self.settings.storage.database.startswith("sqlite"):
                 self.executor = GroupCommitExecutor()
             else:
                 self.executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="relay-db")

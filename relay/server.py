@@ -10,7 +10,6 @@ from relay import logs
 from relay.app import App
 from relay.inbound.smtp import InboundHandler, RelaySMTP, tls_context
 from relay.lifecycle import scheduler as jobs
-from relay.outbound import transports as transport
 from relay.outbound.worker import Worker
 
 
@@ -23,22 +22,21 @@ async def serve(app: App, stop: asyncio.Event | None = None, ready: asyncio.Even
     for sig in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
             loop.add_signal_handler(sig, stop.set)
-    outbound = app.settings["outbound"]
-    worker = Worker(app, transport.from_url(outbound["url"], outbound["timeout"].total_seconds(),
-                                            helo=app.domain))
+    outbound = app.settings.outbound
+    worker = Worker.for_app(app)
     handler = InboundHandler(app, on_queued=worker.wake.set)
-    inbound = app.settings["inbound"]
-    context = tls_context(inbound["tls_cert"], inbound["tls_key"])
+    inbound = app.settings.inbound
+    context = tls_context(inbound.tls_cert, inbound.tls_key)
     server = await loop.create_server(
-        lambda: RelaySMTP(handler, max_message_bytes=inbound["max_message_bytes"], hostname=app.domain,
+        lambda: RelaySMTP(handler, max_message_bytes=inbound.max_message_bytes, hostname=app.settings.relay.domain,
                           ident="relay", enable_SMTPUTF8=True, tls_context=context,
-                          require_starttls=bool(context) and inbound["require_starttls"]),
-        host=inbound["host"], port=inbound["port"])
+                          require_starttls=bool(context) and inbound.require_starttls),
+        host=inbound.host, port=inbound.port)
     tasks = [asyncio.create_task(worker.run_forever(stop)),
              asyncio.create_task(jobs.run_scheduler(app, stop, lambda: jobs.run_once(app, worker)))
              ] if background else []
-    logs.event("serve.started", f"listening on {inbound['host']}:{inbound['port']} for @{app.domain}, "
-               f"outbound {_describe(outbound['url'])}")
+    logs.event("serve.started", f"listening on {inbound.host}:{inbound.port} for @{app.settings.relay.domain}, "
+               f"outbound {_describe(outbound.url)}")
     if ready is not None:
         ready.set()
     try:

@@ -106,7 +106,7 @@ def app_factory(tmp_path: Path) -> Iterator[Any]:
 
     def make(db_url: str, clock: Clock | None = None, **sections: dict[str, Any]) -> App:
         settings = make_settings(tmp_path, db_url, **sections)
-        logs.setup(settings["log"]["file"], "info", stderr=False)
+        logs.setup(settings.log.file, "info", stderr=False)
         app = App.open(settings, clock)
         opened.append(app)
         return app
@@ -191,7 +191,7 @@ class RunningRelay:
 
     def __init__(self, app: App, background: bool = True) -> None:
         self.app = app
-        self.port: int = app.settings["inbound"]["port"]
+        self.port: int = app.settings.inbound.port
         self.loop = asyncio.new_event_loop()
         self.stop_event: asyncio.Event | None = None
         ready = threading.Event()

@@ -80,3 +80,11 @@ def test_module_names_are_unique_across_folders() -> None:
         if path.name not in ("__init__.py", "__main__.py"):
             names.setdefault(path.stem, []).append(str(path.relative_to(RELAY)))
     assert {name: where for name, where in names.items() if len(where) > 1} == {}
+
+
+def test_settings_are_read_as_typed_attributes() -> None:
+    """`settings.inbound.port`, never `settings["inbound"]["port"]`: a typo is a type error, not a
+    KeyError at run time."""
+    subscripts = [f"{path.relative_to(RELAY.parent)}:{n}" for path in sorted(RELAY.rglob("*.py"))
+                  for n, line in enumerate(path.read_text().splitlines(), 1) if "settings[" in line]
+    assert subscripts == []

@@ -73,7 +73,7 @@ def test_conversation_both_ways(db_url: str, app_factory: Any, relay_factory: An
     detail = case_store.case_detail(opened.case_id)
     assert detail["state"] == "replied"
     assert [m["sender"] for m in detail["messages"]] == ["reviewer", "business"]
-    log = app.settings["log"]["file"].read_text()
+    log = app.settings.log.file.read_text()
     assert "inbound.accepted" in log and "delivery.sent" in log and REVIEWER not in log.lower()
 
 
@@ -110,7 +110,7 @@ def test_refusals_have_exact_codes(db_url: str, app_factory: Any, relay_factory:
     assert (code, text[:5]) == (550, "5.1.1") and "closed" in text
     time.sleep(0.5)
     assert sink.to(BUSINESS) == []  # nothing refused was forwarded
-    log = (app.settings["log"]["file"]).read_text()
+    log = (app.settings.log.file).read_text()
     assert "inbound.refused" in log and REVIEWER not in log
 
 
@@ -176,5 +176,5 @@ def test_every_address_that_names_the_sender_is_hidden(db_url: str, app_factory:
         assert_no_leak(raw, address)
     assert "BE-9" in parse(raw).get_content()
     assert b"friend@example.org" not in raw and len(sink.messages) == 2  # request and forward: no copies
-    log = app.settings["log"]["file"].read_text()
+    log = app.settings.log.file.read_text()
     assert "2 Cc/Bcc recipient(s) of the reviewer not relayed" in log and "friend@" not in log

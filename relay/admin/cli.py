@@ -107,9 +107,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _open(settings: config.Settings, serving: bool = False) -> App:
     """Logging and the database for one command; only `serve` prints to stderr and rotates."""
-    log = settings["log"]
-    logs.setup(log["file"], log["level"], stderr=serving and log["stderr"],
-               rotate_bytes=log["max_bytes"] if serving else 0, backups=log["backups"],
+    log = settings.log
+    logs.setup(log.file, log.level, stderr=serving and log.stderr,
+               rotate_bytes=log.max_bytes if serving else 0, backups=log.backups,
                stream=sys.stdout if serving else sys.stderr)  # a command's stdout stays its output
     return App.open(settings)
 
@@ -122,7 +122,7 @@ def cmd_serve(settings: config.Settings, args: argparse.Namespace) -> int:
     try:
         asyncio.run(serve(app))
     except OSError as exc:
-        raise Failure(f"cannot listen on {settings['inbound']['host']}:{settings['inbound']['port']}: "
+        raise Failure(f"cannot listen on {settings.inbound.host}:{settings.inbound.port}: "
                       f"{exc.strerror or exc}") from None
     finally:
         app.close()
@@ -176,12 +176,9 @@ def cmd_case(settings: config.Settings, args: argparse.Namespace) -> int:
 
 def cmd_run_jobs(settings: config.Settings, args: argparse.Namespace) -> int:
     from relay.lifecycle import scheduler as jobs
-    from relay.outbound import transports as transport
     from relay.outbound.worker import Worker, then_close
     app = _open(settings)
-    outbound = settings["outbound"]
-    worker = Worker(app, transport.from_url(outbound["url"], outbound["timeout"].total_seconds(),
-                                            helo=app.domain))
+    worker = Worker.for_app(app)
     try:
         counts = asyncio.run(then_close(worker, jobs.run_once(app, worker)))
     finally:
@@ -192,7 +189,7 @@ def cmd_run_jobs(settings: config.Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_tail(settings: config.Settings, args: argparse.Namespace) -> int:
-    path = settings["log"]["file"]
+    path = settings.log.file
     if path is None:
         raise Failure("the log goes to stdout ([log] file = \"-\"); read it where stdout is collected")
     since = None
@@ -238,7 +235,7 @@ def cmd_status(settings: config.Settings, args: argparse.Namespace) -> int:
 
 def _refusals(settings: config.Settings, since: datetime) -> dict[str, int]:
     """Refused SMTP transactions by reason, read from the log (refusals are not stored)."""
-    path = settings["log"]["file"]
+    path = settings.log.file
     if path is None:
         return {}
     counts: dict[str, int] = {}
@@ -249,7 +246,6 @@ def _refusals(settings: config.Settings, since: datetime) -> dict[str, int]:
 
 
 def cmd_outbox(settings: config.Settings, args: argparse.Namespace) -> int:
-    from relay.outbound import transports as transport
     from relay.outbound.worker import Worker, then_close
     app = _open(settings)
     try:
@@ -257,12 +253,10 @@ def cmd_outbox(settings: config.Settings, args: argparse.Namespace) -> int:
             rows = outbox_store.listing(["queued", "sending", "failed"])
             print(views.to_json(rows) if args.json else views.outbox_table(rows))
             return 0
-        if not outbox_store.retry_now(args.id, app.clock.now(), app.queue_lifetime):
+        if not outbox_store.retry_now(args.id, app.clock.now(), app.settings.outbound.max_queue_lifetime):
             raise Failure(f"delivery {args.id} is not pending or failed (or its body was purged)")
         logs.event("delivery.retry", f"delivery {args.id} retried by an admin")
-        outbound = settings["outbound"]
-        worker = Worker(app, transport.from_url(outbound["url"], outbound["timeout"].total_seconds(),
-                                                helo=app.domain))
+        worker = Worker.for_app(app)
         counts = asyncio.run(then_close(worker, worker.run_pass(only=args.id)))
         state = "sent" if counts.sent else ("failed" if counts.failed else "deferred (see relay outbox)")
         print(f"delivery {args.id}: {state}")

@@ -35,13 +35,12 @@ class Result:
 
 
 def lookup(app: App, local_part: str) -> Conversation | None:
-    return case_store.conversation(local_part, app.domain)
+    return case_store.conversation(local_part, app.settings.relay.domain)
 
 
 def shape_limits(app: App) -> limits.Shape:
-    configured = app.settings["limits"]
-    return limits.Shape(configured["max_line_bytes"], configured["max_header_count"],
-                        configured["max_header_bytes"])
+    configured = app.settings.limits
+    return limits.Shape(configured.max_line_bytes, configured.max_header_count, configured.max_header_bytes)
 
 
 def guarded(app: App, raw: bytes, case_id: int | None, work: Callable[[], Result],
@@ -71,7 +70,7 @@ def process(app: App, conversation: Conversation, envelope_from: str, raw: bytes
 def _process(app: App, conversation: Conversation, envelope_from: str, raw: bytes) -> Result:
     msg = sanitize.parse(raw)
     now = app.clock.now()
-    kind, clue = classify.classify(msg, envelope_from, app.domain)
+    kind, clue = classify.classify(msg, envelope_from, app.settings.relay.domain)
     if kind is classify.Kind.LOOP:
         return Result(Outcome.LOOP, detail=clue)
     if kind in (classify.Kind.AUTO_REPLY, classify.Kind.BOUNCE):
@@ -81,23 +80,23 @@ def _process(app: App, conversation: Conversation, envelope_from: str, raw: byte
         return Result(outcome, detail=clue)
     said = headers.read(msg)
     outcome = policy.check_sender(conversation, envelope_from, said.addresses("From"),
-                                  app.settings["cases"]["late_replies"], now)
+                                  app.settings.cases.late_replies, now)
     if outcome is not Outcome.ACCEPTED:
         return Result(outcome, detail=f"sender not the {conversation.writer.value} of the case")
-    per_hour = app.settings["limits"]["messages_per_case_per_hour"]
+    per_hour = app.settings.limits.messages_per_case_per_hour
     if case_store.messages_since(conversation.case_id, now - timedelta(hours=1), per_hour) >= per_hour:
         return Result(Outcome.RATE_LIMITED, detail=f"more than {per_hour} messages in the last hour")
     known = case_store.thread_entries(list(dict.fromkeys(said.in_reply_to + said.references)))
-    message_id = new_message_id(app.domain)
+    message_id = new_message_id(app.settings.relay.domain)
     route = sanitize.Route(
-        hidden=_identities(conversation, envelope_from, said, app.domain),
+        hidden=_identities(conversation, envelope_from, said, app.settings.relay.domain),
         alias=conversation.reader_alias, sender_name=conversation.writer_name,
-        platform_name=app.platform_name, recipient=conversation.reader_email,
+        platform_name=app.settings.relay.platform_name, recipient=conversation.reader_email,
         message_id=message_id, date=now,
-        in_reply_to=policy.map_thread_ids(said.in_reply_to, conversation.writer, app.domain, known),
-        references=policy.map_thread_ids(said.references, conversation.writer, app.domain, known),
+        in_reply_to=policy.map_thread_ids(said.in_reply_to, conversation.writer, app.settings.relay.domain, known),
+        references=policy.map_thread_ids(said.references, conversation.writer, app.settings.relay.domain, known),
         block_remote=conversation.writer is Party.BUSINESS,
-        note=lambda removed: notices.removed_attachments(app.templates, conversation.locale, removed),
+        note=lambda removed: notices.removed_attachments(app.settings.relay.templates, conversation.locale, removed),
         extra_notes=_late_note(app, conversation, now))
     body = sanitize.forward(msg, route, said)
     queue_id = _store(app, conversation, raw, said.message_id, message_id, body, now)
@@ -111,9 +110,9 @@ def _late_note(app: App, conversation: Conversation, now: datetime) -> tuple[str
     """Tell the business that the answer came after the reply window (in the case's language)."""
     if not conversation.late(now):
         return ()
-    timezone = app.settings["relay"]["timezone"]
+    timezone = app.settings.relay.timezone
     deadline = notices.localized(conversation.deadline, conversation.locale, timezone)
-    return (notices.line(app.templates, conversation.locale, "late_reply", {"deadline": deadline}),)
+    return (notices.line(app.settings.relay.templates, conversation.locale, "late_reply", {"deadline": deadline}),)
 
 
 def _identities(conversation: Conversation, envelope_from: str, said: headers.Said,
@@ -140,7 +139,7 @@ def _store(app: App, conversation: Conversation, raw: bytes, original_id: str | 
         outbox.enqueue(case_id=conversation.case_id, source_id=stored, kind="forward",
                        recipient_party=writer.other, recipient=conversation.reader_email,
                        message_id=message_id, queue_id=queue_id, body=body, now=now,
-                       lifetime=app.queue_lifetime)
+                       lifetime=app.settings.outbound.max_queue_lifetime)
         if writer is Party.REVIEWER and conversation.state in (State.AWAITING_REPLY, State.EXPIRED):
             _reviewer_answered(app, conversation.case_id, stored, late, now)
     logs.event("forward.queued", f"forward {writer.value} -> {writer.other.value}" + (" (late)" if late else ""),

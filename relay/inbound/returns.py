@@ -24,8 +24,8 @@ from relay.store.models import db
 
 def valid_for(app: App) -> timedelta:
     """How long a bounce address keeps working after its delivery was queued."""
-    lifetime: timedelta = app.settings["cases"]["conversation_lifetime"]
-    return app.queue_lifetime + lifetime
+    lifetime: timedelta = app.settings.cases.conversation_lifetime
+    return app.settings.outbound.max_queue_lifetime + lifetime
 
 
 def lookup(app: App, delivery_id: int, now: datetime) -> dict[str, Any] | None:
@@ -46,7 +46,7 @@ def _process(app: App, delivery: dict[str, Any], envelope_from: str, raw: bytes)
     msg = sanitize.parse(raw)
     now = app.clock.now()
     case_id = delivery["case"]
-    kind, clue = classify.classify(msg, envelope_from, app.domain)
+    kind, clue = classify.classify(msg, envelope_from, app.settings.relay.domain)
     if kind is classify.Kind.AUTO_REPLY:
         case_store.record_event(case_id, "autoreply.dropped", now,
                                 f"to the {delivery['kind']} for the {delivery['recipient_party']}: {clue}")

@@ -61,9 +61,9 @@ class InboundHandler:
     def __init__(self, app: App, on_queued: Callable[[], None] = lambda: None) -> None:
         self.app = app
         self.on_queued = on_queued
-        self.probes = limits.ProbeCounter(app.settings["limits"]["unknown_recipients_per_client"])
+        self.probes = limits.ProbeCounter(app.settings.limits.unknown_recipients_per_client)
         # behind Postfix every connection comes from Postfix: it limits its clients itself
-        self.exempt = frozenset(app.settings["limits"]["exempt_clients"])
+        self.exempt = frozenset(app.settings.limits.exempt_clients)
 
     async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope, address: str,
                           rcpt_options: list[str]) -> str:
@@ -74,7 +74,7 @@ class InboundHandler:
         local, domain = addresses.split(address)
         tried = getattr(envelope, "rcpt_count", 0) + 1
         envelope.rcpt_count = tried  # type: ignore[attr-defined]
-        if tried > self.app.settings["limits"]["max_recipients"]:
+        if tried > self.app.settings.limits.max_recipients:
             return self._refuse(Outcome.TOO_MANY_RECIPIENTS, session, f"more than {tried - 1} recipients")
         if getattr(envelope, "target", None) is not None:
             return self._refuse(Outcome.TOO_MANY_RECIPIENTS, session, "a second recipient")
@@ -94,7 +94,7 @@ class InboundHandler:
     async def _recipient(self, local: str, domain: str, address: str,
                          mail_from: str) -> tuple[Outcome, Any, int | None]:
         """(outcome, what the address stands for, case id) for one RCPT TO."""
-        if domain == self.app.domain and verp.looks_like_verp(local):
+        if domain == self.app.settings.relay.domain and verp.looks_like_verp(local):
             number = verp.delivery_id(local, self.app.key)
             delivery = None if number is None else await self.app.blocking(
                 returns.lookup, self.app, number, self.app.clock.now())
@@ -102,11 +102,11 @@ class InboundHandler:
                 return Outcome.BAD_BOUNCE_ADDRESS, None, None
             return Outcome.RECIPIENT_OK, delivery, delivery["case"]
         conversation = None
-        if domain == self.app.domain and addresses.is_token(local.lower()):
+        if domain == self.app.settings.relay.domain and addresses.is_token(local.lower()):
             conversation = await self.app.blocking(intake.lookup, self.app, local)
         outcome = policy.check_recipient(
-            address, self.app.domain, conversation, self.app.clock.now(),
-            self.app.settings["cases"]["conversation_lifetime"], already_have_recipient=False)
+            address, self.app.settings.relay.domain, conversation, self.app.clock.now(),
+            self.app.settings.cases.conversation_lifetime, already_have_recipient=False)
         if outcome is Outcome.RECIPIENT_OK and not mail_from.strip("<>"):
             outcome = Outcome.NULL_SENDER_REFUSED  # reports go to the bounce addresses, never to a party
         return outcome, conversation, conversation.case_id if conversation else None

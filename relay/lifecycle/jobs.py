@@ -42,7 +42,7 @@ KINDS = {
 
 def notice_address(app: App) -> str:
     """The relay's own sender for notices that nobody is meant to answer."""
-    return f"notices@{app.domain}"
+    return f"notices@{app.settings.relay.domain}"
 
 
 def queue_notice(app: App, case_id: int, kind: str, now: datetime) -> bool:
@@ -73,7 +73,7 @@ def store_notices(app: App, prepared: Composed, kind: str, now: datetime) -> int
     it is not picked again by every pass."""
     claimed = store.claim_notices(sorted(prepared), kind, now)
     composed = {case_id: c for case_id in sorted(claimed) if (c := prepared[case_id]) is not None}
-    delivery_ids = outbox.enqueue_many(list(composed.values()), now, app.queue_lifetime)
+    delivery_ids = outbox.enqueue_many(list(composed.values()), now, app.settings.outbound.max_queue_lifetime)
     store.attach_deliveries({claimed[case_id]: delivery_ids[c.message_id] for case_id, c in composed.items()})
     case_store.record_events(list(composed), "notice.queued", now, kind)
     for case_id, c in composed.items():
@@ -91,31 +91,31 @@ def compose_notice(app: App, kind: str, facts: dict[str, Any], now: datetime,
     """The notice of `kind` for a case as a delivery, or None if its recipient is gone (a forgotten
     reviewer: nobody to tell). `localized`: how dates are formatted (notices.localized)."""
     spec = KINDS[kind]
-    timezone = app.settings["relay"]["timezone"]
+    timezone = app.settings.relay.timezone
     locale = facts["locale"]
     context: dict[str, Any] = {
-        "platform_name": app.platform_name, "business_name": facts["business_name"],
+        "platform_name": app.settings.relay.platform_name, "business_name": facts["business_name"],
         "reviewer_name": facts["reviewer_name"], "review_id": facts["review_id"], "message": facts["message"],
         "opened_on": localized(facts["opened_at"], locale, timezone, False),
         "deadline": localized(facts["deadline"], locale, timezone),
         "replied_at": localized(facts["replied_at"] or now, locale, timezone),
     }
-    reviewer_alias = f"{facts['tokens'].get(Party.REVIEWER.value, '')}@{app.domain}"
+    reviewer_alias = f"{facts['tokens'].get(Party.REVIEWER.value, '')}@{app.settings.relay.domain}"
     if spec.recipient is Party.REVIEWER:
         to_address, to_name = facts["reviewer_email"], facts["reviewer_name"]
     else:
         to_address, to_name = facts["business_email"], facts["business_name"]
     if not to_address:
         return None
-    rendered = notices.render(app.templates, kind, locale, context)
+    rendered = notices.render(app.settings.relay.templates, kind, locale, context)
     if spec.from_relay_address:
-        who = Addressing(from_name=f"{facts['business_name']} via {app.platform_name}",
+        who = Addressing(from_name=f"{facts['business_name']} via {app.settings.relay.platform_name}",
                          from_address=reviewer_alias, to_address=to_address, to_name=to_name,
                          reply_to=reviewer_alias)
     else:
-        who = Addressing(from_name=app.platform_name, from_address=notice_address(app),
+        who = Addressing(from_name=app.settings.relay.platform_name, from_address=notice_address(app),
                          to_address=to_address, to_name=to_name)
-    message_id = new_message_id(app.domain)
+    message_id = new_message_id(app.settings.relay.domain)
     return outbox.Outgoing(
         case_id=facts["id"], source_id=None, kind=kind, recipient_party=spec.recipient, recipient=to_address,
         message_id=message_id, queue_id=outbox.new_queue_id(), body=notices.build(rendered, who, message_id, now))
@@ -180,13 +180,13 @@ def notify_replies(app: App) -> int:
     as one status message after the forward and the reviewer's quick follow-ups, not between them.
     """
     now = app.clock.now()
-    settled = now - app.settings["cases"]["reply_notice_after"]
+    settled = now - app.settings.cases.reply_notice_after
     prepare, act = _notices(app, "reply_notice", now)
     return _each(lambda: store.due_reply_notices(settled, BATCH), act, prepare)
 
 
 def remind_due(app: App) -> int:
-    before = app.settings["cases"]["reminder_before"]
+    before = app.settings.cases.reminder_before
     if not before:
         return 0
     now = app.clock.now()
@@ -196,7 +196,7 @@ def remind_due(app: App) -> int:
 
 def close_stale(app: App) -> int:
     now = app.clock.now()
-    lifetime = app.settings["cases"]["conversation_lifetime"]
+    lifetime = app.settings.cases.conversation_lifetime
 
     def close(batch: list[int], _: Any) -> int:
         closed = store.close_stale_cases(batch, now, lifetime)
@@ -209,7 +209,7 @@ def close_stale(app: App) -> int:
 
 
 def purge(app: App) -> int:
-    cutoff = app.clock.now() - app.settings["storage"]["retention"]
+    cutoff = app.clock.now() - app.settings.storage.retention
     total = 0
     while (purged := store.purge_bodies(cutoff, 1000)) > 0:
         total += purged

@@ -33,18 +33,18 @@ class Opened:
 def open_case(app: App, req: OpenCaseRequest) -> Opened:
     """Raises CaseAlreadyOpen, TemplateProblem or a database error; nothing is stored then."""
     now = app.clock.now()
-    deadline = cases.deadline(now, app.settings["cases"]["reply_window"])
+    deadline = cases.deadline(now, app.settings.cases.reply_window)
     reviewer_token, business_token = new_token(), new_token()
-    reviewer_address = f"{reviewer_token}@{app.domain}"
-    rendered = notices.render(app.templates, "contact_request", req.locale, {
-        "platform_name": app.platform_name, "business_name": req.business_name,
+    reviewer_address = f"{reviewer_token}@{app.settings.relay.domain}"
+    rendered = notices.render(app.settings.relay.templates, "contact_request", req.locale, {
+        "platform_name": app.settings.relay.platform_name, "business_name": req.business_name,
         "reviewer_name": req.reviewer_name, "review_id": req.review_id, "message": req.message,
         "requests": list(req.requests),
-        "deadline": notices.localized(deadline, req.locale, app.settings["relay"]["timezone"]),
+        "deadline": notices.localized(deadline, req.locale, app.settings.relay.timezone),
     })
-    message_id = new_message_id(app.domain)
+    message_id = new_message_id(app.settings.relay.domain)
     body = notices.build(rendered, Addressing(
-        from_name=f"{req.business_name} via {app.platform_name}", from_address=reviewer_address,
+        from_name=f"{req.business_name} via {app.settings.relay.platform_name}", from_address=reviewer_address,
         to_address=req.reviewer_email, to_name=req.reviewer_name, reply_to=reviewer_address),
         message_id, now)
     queue_id = outbox.new_queue_id()
@@ -53,12 +53,12 @@ def open_case(app: App, req: OpenCaseRequest) -> Opened:
         outbox.enqueue(case_id=new.case_id, source_id=None, kind="contact_request",
                        recipient_party=Party.REVIEWER, recipient=req.reviewer_email,
                        message_id=message_id, queue_id=queue_id, body=body, now=now,
-                       lifetime=app.queue_lifetime)
+                       lifetime=app.settings.outbound.max_queue_lifetime)
         case_store.record_event(new.case_id, "case.opened", now, f"review {req.review_id}")
         case_store.record_event(new.case_id, "notice.queued", now, "contact_request")
     logs.event("case.opened", f"case opened for review {req.review_id} (origin {req.origin.value})",
                case=new.case_id)
     logs.event("notice.queued", "contact request queued to the reviewer", case=new.case_id, qid=queue_id)
     return Opened(case_id=new.case_id, reviewer_address=reviewer_address,
-                  business_address=f"{business_token}@{app.domain}",
+                  business_address=f"{business_token}@{app.settings.relay.domain}",
                   deadline=deadline.isoformat(timespec="seconds") + "Z", queue_id=queue_id)

@@ -33,7 +33,7 @@ async def run_scheduler(app: App, stop: asyncio.Event,
     when a run is due; this loop only asks it once a second)."""
     scheduler = schedule.Scheduler()
     due: list[bool] = []
-    seconds = max(1, int(app.settings["scheduler"]["interval"].total_seconds()))
+    seconds = max(1, int(app.settings.scheduler.interval.total_seconds()))
     scheduler.every(seconds).seconds.do(lambda: due.append(True))
     while not stop.is_set():
         scheduler.run_pending()

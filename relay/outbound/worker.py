@@ -35,7 +35,7 @@ from relay.core import verp
 from relay.core.cases import Party
 from relay.core.redact import describe
 from relay.lifecycle import jobs as lifecycle
-from relay.outbound.transports import Attempt, Result, Transport
+from relay.outbound.transports import Attempt, Result, Transport, from_url
 from relay.store import outbox as store
 from relay.store.case_records import record_event, record_events
 from relay.store.models import db
@@ -93,6 +93,12 @@ class Worker:
     lease: timedelta = LEASE
     wake: asyncio.Event = field(default_factory=asyncio.Event)
 
+    @classmethod
+    def for_app(cls, app: App) -> Worker:
+        """The worker with the transport `[outbound]` configures: the one place it is built."""
+        outbound = app.settings.outbound
+        return cls(app, from_url(outbound.url, outbound.timeout.total_seconds(), helo=app.settings.relay.domain))
+
     async def run_pass(self, max_batches: int = 1000, only: int | None = None) -> Counts:
         """Deliver everything due now (bounded), or just delivery `only`; return counts."""
         counts = Counts()
@@ -123,7 +129,7 @@ class Worker:
             await self.app.blocking(store.renew, ids, token, self.app.clock.now() + self.lease)
 
     async def _attempt(self, item: store.Claimed) -> tuple[store.Claimed, Step]:
-        sender = verp.envelope_sender(item.id, self.app.key, self.app.domain)
+        sender = verp.envelope_sender(item.id, self.app.key, self.app.settings.relay.domain)
         try:
             attempt = await self.transport.send(sender, item.recipient, item.body, _name(item))
         except Exception as exc:  # a transport bug must not lose the delivery: retry it
