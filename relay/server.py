@@ -8,6 +8,7 @@ import signal
 
 from relay import logs
 from relay.app import App
+from relay.core.vocabulary import Event
 from relay.inbound.smtp import InboundHandler, RelaySMTP, tls_context
 from relay.lifecycle import scheduler as jobs
 from relay.outbound.worker import Worker
@@ -35,7 +36,7 @@ async def serve(app: App, stop: asyncio.Event | None = None, ready: asyncio.Even
     tasks = [asyncio.create_task(worker.run_forever(stop)),
              asyncio.create_task(jobs.run_scheduler(app, stop, lambda: jobs.run_once(app, worker)))
              ] if background else []
-    logs.event("serve.started", f"listening on {inbound.host}:{inbound.port} for @{app.settings.relay.domain}, "
+    logs.event(Event.SERVE_STARTED, f"listening on {inbound.host}:{inbound.port} for @{app.settings.relay.domain}, "
                f"outbound {_describe(outbound.url)}")
     if ready is not None:
         ready.set()
@@ -48,7 +49,7 @@ async def serve(app: App, stop: asyncio.Event | None = None, ready: asyncio.Even
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         await worker.transport.close()
-        logs.event("serve.stopped", "relay stopped")
+        logs.event(Event.SERVE_STOPPED, "relay stopped")
 
 
 def _describe(url: str) -> str:

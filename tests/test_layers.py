@@ -5,6 +5,7 @@ through the core or the store. Read from the source with `ast`, so nothing has t
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 RELAY = Path(__file__).resolve().parent.parent / "relay"
@@ -88,3 +89,25 @@ def test_settings_are_read_as_typed_attributes() -> None:
     subscripts = [f"{path.relative_to(RELAY.parent)}:{n}" for path in sorted(RELAY.rglob("*.py"))
                   for n, line in enumerate(path.read_text().splitlines(), 1) if "settings[" in line]
     assert subscripts == []
+
+
+def test_every_event_is_explained_in_the_operations_guide() -> None:
+    """One registry of event names (relay.core.vocabulary.Event), and every one of them in the
+    table admins read; no name in the table that the relay never writes."""
+    from relay.core.vocabulary import Event
+
+    guide = (RELAY.parent / "docs" / "operations.md").read_text()
+    table = guide.split("### Events", 1)[1].split("###", 1)[0]
+    documented = set(re.findall(r"`([a-z]+\.[a-z_]+)`", table))
+    assert {e.value for e in Event} - documented == set()
+    assert documented - {e.value for e in Event} == set()
+
+
+def test_events_are_named_from_the_registry() -> None:
+    """No event name written as a bare string where events are recorded or logged."""
+    bare = []
+    for path in sorted(RELAY.rglob("*.py")):
+        for n, line in enumerate(path.read_text().splitlines(), 1):
+            if re.search(r"(logs\.event|record_events?)\([^)]*?\"[a-z]+\.[a-z_]+\"", line):
+                bare.append(f"{path.relative_to(RELAY.parent)}:{n}")
+    assert bare == []

@@ -6,9 +6,10 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from relay.core.cases import InvalidInput, NotContactable, Party, State, validate_open_case
+from relay.core.cases import InvalidInput, NotContactable, validate_open_case
 from relay.core.outcomes import Outcome, reply, translate_library_reply
-from relay.core.policy import Conversation, check_recipient, check_sender, map_thread_ids
+from relay.core.policy import check_recipient, check_sender, map_thread_ids
+from relay.core.vocabulary import Conversation, Party, State
 from relay.outbound.transports import Attempt, Result
 from relay.outbound.worker import next_step, retry_delay
 

@@ -16,6 +16,7 @@ from relay.admin import tail, views
 from relay.app import App
 from relay.core.cases import InvalidInput, NotContactable, validate_open_case
 from relay.core.notices import TemplateProblem
+from relay.core.vocabulary import DeliveryState, Event
 from relay.store import case_records as case_store
 from relay.store import outbox as outbox_store
 from relay.store.database import StorageUnavailable
@@ -161,7 +162,7 @@ def cmd_case(settings: config.Settings, args: argparse.Namespace) -> int:
         if args.action == "close":
             changed = case_store.close_case(args.id, args.reason, app.clock.now())
             if changed:
-                logs.event("case.closed", f"case closed{': ' + args.reason if args.reason else ''}",
+                logs.event(Event.CASE_CLOSED, f"case closed{': ' + args.reason if args.reason else ''}",
                            case=args.id)
             print(f"case {args.id} closed" if changed else f"case {args.id} was already closed")
             return 0
@@ -220,12 +221,12 @@ def cmd_status(settings: config.Settings, args: argparse.Namespace) -> int:
     app = _open(settings)
     try:
         now = app.clock.now()
-        day = case_store.event_counts(["delivery.failed", "bounce.received", "autoreply.dropped"],
+        day = case_store.event_counts([Event.DELIVERY_FAILED, Event.BOUNCE_RECEIVED, Event.AUTOREPLY_DROPPED],
                                       now - timedelta(days=1))
         status = {"cases": case_store.state_counts(), "outbox": outbox_store.state_counts(),
                   "oldest_pending": outbox_store.oldest_pending(),
-                  "last_24h": {"deliveries_failed": day["delivery.failed"], "bounces": day["bounce.received"],
-                               "autoreplies_dropped": day["autoreply.dropped"]},
+                  "last_24h": {"deliveries_failed": day[Event.DELIVERY_FAILED], "bounces": day[Event.BOUNCE_RECEIVED],
+                               "autoreplies_dropped": day[Event.AUTOREPLY_DROPPED]},
                   "refusals_last_hour": _refusals(settings, now - timedelta(hours=1))}
     finally:
         app.close()
@@ -250,15 +251,16 @@ def cmd_outbox(settings: config.Settings, args: argparse.Namespace) -> int:
     app = _open(settings)
     try:
         if args.action != "retry":
-            rows = outbox_store.listing(["queued", "sending", "failed"])
+            rows = outbox_store.listing([DeliveryState.QUEUED, DeliveryState.SENDING, DeliveryState.FAILED])
             print(views.to_json(rows) if args.json else views.outbox_table(rows))
             return 0
         if not outbox_store.retry_now(args.id, app.clock.now(), app.settings.outbound.max_queue_lifetime):
             raise Failure(f"delivery {args.id} is not pending or failed (or its body was purged)")
-        logs.event("delivery.retry", f"delivery {args.id} retried by an admin")
+        logs.event(Event.DELIVERY_RETRY, f"delivery {args.id} retried by an admin")
         worker = Worker.for_app(app)
         counts = asyncio.run(then_close(worker, worker.run_pass(only=args.id)))
-        state = "sent" if counts.sent else ("failed" if counts.failed else "deferred (see relay outbox)")
+        state = DeliveryState.SENT if counts.sent else (
+            DeliveryState.FAILED if counts.failed else "deferred (see relay outbox)")
         print(f"delivery {args.id}: {state}")
         return 0 if counts.sent else 1
     finally:
@@ -272,7 +274,7 @@ def cmd_forget(settings: config.Settings, args: argparse.Namespace) -> int:
         counts = forget_reviewer(args.reviewer_email, app.clock.now())
     finally:
         app.close()
-    logs.event("reviewer.forgotten", f"a reviewer was forgotten: {counts['cases']} case(s), "
+    logs.event(Event.REVIEWER_FORGOTTEN, f"a reviewer was forgotten: {counts['cases']} case(s), "
                f"{counts['message_bodies']} message bodies erased")
     print(views.to_json(counts))
     return 0

@@ -7,6 +7,8 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
+from relay.core.vocabulary import DeliveryState
+
 
 def to_json(value: Any) -> str:
     return json.dumps(value, default=_json_default, ensure_ascii=False, indent=None)
@@ -60,7 +62,7 @@ def case_timeline(detail: dict[str, Any]) -> str:
         events.append((m["received_at"], f"{'message':<16} from {m['sender']}{late}, {m['size']} bytes, "
                                          f"queue id {m['queue_id']}"))
     for d in detail["deliveries"]:
-        status = d["state"] + (f": {d['last_error']}" if d["last_error"] and d["state"] != "sent" else "")
+        status = d["state"] + (f": {d['last_error']}" if d["last_error"] and d["state"] != DeliveryState.SENT else "")
         events.append((d["sent_at"] or d["created_at"],
                        f"{'delivery':<16} {d['kind']} to {d['recipient_party']}, {status}, "
                        f"{d['attempts']} attempt(s), queue id {d['queue_id']}"))

@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 from enum import Enum
 
 from relay.core import addresses
+from relay.core.vocabulary import State
 
 
 class Origin(Enum):
@@ -19,22 +20,6 @@ class Origin(Enum):
 CONTACTABLE = frozenset({Origin.ORGANIC, Origin.INVITED_EXTERNAL})
 LOCALES = ("de", "en")
 REQUESTS = ("order_number", "reference", "contact_details")
-
-
-class State(Enum):
-    AWAITING_REPLY = "awaiting_reply"
-    REPLIED = "replied"
-    EXPIRED = "expired"
-    CLOSED = "closed"
-
-
-class Party(Enum):
-    REVIEWER = "reviewer"
-    BUSINESS = "business"
-
-    @property
-    def other(self) -> Party:
-        return Party.BUSINESS if self is Party.REVIEWER else Party.REVIEWER
 
 
 class InvalidInput(ValueError):

@@ -1,5 +1,7 @@
 """Every way an SMTP exchange with the relay can end, in one table: the outcome's name, its SMTP reply
-(code, enhanced status code, a sentence a person understands) and the log event it produces.
+(code, enhanced status code, a sentence a person understands), the log event it produces, whether
+it counts towards a client's unknown-recipient limit (address harvesting) and whether it is worth a
+warning in the log.
 
 Handlers return an Outcome; only this module knows what that means on the wire. That keeps the
 SMTP replies consistent and lets tests assert on names rather than strings.
@@ -9,6 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import Enum
+
+from relay.core.vocabulary import Event
 
 
 @dataclass(frozen=True)
@@ -33,7 +37,6 @@ class Outcome(Enum):
     CONVERSATION_CLOSED = "conversation_closed"
     WRONG_SENDER = "wrong_sender"
     TOO_MANY_RECIPIENTS = "too_many_recipients"
-    BAD_ADDRESS_SYNTAX = "bad_address_syntax"
     TOO_LARGE = "too_large"
     LINE_TOO_LONG = "line_too_long"
     UNPROCESSABLE = "unprocessable"
@@ -54,69 +57,69 @@ class Outcome(Enum):
 @dataclass(frozen=True)
 class Rule:
     reply: Reply
-    event: str
+    event: Event | None       # None: not logged (an accepted recipient)
+    probe: bool = False       # a client guessing addresses: counts towards its limit
+    warning: bool = False     # logged as a warning (the relay or a client is in trouble)
 
 
 _TABLE: dict[Outcome, Rule] = {
-    Outcome.ACCEPTED: Rule(Reply(250, "2.0.0", "Message accepted for delivery"), "inbound.accepted"),
-    Outcome.RECIPIENT_OK: Rule(Reply(250, "2.1.5", "Recipient OK"), "smtp.rcpt"),
+    Outcome.ACCEPTED: Rule(Reply(250, "2.0.0", "Message accepted for delivery"), Event.INBOUND_ACCEPTED),
+    Outcome.RECIPIENT_OK: Rule(Reply(250, "2.1.5", "Recipient OK"), None),
     Outcome.FOREIGN_DOMAIN: Rule(
         Reply(550, "5.7.1", "Relaying denied: this server only accepts mail for its own relay addresses"),
-        "inbound.refused"),
+        Event.INBOUND_REFUSED, probe=True),
     Outcome.UNKNOWN_ADDRESS: Rule(
         Reply(550, "5.1.1", "No such relay address here; check the address you are writing to"),
-        "inbound.refused"),
+        Event.INBOUND_REFUSED, probe=True),
     Outcome.CONVERSATION_CLOSED: Rule(
         Reply(550, "5.1.1", "This conversation is closed; the relay address no longer accepts mail"),
-        "inbound.refused"),
+        Event.INBOUND_REFUSED),
     Outcome.WRONG_SENDER: Rule(
         Reply(550, "5.7.1", "Sender not allowed for this conversation; "
                             "please answer from the address that received the message"),
-        "inbound.refused"),
+        Event.INBOUND_REFUSED),
     Outcome.TOO_MANY_RECIPIENTS: Rule(
         Reply(452, "4.5.3", "Too many recipients; send one message per relay address"),
-        "inbound.refused"),
-    Outcome.BAD_ADDRESS_SYNTAX: Rule(
-        Reply(553, "5.1.3", "That is not a valid mailbox address"), "inbound.refused"),
+        Event.INBOUND_REFUSED),
     Outcome.TOO_LARGE: Rule(
-        Reply(552, "5.3.4", "Message too big for this relay"), "inbound.refused"),
+        Reply(552, "5.3.4", "Message too big for this relay"), Event.INBOUND_REFUSED),
     Outcome.LINE_TOO_LONG: Rule(
-        Reply(552, "5.3.4", "A line of the message is too long for this relay"), "inbound.refused"),
+        Reply(552, "5.3.4", "A line of the message is too long for this relay"), Event.INBOUND_REFUSED),
     Outcome.HEADER_TOO_LARGE: Rule(
         Reply(552, "5.3.4", "The message header is too large (too many or too long header fields)"),
-        "inbound.refused"),
+        Event.INBOUND_REFUSED),
     Outcome.UNPROCESSABLE: Rule(
         Reply(554, "5.6.0", "The message could not be processed safely and was not forwarded; "
                             "please send it again as a plain reply"),
-        "inbound.refused"),
+        Event.INBOUND_REFUSED),
     Outcome.LATE_REPLY_REJECTED: Rule(
         Reply(550, "5.7.1", "The time to answer this request has passed; the answer was not forwarded"),
-        "inbound.refused"),
+        Event.INBOUND_REFUSED),
     Outcome.TEMPORARY_FAILURE: Rule(
         Reply(451, "4.3.0", "Temporary problem on the relay; please try again later"),
-        "inbound.deferred"),
+        Event.INBOUND_DEFERRED, warning=True),
     Outcome.AUTO_REPLY_DROPPED: Rule(
-        Reply(250, "2.0.0", "Automatic reply received; it is not forwarded"), "autoreply.dropped"),
+        Reply(250, "2.0.0", "Automatic reply received; it is not forwarded"), Event.AUTOREPLY_DROPPED),
     Outcome.BOUNCE_RECORDED: Rule(
-        Reply(250, "2.0.0", "Delivery report received"), "bounce.received"),
+        Reply(250, "2.0.0", "Delivery report received"), Event.BOUNCE_RECEIVED),
     Outcome.BOUNCE_IGNORED: Rule(
-        Reply(250, "2.0.0", "Message to a bounce address received; it is not forwarded"), "bounce.ignored"),
+        Reply(250, "2.0.0", "Message to a bounce address received; it is not forwarded"), Event.BOUNCE_IGNORED),
     Outcome.LOOP: Rule(
-        Reply(554, "5.4.6", "Mail loop detected; the message was not forwarded"), "inbound.refused"),
+        Reply(554, "5.4.6", "Mail loop detected; the message was not forwarded"), Event.INBOUND_REFUSED),
     Outcome.RATE_LIMITED: Rule(
         Reply(451, "4.7.1", "Too many messages in this conversation for now; please try again later"),
-        "inbound.deferred"),
+        Event.INBOUND_DEFERRED),
     Outcome.TOO_MANY_PROBES: Rule(
         Reply(421, "4.7.0", "Too many unknown recipients from your address; closing the connection"),
-        "inbound.refused"),
+        Event.INBOUND_REFUSED, warning=True),
     Outcome.BAD_BOUNCE_ADDRESS: Rule(
         Reply(550, "5.7.1", "Not a valid bounce address of this relay (forged or expired)"),
-        "inbound.refused"),
+        Event.INBOUND_REFUSED, probe=True),
     Outcome.NULL_SENDER_REFUSED: Rule(
         Reply(550, "5.7.1", "Mail with an empty sender is only accepted at the relay's bounce addresses"),
-        "inbound.refused"),
+        Event.INBOUND_REFUSED),
     Outcome.TLS_REQUIRED: Rule(
-        Reply(530, "5.7.0", "Must issue a STARTTLS command first"), "inbound.refused"),
+        Reply(530, "5.7.0", "Must issue a STARTTLS command first"), Event.INBOUND_REFUSED),
 }
 
 
@@ -124,8 +127,16 @@ def reply(outcome: Outcome) -> Reply:
     return _TABLE[outcome].reply
 
 
-def event(outcome: Outcome) -> str:
-    return _TABLE[outcome].event
+def rule(outcome: Outcome) -> Rule:
+    return _TABLE[outcome]
+
+
+def event(outcome: Outcome) -> Event:
+    """The log event of an outcome that is logged (every one but an accepted recipient)."""
+    logged = _TABLE[outcome].event
+    if logged is None:
+        raise ValueError(f"{outcome.value} is not logged")
+    return logged
 
 
 # aiosmtpd answers a few conditions itself, without an enhanced status code. These are the

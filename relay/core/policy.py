@@ -8,34 +8,12 @@ must come from the party that owns the address.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from relay.core import addresses
-from relay.core.cases import Party, State, accepts_mail
+from relay.core.cases import accepts_mail
 from relay.core.outcomes import Outcome
-
-
-@dataclass(frozen=True)
-class Conversation:
-    """What one relay address stands for: the case, who writes to it and where it leads."""
-
-    case_id: int
-    local_part: str
-    state: State
-    last_activity_at: datetime
-    writer: Party                 # the party that owns the address (may write to it)
-    writer_email: str | None      # None once the reviewer was forgotten
-    writer_name: str              # the writer's public name
-    reader_email: str             # where messages to this address go
-    reader_alias: str             # the relay address the reader writes to (stands for the writer)
-    locale: str
-    deadline: datetime
-
-    def late(self, now: datetime) -> bool:
-        """A reviewer's message is late when no answer came within the reply window."""
-        return self.writer is Party.REVIEWER and (
-            self.state is State.EXPIRED or (self.state is State.AWAITING_REPLY and now >= self.deadline))
+from relay.core.vocabulary import Conversation, Party
 
 
 def is_relay_domain(address: str, domain: str) -> bool:

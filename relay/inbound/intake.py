@@ -16,10 +16,9 @@ import peewee as pw
 from relay import logs
 from relay.app import App
 from relay.core import classify, headers, limits, notices, outcomes, policy, sanitize
-from relay.core.cases import Party, State
 from relay.core.compose import new_message_id
 from relay.core.outcomes import Outcome
-from relay.core.policy import Conversation
+from relay.core.vocabulary import Conversation, Event, Mail, Party, State
 from relay.lifecycle import jobs as lifecycle
 from relay.store import case_records as case_store
 from relay.store import outbox
@@ -56,7 +55,7 @@ def guarded(app: App, raw: bytes, case_id: int | None, work: Callable[[], Result
     except sanitize.Unprocessable as exc:
         return Result(unreadable, detail=str(exc))
     except pw.DatabaseError as exc:
-        logs.event("storage.error", f"database error while processing a message: {type(exc).__name__}",
+        logs.event(Event.STORAGE_ERROR, f"database error while processing a message: {type(exc).__name__}",
                    level=logging.ERROR, case=case_id)
         return Result(Outcome.TEMPORARY_FAILURE, detail="database error")
 
@@ -101,8 +100,8 @@ def _process(app: App, conversation: Conversation, envelope_from: str, raw: byte
     body = sanitize.forward(msg, route, said)
     queue_id = _store(app, conversation, raw, said.message_id, message_id, body, now)
     if said.copies:  # never relayed, and the forward does not mention them
-        logs.event("forward.copies_dropped", f"{said.copies} Cc/Bcc recipient(s) of the {conversation.writer.value} "
-                   "not relayed", case=conversation.case_id, qid=queue_id)
+        logs.event(Event.FORWARD_COPIES_DROPPED, f"{said.copies} Cc/Bcc recipient(s) of the "
+                   f"{conversation.writer.value} not relayed", case=conversation.case_id, qid=queue_id)
     return Result(Outcome.ACCEPTED, queue_id=queue_id)
 
 
@@ -136,13 +135,13 @@ def _store(app: App, conversation: Conversation, raw: bytes, original_id: str | 
     late = conversation.late(now)
     with db.atomic():
         stored = case_store.record_message(conversation.case_id, queue_id, writer, now, len(raw), original_id, late)
-        outbox.enqueue(case_id=conversation.case_id, source_id=stored, kind="forward",
+        outbox.enqueue(case_id=conversation.case_id, source_id=stored, kind=Mail.FORWARD,
                        recipient_party=writer.other, recipient=conversation.reader_email,
                        message_id=message_id, queue_id=queue_id, body=body, now=now,
                        lifetime=app.settings.outbound.max_queue_lifetime)
         if writer is Party.REVIEWER and conversation.state in (State.AWAITING_REPLY, State.EXPIRED):
             _reviewer_answered(app, conversation.case_id, stored, late, now)
-    logs.event("forward.queued", f"forward {writer.value} -> {writer.other.value}" + (" (late)" if late else ""),
+    logs.event(Event.FORWARD_QUEUED, f"forward {writer.value} -> {writer.other.value}" + (" (late)" if late else ""),
                case=conversation.case_id, qid=queue_id)
     return queue_id
 
@@ -154,8 +153,8 @@ def _reviewer_answered(app: App, case_id: int, message_id: int, late: bool, now:
         return
     if lifecycle_store.mark_replied(case_id, now):
         # the reply notice follows once this forward is delivered (lifecycle.notify_replies)
-        case_store.record_event(case_id, "case.replied", now)
-        logs.event("case.replied", "the reviewer answered", case=case_id)
+        case_store.record_event(case_id, Event.CASE_REPLIED, now)
+        logs.event(Event.CASE_REPLIED, "the reviewer answered", case=case_id)
     elif lifecycle_store.current_state(case_id) is State.EXPIRED:
         # the expiry job won the race by moments: the answer counts as late
         Message.update(late=True).where(Message.id == message_id).execute()

@@ -19,9 +19,8 @@ from relay.app import App
 from relay.core import addresses, limits, outcomes, policy, verp
 from relay.core.outcomes import Outcome, reply
 from relay.core.redact import describe
+from relay.core.vocabulary import Event
 from relay.inbound import intake, returns
-
-_PROBES = {Outcome.UNKNOWN_ADDRESS, Outcome.FOREIGN_DOMAIN, Outcome.BAD_BOUNCE_ADDRESS}
 
 
 class RelaySMTP(SMTP):
@@ -82,7 +81,7 @@ class InboundHandler:
             outcome, target, case = await self._recipient(local, domain, address, envelope.mail_from or "")
         except Exception as exc:
             return self._refuse(Outcome.TEMPORARY_FAILURE, session, f"lookup failed: {type(exc).__name__}")
-        if outcome in _PROBES and client not in self.exempt and self.probes.add(client, now):
+        if outcomes.rule(outcome).probe and client not in self.exempt and self.probes.add(client, now):
             return self._refuse(Outcome.TOO_MANY_PROBES, session, "client over the unknown-recipient limit")
         if outcome is not Outcome.RECIPIENT_OK:
             return self._refuse(outcome, session, f"recipient refused ({outcome.value})", case=case)
@@ -123,7 +122,7 @@ class InboundHandler:
         try:
             result = await self.app.blocking(process, self.app, target, envelope.mail_from or "", raw)
         except Exception as exc:
-            logs.event("inbound.error", f"processing failed: {describe(exc)}",
+            logs.event(Event.INBOUND_ERROR, f"processing failed: {describe(exc)}",
                        level=logging.ERROR, case=case)
             return self._refuse(Outcome.TEMPORARY_FAILURE, session, "processing failed", case=case)
         finally:
@@ -133,7 +132,7 @@ class InboundHandler:
             del raw
         if result.outcome is Outcome.ACCEPTED:
             answer = reply(Outcome.ACCEPTED).with_text(f"queued as {result.queue_id}")
-            logs.event("inbound.accepted", f"{target.writer.value} message accepted ({size} bytes), "
+            logs.event(Event.INBOUND_ACCEPTED, f"{target.writer.value} message accepted ({size} bytes), "
                        f"forward queued to the {target.writer.other.value}",
                        case=case, qid=result.queue_id, reply=answer)
             self.on_queued()
@@ -150,8 +149,7 @@ class InboundHandler:
     def _refuse(self, outcome: Outcome, session: Session, why: str, case: int | None = None) -> str:
         answer = str(reply(outcome))
         peer = session.peer[0] if session and session.peer else "?"
-        worrying = outcome in (Outcome.TEMPORARY_FAILURE, Outcome.TOO_MANY_PROBES)
-        level = logging.WARNING if worrying else logging.INFO
+        level = logging.WARNING if outcomes.rule(outcome).warning else logging.INFO
         logs.event(outcomes.event(outcome), f"{why}; client {peer}", level=level, case=case, reply=answer,
                    outcome=outcome.value)
         return answer

@@ -15,9 +15,9 @@ from typing import Any
 from relay import logs
 from relay.app import App
 from relay.core import notices
-from relay.core.cases import Party
 from relay.core.compose import Addressing, new_message_id
 from relay.core.redact import describe
+from relay.core.vocabulary import Event, Mail, Party
 from relay.store import case_records as case_store
 from relay.store import outbox
 from relay.store import transitions as store
@@ -33,10 +33,10 @@ class NoticeKind:
 
 
 KINDS = {
-    "reply_notice": NoticeKind(Party.BUSINESS, from_relay_address=False),
-    "expiry_notice": NoticeKind(Party.BUSINESS, from_relay_address=False),
-    "reminder": NoticeKind(Party.REVIEWER, from_relay_address=True),
-    "reviewer_unreachable": NoticeKind(Party.BUSINESS, from_relay_address=False),
+    Mail.REPLY_NOTICE: NoticeKind(Party.BUSINESS, from_relay_address=False),
+    Mail.EXPIRY_NOTICE: NoticeKind(Party.BUSINESS, from_relay_address=False),
+    Mail.REMINDER: NoticeKind(Party.REVIEWER, from_relay_address=True),
+    Mail.REVIEWER_UNREACHABLE: NoticeKind(Party.BUSINESS, from_relay_address=False),
 }
 
 
@@ -45,7 +45,7 @@ def notice_address(app: App) -> str:
     return f"notices@{app.settings.relay.domain}"
 
 
-def queue_notice(app: App, case_id: int, kind: str, now: datetime) -> bool:
+def queue_notice(app: App, case_id: int, kind: Mail, now: datetime) -> bool:
     """Queue one notice of `kind` for the case unless it has one already (see queue_notices)."""
     return queue_notices(app, [case_id], kind, now) == 1
 
@@ -54,7 +54,7 @@ def queue_notice(app: App, case_id: int, kind: str, now: datetime) -> bool:
 Composed = dict[int, outbox.Outgoing | None]
 
 
-def prepare_notices(app: App, case_ids: list[int], kind: str, now: datetime) -> Composed:
+def prepare_notices(app: App, case_ids: list[int], kind: Mail, now: datetime) -> Composed:
     """The notice of `kind` for each case, composed but not stored ({case id: delivery}; None where
     the recipient is gone). It only reads, so the jobs call it before their write transaction:
     rendering never holds the database's write lock that inbound mail is waiting for."""
@@ -65,7 +65,7 @@ def prepare_notices(app: App, case_ids: list[int], kind: str, now: datetime) -> 
     return {case_id: compose_notice(app, kind, facts[case_id], now, localized) for case_id in sorted(facts)}
 
 
-def store_notices(app: App, prepared: Composed, kind: str, now: datetime) -> int:
+def store_notices(app: App, prepared: Composed, kind: Mail, now: datetime) -> int:
     """Queue the prepared notices of those cases that have none of `kind` yet; how many were
     queued. Call inside a transaction: claims, deliveries and events commit together or not at
     all. Claims, deliveries and events are prepared statements bound once per case, the delivery
@@ -75,18 +75,18 @@ def store_notices(app: App, prepared: Composed, kind: str, now: datetime) -> int
     composed = {case_id: c for case_id in sorted(claimed) if (c := prepared[case_id]) is not None}
     delivery_ids = outbox.enqueue_many(list(composed.values()), now, app.settings.outbound.max_queue_lifetime)
     store.attach_deliveries({claimed[case_id]: delivery_ids[c.message_id] for case_id, c in composed.items()})
-    case_store.record_events(list(composed), "notice.queued", now, kind)
+    case_store.record_events(list(composed), Event.NOTICE_QUEUED, now, kind)
     for case_id, c in composed.items():
-        logs.event("notice.queued", f"{kind} queued to the {c.recipient_party.value}", case=case_id, qid=c.queue_id)
+        logs.event(Event.NOTICE_QUEUED, f"{kind} queued to the {c.recipient_party.value}", case=case_id, qid=c.queue_id)
     return len(composed)
 
 
-def queue_notices(app: App, case_ids: list[int], kind: str, now: datetime) -> int:
+def queue_notices(app: App, case_ids: list[int], kind: Mail, now: datetime) -> int:
     """Compose and queue in one go, for callers already inside a transaction (see store_notices)."""
     return store_notices(app, prepare_notices(app, case_ids, kind, now), kind, now)
 
 
-def compose_notice(app: App, kind: str, facts: dict[str, Any], now: datetime,
+def compose_notice(app: App, kind: Mail, facts: dict[str, Any], now: datetime,
                    localized: Callable[..., str] = notices.localized) -> outbox.Outgoing | None:
     """The notice of `kind` for a case as a delivery, or None if its recipient is gone (a forgotten
     reviewer: nobody to tell). `localized`: how dates are formatted (notices.localized)."""
@@ -130,12 +130,13 @@ def expire_cases(app: App, case_ids: list[int], now: datetime, prepared: Compose
     """Expire those cases whose window is over, each with its expiry notice; how many. Call inside
     a transaction; `prepared`: their expiry notices composed beforehand (prepare_notices)."""
     expired = store.expire_due_cases(case_ids, now)
-    case_store.record_events(expired, "case.expired", now)
+    case_store.record_events(expired, Event.CASE_EXPIRED, now)
     for case_id in expired:
-        logs.event("case.expired", "reply window over without an answer", case=case_id)
+        logs.event(Event.CASE_EXPIRED, "reply window over without an answer", case=case_id)
     ready = dict(prepared or {})
-    ready.update(prepare_notices(app, [case_id for case_id in expired if case_id not in ready], "expiry_notice", now))
-    store_notices(app, {case_id: ready[case_id] for case_id in expired if case_id in ready}, "expiry_notice", now)
+    missing = [case_id for case_id in expired if case_id not in ready]
+    ready.update(prepare_notices(app, missing, Mail.EXPIRY_NOTICE, now))
+    store_notices(app, {case_id: ready[case_id] for case_id in expired if case_id in ready}, Mail.EXPIRY_NOTICE, now)
     return len(expired)
 
 
@@ -158,7 +159,7 @@ def _each(ids: Callable[[], list[int]], act: Callable[[list[int], Any], int],
     return done
 
 
-def _notices(app: App, kind: str, now: datetime) -> tuple[Callable[[list[int]], Composed],
+def _notices(app: App, kind: Mail, now: datetime) -> tuple[Callable[[list[int]], Composed],
                                                            Callable[[list[int], Composed], int]]:
     """The prepare and act steps of a job that only queues notices of `kind`."""
     return (lambda batch: prepare_notices(app, batch, kind, now),
@@ -169,7 +170,7 @@ def expire_due(app: App) -> int:
     now = app.clock.now()
     return _each(lambda: store.due_expiries(now, BATCH),
                  lambda batch, prepared: expire_cases(app, batch, now, prepared),
-                 lambda batch: prepare_notices(app, batch, "expiry_notice", now))
+                 lambda batch: prepare_notices(app, batch, Mail.EXPIRY_NOTICE, now))
 
 
 def notify_replies(app: App) -> int:
@@ -181,7 +182,7 @@ def notify_replies(app: App) -> int:
     """
     now = app.clock.now()
     settled = now - app.settings.cases.reply_notice_after
-    prepare, act = _notices(app, "reply_notice", now)
+    prepare, act = _notices(app, Mail.REPLY_NOTICE, now)
     return _each(lambda: store.due_reply_notices(settled, BATCH), act, prepare)
 
 
@@ -190,7 +191,7 @@ def remind_due(app: App) -> int:
     if not before:
         return 0
     now = app.clock.now()
-    prepare, act = _notices(app, "reminder", now)
+    prepare, act = _notices(app, Mail.REMINDER, now)
     return _each(lambda: store.due_reminders(now, before, BATCH), act, prepare)
 
 
@@ -200,9 +201,9 @@ def close_stale(app: App) -> int:
 
     def close(batch: list[int], _: Any) -> int:
         closed = store.close_stale_cases(batch, now, lifetime)
-        case_store.record_events(closed, "case.closed", now, "conversation lifetime over")
+        case_store.record_events(closed, Event.CASE_CLOSED, now, "conversation lifetime over")
         for case_id in closed:
-            logs.event("case.closed", "conversation lifetime over", case=case_id)
+            logs.event(Event.CASE_CLOSED, "conversation lifetime over", case=case_id)
         return len(closed)
 
     return _each(lambda: store.stale_conversations(now, lifetime, BATCH), close)
@@ -214,7 +215,7 @@ def purge(app: App) -> int:
     while (purged := store.purge_bodies(cutoff, 1000)) > 0:
         total += purged
     if total:
-        logs.event("storage.purged", f"{total} message bodies older than the retention removed")
+        logs.event(Event.STORAGE_PURGED, f"{total} message bodies older than the retention removed")
     return total
 
 
@@ -226,6 +227,6 @@ def run_all(app: App) -> dict[str, int]:
         try:
             counts[name] = job(app)
         except Exception as exc:  # one failing job must not stop the others; the next pass retries
-            logs.event("jobs.error", f"{name} job failed: {describe(exc)}", level=logging.ERROR)
+            logs.event(Event.JOBS_ERROR, f"{name} job failed: {describe(exc)}", level=logging.ERROR)
             counts[name] = 0
     return counts

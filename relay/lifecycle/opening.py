@@ -9,8 +9,9 @@ from relay import logs
 from relay.app import App
 from relay.core import cases, notices
 from relay.core.addresses import new_token
-from relay.core.cases import OpenCaseRequest, Party
+from relay.core.cases import OpenCaseRequest
 from relay.core.compose import Addressing, new_message_id
+from relay.core.vocabulary import Event, Mail, Party
 from relay.store import case_records as case_store
 from relay.store import outbox
 from relay.store.models import db
@@ -36,7 +37,7 @@ def open_case(app: App, req: OpenCaseRequest) -> Opened:
     deadline = cases.deadline(now, app.settings.cases.reply_window)
     reviewer_token, business_token = new_token(), new_token()
     reviewer_address = f"{reviewer_token}@{app.settings.relay.domain}"
-    rendered = notices.render(app.settings.relay.templates, "contact_request", req.locale, {
+    rendered = notices.render(app.settings.relay.templates, Mail.CONTACT_REQUEST, req.locale, {
         "platform_name": app.settings.relay.platform_name, "business_name": req.business_name,
         "reviewer_name": req.reviewer_name, "review_id": req.review_id, "message": req.message,
         "requests": list(req.requests),
@@ -50,15 +51,15 @@ def open_case(app: App, req: OpenCaseRequest) -> Opened:
     queue_id = outbox.new_queue_id()
     with db.atomic():
         new = case_store.create_case(req, reviewer_token, business_token, now, deadline)
-        outbox.enqueue(case_id=new.case_id, source_id=None, kind="contact_request",
+        outbox.enqueue(case_id=new.case_id, source_id=None, kind=Mail.CONTACT_REQUEST,
                        recipient_party=Party.REVIEWER, recipient=req.reviewer_email,
                        message_id=message_id, queue_id=queue_id, body=body, now=now,
                        lifetime=app.settings.outbound.max_queue_lifetime)
-        case_store.record_event(new.case_id, "case.opened", now, f"review {req.review_id}")
-        case_store.record_event(new.case_id, "notice.queued", now, "contact_request")
-    logs.event("case.opened", f"case opened for review {req.review_id} (origin {req.origin.value})",
+        case_store.record_event(new.case_id, Event.CASE_OPENED, now, f"review {req.review_id}")
+        case_store.record_event(new.case_id, Event.NOTICE_QUEUED, now, Mail.CONTACT_REQUEST)
+    logs.event(Event.CASE_OPENED, f"case opened for review {req.review_id} (origin {req.origin.value})",
                case=new.case_id)
-    logs.event("notice.queued", "contact request queued to the reviewer", case=new.case_id, qid=queue_id)
+    logs.event(Event.NOTICE_QUEUED, "contact request queued to the reviewer", case=new.case_id, qid=queue_id)
     return Opened(case_id=new.case_id, reviewer_address=reviewer_address,
                   business_address=f"{business_token}@{app.settings.relay.domain}",
                   deadline=deadline.isoformat(timespec="seconds") + "Z", queue_id=queue_id)

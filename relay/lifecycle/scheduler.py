@@ -15,6 +15,7 @@ import schedule
 from relay import logs
 from relay.app import App
 from relay.core.redact import describe
+from relay.core.vocabulary import Event
 from relay.lifecycle import jobs as lifecycle
 from relay.outbound.worker import Worker
 
@@ -42,9 +43,9 @@ async def run_scheduler(app: App, stop: asyncio.Event,
             try:
                 counts = await job()
                 if any(any(v.values()) for v in counts.values()):
-                    logs.event("jobs.pass", "scheduler pass", counts=counts)
+                    logs.event(Event.JOBS_PASS, "scheduler pass", counts=counts)
             except Exception as exc:  # a failed pass is retried at the next interval
-                logs.event("jobs.error", f"scheduler pass failed: {describe(exc)}",
+                logs.event(Event.JOBS_ERROR, f"scheduler pass failed: {describe(exc)}",
                            level=logging.ERROR)
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(stop.wait(), timeout=1.0)

@@ -32,8 +32,8 @@ from typing import Any, TypeVar
 from relay import logs
 from relay.app import App
 from relay.core import verp
-from relay.core.cases import Party
 from relay.core.redact import describe
+from relay.core.vocabulary import DeliveryState, Event, Mail, Party
 from relay.lifecycle import jobs as lifecycle
 from relay.outbound.transports import Attempt, Result, Transport, from_url
 from relay.store import outbox as store
@@ -53,7 +53,7 @@ def retry_delay(attempts: int) -> timedelta:
 
 @dataclass(frozen=True)
 class Step:
-    state: str                    # sent, queued (retry), failed
+    state: DeliveryState          # sent, queued (a retry) or failed
     next_attempt_at: datetime | None
     reason: str
     refused: bool = False         # failed: the recipient's side refused it for good (not expiry)
@@ -61,13 +61,13 @@ class Step:
 
 def next_step(attempt: Attempt, attempts: int, now: datetime, expires_at: datetime) -> Step:
     if attempt.result is Result.SENT:
-        return Step("sent", None, attempt.detail)
+        return Step(DeliveryState.SENT, None, attempt.detail)
     if attempt.result is Result.PERMANENT:
-        return Step("failed", None, attempt.detail, refused=attempt.about_recipient)
+        return Step(DeliveryState.FAILED, None, attempt.detail, refused=attempt.about_recipient)
     retry_at = now + retry_delay(attempts)
     if retry_at > expires_at:
-        return Step("failed", None, f"queue lifetime over; last error: {attempt.detail}")
-    return Step("queued", retry_at, attempt.detail)
+        return Step(DeliveryState.FAILED, None, f"queue lifetime over; last error: {attempt.detail}")
+    return Step(DeliveryState.QUEUED, retry_at, attempt.detail)
 
 
 @dataclass
@@ -76,10 +76,10 @@ class Counts:
     deferred: int = 0
     failed: int = 0
 
-    def add(self, state: str) -> None:
-        if state == "sent":
+    def add(self, state: DeliveryState) -> None:
+        if state == DeliveryState.SENT:
             self.sent += 1
-        elif state == "failed":
+        elif state == DeliveryState.FAILED:
             self.failed += 1
         else:
             self.deferred += 1
@@ -138,7 +138,7 @@ class Worker:
 
     async def _settle(self, results: list[tuple[store.Claimed, Step]]) -> list[tuple[store.Claimed, Step]]:
         """Have the transport make the batch durable; if it cannot, nothing of it counts as sent."""
-        sent = [_name(item) for item, step in results if step.state == "sent"]
+        sent = [_name(item) for item, step in results if step.state == DeliveryState.SENT]
         if not sent:
             return results
         try:
@@ -146,8 +146,8 @@ class Worker:
         except OSError as exc:
             failed = Attempt(Result.TEMPORARY, f"could not make the batch durable: {describe(exc)}")
             now = self.app.clock.now()
-            return [(item, next_step(failed, item.attempts, now, item.expires_at) if step.state == "sent" else step)
-                    for item, step in results]
+            return [(item, next_step(failed, item.attempts, now, item.expires_at)
+                     if step.state == DeliveryState.SENT else step) for item, step in results]
         return results
 
     def _record(self, results: list[tuple[store.Claimed, Step]], token: str, now: datetime) -> None:
@@ -155,39 +155,40 @@ class Worker:
         # for the deliveries this worker really marks failed, and only once per case (the claim)
         unreachable = sorted({item.case_id for item, step in results
                               if item.case_id is not None and _reviewer_refused(item, step)})
-        prepared = lifecycle.prepare_notices(self.app, unreachable, "reviewer_unreachable", now) if unreachable else {}
+        prepared = lifecycle.prepare_notices(self.app, unreachable, Mail.REVIEWER_UNREACHABLE, now) \
+            if unreachable else {}
         with db.atomic():
-            sent = store.mark_sent([item.id for item, step in results if step.state == "sent"], token, now)
-            notices = [item for item, _ in results if item.id in sent and item.kind != "forward"]
+            sent = store.mark_sent([item.id for item, step in results if step.state == DeliveryState.SENT], token, now)
+            notices = [item for item, _ in results if item.id in sent and item.kind != Mail.FORWARD]
             for kind in sorted({item.kind for item in notices}):
                 record_events([item.case_id for item in notices if item.kind == kind and item.case_id is not None],
-                              "notice.sent", now, kind)
+                              Event.NOTICE_SENT, now, kind)
             for item, step in results:
-                if step.state == "sent":
+                if step.state == DeliveryState.SENT:
                     continue
-                if step.state == "failed":
+                if step.state == DeliveryState.FAILED:
                     if store.mark_failed(item.id, token, step.reason):
-                        record_event(item.case_id, "delivery.failed", now,
+                        record_event(item.case_id, Event.DELIVERY_FAILED, now,
                                      f"{item.kind} to the {item.recipient_party}")
                         if item.case_id in prepared:
                             lifecycle.store_notices(self.app, {item.case_id: prepared.pop(item.case_id)},
-                                                    "reviewer_unreachable", now)
+                                                    Mail.REVIEWER_UNREACHABLE, now)
                 else:
                     assert step.next_attempt_at is not None
                     store.mark_retry(item.id, token, step.next_attempt_at, step.reason)
 
     def _log(self, item: store.Claimed, step: Step) -> None:
         where: dict[str, Any] = {"case": item.case_id, "qid": item.queue_id}
-        if step.state == "sent":
-            logs.event("delivery.sent", f"{item.kind} delivered to the {item.recipient_party} "
+        if step.state == DeliveryState.SENT:
+            logs.event(Event.DELIVERY_SENT, f"{item.kind} delivered to the {item.recipient_party} "
                        f"{self.app.shown(item.recipient, item.recipient_party)}", **where)
-            if item.kind != "forward":
-                logs.event("notice.sent", f"{item.kind} sent to the {item.recipient_party}", **where)
-        elif step.state == "failed":
-            logs.event("delivery.failed", f"{item.kind} to the {item.recipient_party} failed: {step.reason}",
+            if item.kind != Mail.FORWARD:
+                logs.event(Event.NOTICE_SENT, f"{item.kind} sent to the {item.recipient_party}", **where)
+        elif step.state == DeliveryState.FAILED:
+            logs.event(Event.DELIVERY_FAILED, f"{item.kind} to the {item.recipient_party} failed: {step.reason}",
                        level=logging.WARNING, **where)
         else:
-            logs.event("delivery.deferred", f"{item.kind} to the {item.recipient_party} deferred "
+            logs.event(Event.DELIVERY_DEFERRED, f"{item.kind} to the {item.recipient_party} deferred "
                        f"until {step.next_attempt_at:%Y-%m-%d %H:%M:%S}Z: {step.reason}",
                        level=logging.WARNING, **where)
 
@@ -198,7 +199,7 @@ class Worker:
             try:
                 await self.run_pass()
             except Exception as exc:  # keep the worker alive through database hiccups
-                logs.event("outbox.error", f"outbox pass failed: {describe(exc)}",
+                logs.event(Event.OUTBOX_ERROR, f"outbox pass failed: {describe(exc)}",
                            level=logging.ERROR)
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(_first(self.wake, stop), timeout=poll)
@@ -206,7 +207,7 @@ class Worker:
 
 def _reviewer_refused(item: store.Claimed, step: Step) -> bool:
     """The reviewer's side refused this delivery for good: the business is to be told."""
-    return step.state == "failed" and step.refused and item.recipient_party == Party.REVIEWER.value
+    return step.state == DeliveryState.FAILED and step.refused and item.recipient_party is Party.REVIEWER
 
 
 def _name(item: store.Claimed) -> str:

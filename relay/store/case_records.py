@@ -8,8 +8,9 @@ from typing import Any
 
 import peewee as pw
 
-from relay.core.cases import OpenCaseRequest, Party, State
-from relay.core.policy import Conversation
+from relay.core.cases import OpenCaseRequest
+from relay.core.vocabulary import Conversation, Party, State
+from relay.core.vocabulary import Event as EventName
 from relay.store.models import Business, Case, Delivery, Event, Message, RelayAddress, Review, db, rows
 from relay.store.prepared import Prepared, insert_one
 
@@ -161,7 +162,7 @@ def close_case(case_id: int, reason: str | None, now: datetime) -> bool:
                                open_review_key=None)
                    .where((Case.id == case_id) & (Case.state != State.CLOSED.value)).execute())
         if changed:
-            record_event(case_id, "case.closed", now, reason or "")
+            record_event(case_id, EventName.CASE_CLOSED, now, reason or "")
     return bool(changed)
 
 

@@ -11,6 +11,8 @@ from typing import Any
 
 import peewee as pw
 
+from relay.core.vocabulary import DeliveryState
+
 db = pw.DatabaseProxy()
 
 
@@ -104,7 +106,7 @@ class Delivery(BaseModel):
     queue_id = pw.CharField(max_length=32, index=True)
     body = pw.BlobField(null=True)
     size = pw.IntegerField(default=0)
-    state = pw.CharField(max_length=16, default="queued")  # queued, sending, sent, failed
+    state = pw.CharField(max_length=16, default=DeliveryState.QUEUED.value)  # queued, sending, sent, failed
     attempts = pw.IntegerField(default=0)
     created_at = pw.DateTimeField()
     expires_at = pw.DateTimeField()

@@ -15,7 +15,7 @@ from typing import Any
 
 import peewee as pw
 
-from relay.core.cases import Party
+from relay.core.vocabulary import DeliveryState, Mail, Party
 from relay.store.database import is_postgres
 from relay.store.models import Delivery, db, rows
 from relay.store.prepared import insert_one
@@ -26,9 +26,9 @@ class Claimed:
     id: int
     case_id: int | None
     queue_id: str
-    kind: str
+    kind: Mail
     recipient: str
-    recipient_party: str
+    recipient_party: Party
     message_id: str
     body: bytes
     attempts: int
@@ -45,7 +45,7 @@ class Outgoing:
 
     case_id: int | None
     source_id: int | None
-    kind: str
+    kind: Mail
     recipient_party: Party
     recipient: str
     message_id: str
@@ -55,18 +55,19 @@ class Outgoing:
 
 def _row(item: Outgoing, now: datetime, lifetime: timedelta) -> dict[str, Any]:
     """A new delivery's columns: queued, due now, given up after `lifetime`."""
-    return {"case": item.case_id, "source": item.source_id, "kind": item.kind,
+    return {"case": item.case_id, "source": item.source_id, "kind": item.kind.value,
             "recipient_party": item.recipient_party.value, "recipient": item.recipient,
             "message_id": item.message_id, "queue_id": item.queue_id, "body": item.body, "size": len(item.body),
-            "state": "queued", "created_at": now, "expires_at": now + lifetime, "next_attempt_at": now}
+            "state": DeliveryState.QUEUED.value, "created_at": now, "expires_at": now + lifetime,
+            "next_attempt_at": now}
 
 
 # the column names in _row's order, read off a row of placeholders
-_COLUMNS = tuple(_row(Outgoing(None, None, "", Party.REVIEWER, "", "", "", b""), datetime.min, timedelta()))
+_COLUMNS = tuple(_row(Outgoing(None, None, Mail.FORWARD, Party.REVIEWER, "", "", "", b""), datetime.min, timedelta()))
 _INSERT_ONE = insert_one(Delivery, _COLUMNS, Delivery.id)  # every forward and notice
 
 
-def enqueue(*, case_id: int | None, source_id: int | None, kind: str, recipient_party: Party,
+def enqueue(*, case_id: int | None, source_id: int | None, kind: Mail, recipient_party: Party,
             recipient: str, message_id: str, queue_id: str, body: bytes, now: datetime,
             lifetime: timedelta) -> int:
     """Add one delivery; call inside the transaction that records what caused it."""
@@ -84,14 +85,14 @@ def enqueue_many(items: list[Outgoing], now: datetime, lifetime: timedelta) -> d
 def claim(now: datetime, lease: timedelta, limit: int, only: int | None = None) -> tuple[str, list[Claimed]]:
     """Claim up to `limit` due deliveries (or just delivery `only`); returns (claim token, rows)."""
     token = secrets.token_hex(8)
-    due = ((Delivery.state == "queued") & (Delivery.next_attempt_at <= now)) | (
-        (Delivery.state == "sending") & (Delivery.lease_until < now))
+    due = ((Delivery.state == DeliveryState.QUEUED) & (Delivery.next_attempt_at <= now)) | (
+        (Delivery.state == DeliveryState.SENDING) & (Delivery.lease_until < now))
     if only is not None:
         due = due & (Delivery.id == only)
     with db.atomic():
         # two index range scans (state, next_attempt_at) instead of one OR that reads every row
-        queued = (Delivery.state == "queued") & (Delivery.next_attempt_at <= now)
-        stale = (Delivery.state == "sending") & (Delivery.lease_until < now)
+        queued = (Delivery.state == DeliveryState.QUEUED) & (Delivery.next_attempt_at <= now)
+        stale = (Delivery.state == DeliveryState.SENDING) & (Delivery.lease_until < now)
         ids: list[int] = []
         for condition in (queued, stale):
             wanted = condition & (Delivery.id == only) if only is not None else condition
@@ -104,19 +105,19 @@ def claim(now: datetime, lease: timedelta, limit: int, only: int | None = None) 
                 break
         if not ids:
             return token, []
-        Delivery.update(state="sending", claim_token=token, lease_until=now + lease,
+        Delivery.update(state=DeliveryState.SENDING, claim_token=token, lease_until=now + lease,
                         attempts=Delivery.attempts + 1).where(Delivery.id.in_(ids) & due).execute()
         found = rows(Delivery.select().where(Delivery.id.in_(ids) & (Delivery.claim_token == token)))
-    return token, [Claimed(id=r["id"], case_id=r["case"], queue_id=r["queue_id"], kind=r["kind"],
-                           recipient=r["recipient"], recipient_party=r["recipient_party"],
+    return token, [Claimed(id=r["id"], case_id=r["case"], queue_id=r["queue_id"], kind=Mail(r["kind"]),
+                           recipient=r["recipient"], recipient_party=Party(r["recipient_party"]),
                            message_id=r["message_id"], body=bytes(r["body"] or b""),
                            attempts=r["attempts"], expires_at=r["expires_at"]) for r in found]
 
 
 def renew(ids: list[int], token: str, until: datetime) -> None:
     if ids:
-        Delivery.update(lease_until=until).where(
-            Delivery.id.in_(ids) & (Delivery.claim_token == token) & (Delivery.state == "sending")).execute()
+        Delivery.update(lease_until=until).where(Delivery.id.in_(ids) & (Delivery.claim_token == token)
+                                                 & (Delivery.state == DeliveryState.SENDING)).execute()
 
 
 def _finish(delivery_id: int, token: str, **values: Any) -> bool:
@@ -128,17 +129,17 @@ def mark_sent(delivery_ids: list[int], token: str, now: datetime) -> set[int]:
     """Mark a batch sent in one statement; the ids still held under `token` (those it marked)."""
     if not delivery_ids:
         return set()
-    query = Delivery.update(claim_token=None, lease_until=None, state="sent", sent_at=now, last_error=None).where(
-        Delivery.id.in_(delivery_ids) & (Delivery.claim_token == token))
+    query = Delivery.update(claim_token=None, lease_until=None, state=DeliveryState.SENT, sent_at=now,
+                            last_error=None).where(Delivery.id.in_(delivery_ids) & (Delivery.claim_token == token))
     return {int(row[0]) for row in query.returning(Delivery.id).tuples().execute()}
 
 
 def mark_retry(delivery_id: int, token: str, next_at: datetime, error: str) -> bool:
-    return _finish(delivery_id, token, state="queued", next_attempt_at=next_at, last_error=error)
+    return _finish(delivery_id, token, state=DeliveryState.QUEUED, next_attempt_at=next_at, last_error=error)
 
 
 def mark_failed(delivery_id: int, token: str, error: str) -> bool:
-    return _finish(delivery_id, token, state="failed", last_error=error)
+    return _finish(delivery_id, token, state=DeliveryState.FAILED, last_error=error)
 
 
 def delivery_facts(delivery_id: int) -> dict[str, Any] | None:
@@ -151,7 +152,7 @@ def delivery_facts(delivery_id: int) -> dict[str, Any] | None:
 
 def mark_bounced(delivery_id: int, error: str) -> None:
     """A delivery the smarthost took but the recipient's side gave back for good."""
-    Delivery.update(state="failed", last_error=error, claim_token=None, lease_until=None).where(
+    Delivery.update(state=DeliveryState.FAILED, last_error=error, claim_token=None, lease_until=None).where(
         Delivery.id == delivery_id).execute()
 
 
@@ -165,9 +166,9 @@ def listing(states: list[str], limit: int = 200) -> list[dict[str, Any]]:
 def retry_now(delivery_id: int, now: datetime, lifetime: timedelta) -> bool:
     """Make a pending or failed delivery due now, with a fresh queue lifetime; False if unknown,
     already sent, or being sent right now."""
-    return bool(Delivery.update(state="queued", next_attempt_at=now, last_error=None,
+    return bool(Delivery.update(state=DeliveryState.QUEUED, next_attempt_at=now, last_error=None,
                                 expires_at=now + lifetime).where(
-        (Delivery.id == delivery_id) & Delivery.state.in_(["queued", "failed"])
+        (Delivery.id == delivery_id) & Delivery.state.in_([DeliveryState.QUEUED, DeliveryState.FAILED])
         & Delivery.body.is_null(False)).execute())
 
 
@@ -179,5 +180,6 @@ def state_counts() -> dict[str, int]:
 def oldest_pending() -> dict[str, Any] | None:
     found = rows(Delivery.select(Delivery.id, Delivery.queue_id, Delivery.kind, Delivery.created_at,
                                  Delivery.attempts, Delivery.last_error, Delivery.next_attempt_at)
-                 .where(Delivery.state.in_(["queued", "sending"])).order_by(Delivery.created_at).limit(1))
+                 .where(Delivery.state.in_([DeliveryState.QUEUED, DeliveryState.SENDING]))
+                 .order_by(Delivery.created_at).limit(1))
     return found[0] if found else None

@@ -7,7 +7,7 @@ from datetime import datetime
 
 import peewee as pw
 
-from relay.core.cases import Party, State
+from relay.core.vocabulary import DeliveryState, Event, Party, State
 from relay.store.case_records import record_event
 from relay.store.models import Case, Delivery, Message, Review, db
 
@@ -33,16 +33,16 @@ def forget_reviewer(address: str, now: datetime) -> dict[str, int]:
         Delivery.update(body=None).where(belongs).execute()
         Delivery.update(recipient=FORGOTTEN).where(
             Delivery.case.in_(cases) & (Delivery.recipient_party == Party.REVIEWER.value)).execute()
-        Delivery.update(state="failed", last_error="the reviewer was forgotten").where(
-            Delivery.case.in_(cases) & Delivery.state.in_(["queued", "sending"])
+        Delivery.update(state=DeliveryState.FAILED, last_error="the reviewer was forgotten").where(
+            Delivery.case.in_(cases) & Delivery.state.in_([DeliveryState.QUEUED, DeliveryState.SENDING])
             & Delivery.body.is_null(True)).execute()
         for case_id in cases:
             closed = Case.update(state=State.CLOSED.value, closed_at=now, close_reason="reviewer forgotten",
                                  open_review_key=None).where(
                 (Case.id == case_id) & (Case.state != State.CLOSED.value)).execute()
             counts["cases_closed"] += closed
-            record_event(case_id, "reviewer.forgotten", now)
+            record_event(case_id, Event.REVIEWER_FORGOTTEN, now)
             if closed:
-                record_event(case_id, "case.closed", now, "reviewer forgotten")
+                record_event(case_id, Event.CASE_CLOSED, now, "reviewer forgotten")
         Review.update(reviewer_email=None, reviewer_name=FORGOTTEN).where(Review.id.in_(reviews)).execute()
     return counts

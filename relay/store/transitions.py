@@ -13,7 +13,7 @@ from typing import Any
 
 import peewee as pw
 
-from relay.core.cases import State
+from relay.core.vocabulary import DeliveryState, Mail, State
 from relay.store.models import Business, Case, Delivery, Notice, RelayAddress, Review, rows
 from relay.store.prepared import Prepared
 
@@ -54,7 +54,7 @@ _CLAIM = Prepared(lambda case_id, kind, now: Notice.insert({"case": case_id, "ki
                   .on_conflict_ignore().returning(Notice.id))
 
 
-def claim_notices(case_ids: list[int], kind: str, now: datetime) -> dict[int, int]:
+def claim_notices(case_ids: list[int], kind: Mail, now: datetime) -> dict[int, int]:
     """Claim a notice of `kind` for each case that has none yet: {case id: new notice id}.
 
     INSERT ... ON CONFLICT DO NOTHING (INSERT OR IGNORE on SQLite) against the unique (case, kind)
@@ -99,10 +99,10 @@ def due_expiries(now: datetime, limit: int) -> list[int]:
 def due_reply_notices(replied_before: datetime, limit: int) -> list[int]:
     """Cases replied by then, without a reply notice, whose forward to the business was delivered."""
     # correlated EXISTS from the few replied cases, so the cost does not grow with the outbox
-    notified = Notice.select(Notice.id).where((Notice.case == Case.id) & (Notice.kind == "reply_notice"))
+    notified = Notice.select(Notice.id).where((Notice.case == Case.id) & (Notice.kind == Mail.REPLY_NOTICE))
     delivered = Delivery.select(Delivery.id).where(
-        (Delivery.case == Case.id) & (Delivery.kind == "forward") & (Delivery.recipient_party == "business")
-        & (Delivery.state == "sent"))
+        (Delivery.case == Case.id) & (Delivery.kind == Mail.FORWARD) & (Delivery.recipient_party == "business")
+        & (Delivery.state == DeliveryState.SENT))
     return [r["id"] for r in rows(Case.select(Case.id).where(
         (Case.state == State.REPLIED.value) & (Case.replied_at <= replied_before)
         & pw.fn.EXISTS(delivered) & ~pw.fn.EXISTS(notified))
@@ -111,7 +111,7 @@ def due_reply_notices(replied_before: datetime, limit: int) -> list[int]:
 
 def due_reminders(now: datetime, before: timedelta, limit: int) -> list[int]:
     """Open cases whose deadline is within `before` and that had no reminder yet."""
-    reminded = Notice.select(Notice.id).where((Notice.case == Case.id) & (Notice.kind == "reminder"))
+    reminded = Notice.select(Notice.id).where((Notice.case == Case.id) & (Notice.kind == Mail.REMINDER))
     return [r["id"] for r in rows(Case.select(Case.id).where(
         (Case.state == State.AWAITING_REPLY.value) & (Case.deadline > now) & (Case.deadline <= now + before)
         & ~pw.fn.EXISTS(reminded)).order_by(Case.deadline).limit(limit))]
@@ -132,7 +132,7 @@ def purge_bodies(cutoff: datetime, limit: int) -> int:
     """Drop the bodies of finished deliveries older than `cutoff`; their metadata stays."""
     # The state is compared through LOWER() on purpose: as a plain column the planner would pick the
     # state index and read every finished delivery; this way it walks the partial (body, age) index.
-    finished = pw.fn.LOWER(Delivery.state).in_(["sent", "failed"])
+    finished = pw.fn.LOWER(Delivery.state).in_([DeliveryState.SENT, DeliveryState.FAILED])
     ids = Delivery.select(Delivery.id).where(
         Delivery.body.is_null(False) & (Delivery.created_at < cutoff) & finished
     ).order_by(Delivery.created_at).limit(limit)
