@@ -161,9 +161,6 @@ def cmd_case(settings: config.Settings, args: argparse.Namespace) -> int:
     try:
         if args.action == "close":
             changed = case_store.close_case(args.id, args.reason, app.clock.now())
-            if changed:
-                logs.event(Event.CASE_CLOSED, f"case closed{': ' + args.reason if args.reason else ''}",
-                           case=args.id)
             print(f"case {args.id} closed" if changed else f"case {args.id} was already closed")
             return 0
         detail = case_store.case_detail(args.id)

@@ -21,9 +21,8 @@ from relay.core.outcomes import Outcome
 from relay.core.vocabulary import Conversation, Event, Mail, Party, State
 from relay.lifecycle import jobs as lifecycle
 from relay.store import case_records as case_store
-from relay.store import outbox
+from relay.store import events, outbox
 from relay.store import transitions as lifecycle_store
-from relay.store.models import Message, db
 
 
 @dataclass(frozen=True)
@@ -74,7 +73,7 @@ def _process(app: App, conversation: Conversation, envelope_from: str, raw: byte
         return Result(Outcome.LOOP, detail=clue)
     if kind in (classify.Kind.AUTO_REPLY, classify.Kind.BOUNCE):
         outcome = Outcome.AUTO_REPLY_DROPPED if kind is classify.Kind.AUTO_REPLY else Outcome.BOUNCE_IGNORED
-        case_store.record_event(conversation.case_id, outcomes.event(outcome), now,
+        events.record(conversation.case_id, outcomes.event(outcome), now,
                                 f"from the {conversation.writer.value}: {clue}")
         return Result(outcome, detail=clue)
     said = headers.read(msg)
@@ -133,7 +132,7 @@ def _store(app: App, conversation: Conversation, raw: bytes, original_id: str | 
     queue_id = outbox.new_queue_id()
     writer = conversation.writer
     late = conversation.late(now)
-    with db.atomic():
+    with events.transaction():
         stored = case_store.record_message(conversation.case_id, queue_id, writer, now, len(raw), original_id, late)
         outbox.enqueue(case_id=conversation.case_id, source_id=stored, kind=Mail.FORWARD,
                        recipient_party=writer.other, recipient=conversation.reader_email,
@@ -141,8 +140,8 @@ def _store(app: App, conversation: Conversation, raw: bytes, original_id: str | 
                        lifetime=app.settings.outbound.max_queue_lifetime)
         if writer is Party.REVIEWER and conversation.state in (State.AWAITING_REPLY, State.EXPIRED):
             _reviewer_answered(app, conversation.case_id, stored, late, now)
-    logs.event(Event.FORWARD_QUEUED, f"forward {writer.value} -> {writer.other.value}" + (" (late)" if late else ""),
-               case=conversation.case_id, qid=queue_id)
+        events.log(Event.FORWARD_QUEUED, f"forward {writer.value} -> {writer.other.value}"
+                   + (" (late)" if late else ""), case=conversation.case_id, qid=queue_id)
     return queue_id
 
 
@@ -153,8 +152,7 @@ def _reviewer_answered(app: App, case_id: int, message_id: int, late: bool, now:
         return
     if lifecycle_store.mark_replied(case_id, now):
         # the reply notice follows once this forward is delivered (lifecycle.notify_replies)
-        case_store.record_event(case_id, Event.CASE_REPLIED, now)
-        logs.event(Event.CASE_REPLIED, "the reviewer answered", case=case_id)
+        events.record(case_id, Event.CASE_REPLIED, now, message="the reviewer answered")
     elif lifecycle_store.current_state(case_id) is State.EXPIRED:
         # the expiry job won the race by moments: the answer counts as late
-        Message.update(late=True).where(Message.id == message_id).execute()
+        case_store.mark_late(message_id)

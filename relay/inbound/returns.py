@@ -10,16 +10,13 @@ import logging
 from datetime import datetime, timedelta
 from typing import Any
 
-from relay import logs
 from relay.app import App
 from relay.core import bounces, classify, sanitize
 from relay.core.outcomes import Outcome
 from relay.core.vocabulary import Event, Mail, Party
 from relay.inbound.intake import Result, guarded
 from relay.lifecycle import jobs as lifecycle
-from relay.store import case_records as case_store
-from relay.store import outbox
-from relay.store.models import db
+from relay.store import events, outbox
 
 
 def valid_for(app: App) -> timedelta:
@@ -48,19 +45,18 @@ def _process(app: App, delivery: dict[str, Any], envelope_from: str, raw: bytes)
     case_id = delivery["case"]
     kind, clue = classify.classify(msg, envelope_from, app.settings.relay.domain)
     if kind is classify.Kind.AUTO_REPLY:
-        case_store.record_event(case_id, Event.AUTOREPLY_DROPPED, now,
-                                f"to the {delivery['kind']} for the {delivery['recipient_party']}: {clue}")
+        events.record(case_id, Event.AUTOREPLY_DROPPED, now,
+                      f"to the {delivery['kind']} for the {delivery['recipient_party']}: {clue}")
         return Result(Outcome.AUTO_REPLY_DROPPED, detail=clue)
     report = bounces.read(msg)
     if report.permanent is None:
         return Result(Outcome.BOUNCE_IGNORED, detail=report.detail)
     what = f"{delivery['kind']} to the {delivery['recipient_party']}: {report.detail}"
-    with db.atomic():
-        case_store.record_event(case_id, Event.BOUNCE_RECEIVED, now, what)
+    with events.transaction():
+        events.record(case_id, Event.BOUNCE_RECEIVED, now, what, message=what, qid=delivery["queue_id"],
+                      level=logging.WARNING if report.permanent else logging.INFO)
         if report.permanent:
             outbox.mark_bounced(delivery["id"], f"bounced: {report.status} {report.detail}")
             if delivery["recipient_party"] == Party.REVIEWER.value and case_id is not None:
                 lifecycle.queue_notice(app, case_id, Mail.REVIEWER_UNREACHABLE, now)
-    logs.event(Event.BOUNCE_RECEIVED, what, level=logging.WARNING if report.permanent else logging.INFO,
-               case=case_id, qid=delivery["queue_id"])
     return Result(Outcome.BOUNCE_RECORDED, detail=what)

@@ -18,10 +18,8 @@ from relay.core import notices
 from relay.core.compose import Addressing, new_message_id
 from relay.core.redact import describe
 from relay.core.vocabulary import Event, Mail, Party
-from relay.store import case_records as case_store
-from relay.store import outbox
+from relay.store import events, outbox
 from relay.store import transitions as store
-from relay.store.models import db
 
 BATCH = 200
 
@@ -75,9 +73,9 @@ def store_notices(app: App, prepared: Composed, kind: Mail, now: datetime) -> in
     composed = {case_id: c for case_id in sorted(claimed) if (c := prepared[case_id]) is not None}
     delivery_ids = outbox.enqueue_many(list(composed.values()), now, app.settings.outbound.max_queue_lifetime)
     store.attach_deliveries({claimed[case_id]: delivery_ids[c.message_id] for case_id, c in composed.items()})
-    case_store.record_events(list(composed), Event.NOTICE_QUEUED, now, kind)
     for case_id, c in composed.items():
-        logs.event(Event.NOTICE_QUEUED, f"{kind} queued to the {c.recipient_party.value}", case=case_id, qid=c.queue_id)
+        events.record(case_id, Event.NOTICE_QUEUED, now, kind,
+                      message=f"{kind} queued to the {c.recipient_party.value}", qid=c.queue_id)
     return len(composed)
 
 
@@ -130,9 +128,7 @@ def expire_cases(app: App, case_ids: list[int], now: datetime, prepared: Compose
     """Expire those cases whose window is over, each with its expiry notice; how many. Call inside
     a transaction; `prepared`: their expiry notices composed beforehand (prepare_notices)."""
     expired = store.expire_due_cases(case_ids, now)
-    case_store.record_events(expired, Event.CASE_EXPIRED, now)
-    for case_id in expired:
-        logs.event(Event.CASE_EXPIRED, "reply window over without an answer", case=case_id)
+    events.record_many(expired, Event.CASE_EXPIRED, now, message="reply window over without an answer")
     ready = dict(prepared or {})
     missing = [case_id for case_id in expired if case_id not in ready]
     ready.update(prepare_notices(app, missing, Mail.EXPIRY_NOTICE, now))
@@ -154,7 +150,7 @@ def _each(ids: Callable[[], list[int]], act: Callable[[list[int], Any], int],
             break
         seen.update(batch)
         ready = prepare(batch)
-        with db.atomic():
+        with events.transaction():
             done += act(batch, ready)
     return done
 
@@ -200,11 +196,7 @@ def close_stale(app: App) -> int:
     lifetime = app.settings.cases.conversation_lifetime
 
     def close(batch: list[int], _: Any) -> int:
-        closed = store.close_stale_cases(batch, now, lifetime)
-        case_store.record_events(closed, Event.CASE_CLOSED, now, "conversation lifetime over")
-        for case_id in closed:
-            logs.event(Event.CASE_CLOSED, "conversation lifetime over", case=case_id)
-        return len(closed)
+        return len(store.close_stale_cases(batch, now, lifetime))
 
     return _each(lambda: store.stale_conversations(now, lifetime, BATCH), close)
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from relay import logs
 from relay.app import App
 from relay.core import cases, notices
 from relay.core.addresses import new_token
@@ -13,8 +12,7 @@ from relay.core.cases import OpenCaseRequest
 from relay.core.compose import Addressing, new_message_id
 from relay.core.vocabulary import Event, Mail, Party
 from relay.store import case_records as case_store
-from relay.store import outbox
-from relay.store.models import db
+from relay.store import events, outbox
 
 
 @dataclass(frozen=True)
@@ -49,17 +47,16 @@ def open_case(app: App, req: OpenCaseRequest) -> Opened:
         to_address=req.reviewer_email, to_name=req.reviewer_name, reply_to=reviewer_address),
         message_id, now)
     queue_id = outbox.new_queue_id()
-    with db.atomic():
+    with events.transaction():
         new = case_store.create_case(req, reviewer_token, business_token, now, deadline)
         outbox.enqueue(case_id=new.case_id, source_id=None, kind=Mail.CONTACT_REQUEST,
                        recipient_party=Party.REVIEWER, recipient=req.reviewer_email,
                        message_id=message_id, queue_id=queue_id, body=body, now=now,
                        lifetime=app.settings.outbound.max_queue_lifetime)
-        case_store.record_event(new.case_id, Event.CASE_OPENED, now, f"review {req.review_id}")
-        case_store.record_event(new.case_id, Event.NOTICE_QUEUED, now, Mail.CONTACT_REQUEST)
-    logs.event(Event.CASE_OPENED, f"case opened for review {req.review_id} (origin {req.origin.value})",
-               case=new.case_id)
-    logs.event(Event.NOTICE_QUEUED, "contact request queued to the reviewer", case=new.case_id, qid=queue_id)
+        events.record(new.case_id, Event.CASE_OPENED, now, f"review {req.review_id}",
+                      message=f"case opened for review {req.review_id} (origin {req.origin.value})")
+        events.record(new.case_id, Event.NOTICE_QUEUED, now, Mail.CONTACT_REQUEST,
+                      message="contact request queued to the reviewer", qid=queue_id)
     return Opened(case_id=new.case_id, reviewer_address=reviewer_address,
                   business_address=f"{business_token}@{app.settings.relay.domain}",
                   deadline=deadline.isoformat(timespec="seconds") + "Z", queue_id=queue_id)

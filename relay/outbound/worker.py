@@ -36,9 +36,8 @@ from relay.core.redact import describe
 from relay.core.vocabulary import DeliveryState, Event, Mail, Party
 from relay.lifecycle import jobs as lifecycle
 from relay.outbound.transports import Attempt, Result, Transport, from_url
+from relay.store import events
 from relay.store import outbox as store
-from relay.store.case_records import record_event, record_events
-from relay.store.models import db
 
 BASE_DELAY = timedelta(minutes=1)
 MAX_DELAY = timedelta(hours=1)
@@ -157,19 +156,19 @@ class Worker:
                               if item.case_id is not None and _reviewer_refused(item, step)})
         prepared = lifecycle.prepare_notices(self.app, unreachable, Mail.REVIEWER_UNREACHABLE, now) \
             if unreachable else {}
-        with db.atomic():
+        with events.transaction():
             sent = store.mark_sent([item.id for item, step in results if step.state == DeliveryState.SENT], token, now)
             notices = [item for item, _ in results if item.id in sent and item.kind != Mail.FORWARD]
             for kind in sorted({item.kind for item in notices}):
-                record_events([item.case_id for item in notices if item.kind == kind and item.case_id is not None],
-                              Event.NOTICE_SENT, now, kind)
+                events.record_many([item.case_id for item in notices if item.kind == kind and item.case_id is not None],
+                                   Event.NOTICE_SENT, now, kind)
             for item, step in results:
                 if step.state == DeliveryState.SENT:
                     continue
                 if step.state == DeliveryState.FAILED:
                     if store.mark_failed(item.id, token, step.reason):
-                        record_event(item.case_id, Event.DELIVERY_FAILED, now,
-                                     f"{item.kind} to the {item.recipient_party}")
+                        events.record(item.case_id, Event.DELIVERY_FAILED, now,
+                                      f"{item.kind} to the {item.recipient_party}")
                         if item.case_id in prepared:
                             lifecycle.store_notices(self.app, {item.case_id: prepared.pop(item.case_id)},
                                                     Mail.REVIEWER_UNREACHABLE, now)

@@ -10,7 +10,7 @@ import peewee as pw
 
 from relay.core.cases import OpenCaseRequest
 from relay.core.vocabulary import Conversation, Party, State
-from relay.core.vocabulary import Event as EventName
+from relay.store import events, transitions
 from relay.store.models import Business, Case, Delivery, Event, Message, RelayAddress, Review, db, rows
 from relay.store.prepared import Prepared, insert_one
 
@@ -60,19 +60,6 @@ def create_case(req: OpenCaseRequest, reviewer_token: str, business_token: str,
     RelayAddress.create(local_part=reviewer_token, case=case, party=Party.REVIEWER.value)
     RelayAddress.create(local_part=business_token, case=case, party=Party.BUSINESS.value)
     return NewCase(case_id=case.id, reviewer_token=reviewer_token, business_token=business_token)
-
-
-_INSERT_EVENT = insert_one(Event, ("case", "name", "at", "detail"), Event.id)
-
-
-def record_event(case_id: int | None, name: str, at: datetime, detail: str = "") -> None:
-    _INSERT_EVENT.rows(case_id, name, at, detail)
-
-
-def record_events(case_ids: list[int], name: str, at: datetime, detail: str = "") -> None:
-    """The same event for several cases (a prepared insert each: see relay.store.prepared)."""
-    for case_id in case_ids:
-        _INSERT_EVENT.rows(case_id, name, at, detail)
 
 
 def _conversation_query(local_part: Any) -> Any:
@@ -154,16 +141,16 @@ def messages_since(case_id: int, since: datetime, enough: int) -> int:
 
 
 def close_case(case_id: int, reason: str | None, now: datetime) -> bool:
-    """Close a case; False if it was closed already. Raises NoSuchCase."""
+    """Close a case (an admin, the platform); False if it was closed already. Raises NoSuchCase."""
     if Case.get_or_none(Case.id == case_id) is None:
         raise NoSuchCase(f"no case {case_id}")
-    with db.atomic():
-        changed = (Case.update(state=State.CLOSED.value, closed_at=now, close_reason=reason,
-                               open_review_key=None)
-                   .where((Case.id == case_id) & (Case.state != State.CLOSED.value)).execute())
-        if changed:
-            record_event(case_id, EventName.CASE_CLOSED, now, reason or "")
-    return bool(changed)
+    with events.transaction():
+        return bool(transitions.close_cases([case_id], now, reason))
+
+
+def mark_late(message_id: int) -> None:
+    """An answer that lost the race with the expiry job by moments counts as late."""
+    Message.update(late=True).where(Message.id == message_id).execute()
 
 
 def _case_query() -> Any:

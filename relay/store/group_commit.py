@@ -20,6 +20,7 @@ from collections.abc import Callable
 from concurrent.futures import Executor, Future
 from typing import Any
 
+from relay.store import events
 from relay.store.models import db
 
 MAX_GROUP = 64
@@ -33,6 +34,7 @@ class GroupCommitExecutor(Executor):
         self.groups = 0      # commits made (for tests and the curious)
         self.grouped = 0     # jobs run inside them
         self.closed = False
+        self.failure: Exception | None = None  # why the last failed commit failed
         self.thread = threading.Thread(target=self._run, name=name, daemon=True)
         self.thread.start()
 
@@ -62,8 +64,15 @@ class GroupCommitExecutor(Executor):
             except Exception as exc:  # the database cannot be written now: this job learns why
                 _settle([(first[0], exc)])
                 continue
+            start = events.mark()
             group, stop = self._group(first)
-            _settle(self._commit(transaction, group))
+            if self._commit(transaction):
+                self.grouped += len(group)
+                events.flush()  # the log lines of the group's work, now that it is durable
+                _settle(group)
+            else:  # nothing of the group was stored: every job learns why, nothing of it is logged
+                events.drop_since(start)
+                _settle([(future, self.failure) for future, _ in group])
 
     def _group(self, first: _Job) -> tuple[list[tuple[Future[Any], Any]], bool]:
         """Run `first` and whatever queued behind it inside the open transaction; (the jobs and
@@ -73,9 +82,11 @@ class GroupCommitExecutor(Executor):
         while job is not None:
             future, fn, args, kwargs = job
             if future.set_running_or_notify_cancel():
+                position = events.mark()
                 try:
                     group.append((future, fn(*args, **kwargs)))
                 except BaseException as exc:  # handed to the caller, as a thread pool would
+                    events.drop_since(position)  # its savepoint rolled back: so do its log lines
                     group.append((future, exc))
             if len(group) >= MAX_GROUP:
                 break
@@ -87,14 +98,15 @@ class GroupCommitExecutor(Executor):
                 return group, True
         return group, False
 
-    def _commit(self, transaction: Any, group: list[tuple[Future[Any], Any]]) -> list[tuple[Future[Any], Any]]:
+    def _commit(self, transaction: Any) -> bool:
+        """Commit the group's transaction; False (and why, in `failure`) if that failed."""
         try:
             transaction.__exit__(None, None, None)  # commits (peewee rolls back if that fails)
-        except Exception as exc:  # nothing of the group was stored: every job learns why
-            return [(future, exc) for future, _ in group]
+        except Exception as exc:
+            self.failure = exc
+            return False
         self.groups += 1
-        self.grouped += len(group)
-        return group
+        return True
 
 
 def _settle(outcomes: list[tuple[Future[Any], Any]]) -> None:

@@ -7,9 +7,9 @@ from datetime import datetime
 
 import peewee as pw
 
-from relay.core.vocabulary import DeliveryState, Event, Party, State
-from relay.store.case_records import record_event
-from relay.store.models import Case, Delivery, Message, Review, db
+from relay.core.vocabulary import DeliveryState, Event, Party
+from relay.store import events, transitions
+from relay.store.models import Case, Delivery, Message, Review
 
 FORGOTTEN = "(forgotten)"
 
@@ -17,7 +17,7 @@ FORGOTTEN = "(forgotten)"
 def forget_reviewer(address: str, now: datetime) -> dict[str, int]:
     """Erase one reviewer; returns what was erased, as counts."""
     address = address.strip().lower()
-    with db.atomic():
+    with events.transaction():
         reviews = [r.id for r in Review.select(Review.id).where(pw.fn.LOWER(Review.reviewer_email) == address)]
         cases = [c.id for c in Case.select(Case.id).where(Case.review.in_(reviews))] if reviews else []
         counts = {"reviews": len(reviews), "cases": len(cases), "message_bodies": 0, "cases_closed": 0,
@@ -36,13 +36,7 @@ def forget_reviewer(address: str, now: datetime) -> dict[str, int]:
         Delivery.update(state=DeliveryState.FAILED, last_error="the reviewer was forgotten").where(
             Delivery.case.in_(cases) & Delivery.state.in_([DeliveryState.QUEUED, DeliveryState.SENDING])
             & Delivery.body.is_null(True)).execute()
-        for case_id in cases:
-            closed = Case.update(state=State.CLOSED.value, closed_at=now, close_reason="reviewer forgotten",
-                                 open_review_key=None).where(
-                (Case.id == case_id) & (Case.state != State.CLOSED.value)).execute()
-            counts["cases_closed"] += closed
-            record_event(case_id, Event.REVIEWER_FORGOTTEN, now)
-            if closed:
-                record_event(case_id, Event.CASE_CLOSED, now, "reviewer forgotten")
+        events.record_many(list(cases), Event.REVIEWER_FORGOTTEN, now)
+        counts["cases_closed"] = len(transitions.close_cases(list(cases), now, "reviewer forgotten"))
         Review.update(reviewer_email=None, reviewer_name=FORGOTTEN).where(Review.id.in_(reviews)).execute()
     return counts

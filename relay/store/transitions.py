@@ -13,7 +13,8 @@ from typing import Any
 
 import peewee as pw
 
-from relay.core.vocabulary import DeliveryState, Mail, State
+from relay.core.vocabulary import DeliveryState, Event, Mail, State
+from relay.store import events
 from relay.store.models import Business, Case, Delivery, Notice, RelayAddress, Review, rows
 from relay.store.prepared import Prepared
 
@@ -33,13 +34,23 @@ def expire_due_cases(case_ids: list[int], now: datetime) -> list[int]:
         Case.id.in_(case_ids) & (Case.state == State.AWAITING_REPLY.value) & (Case.deadline <= now)))
 
 
-def close_stale_cases(case_ids: list[int], now: datetime, lifetime: timedelta) -> list[int]:
-    """Close those of `case_ids` that are still quiet; the ids this call closed."""
+def close_cases(case_ids: list[int], now: datetime, reason: str | None, only_if: Any = True) -> list[int]:
+    """Close those of `case_ids` that are not closed yet (and meet `only_if`): the one way a case is
+    closed. Its relay addresses refuse mail from then on, its review may get a new case, and the
+    event is recorded (and logged after the commit). The ids this call closed."""
     if not case_ids:
         return []
-    return _returned_ids(Case.update(state=State.CLOSED.value, closed_at=now, open_review_key=None,
-                                     close_reason="conversation lifetime over").where(
-        Case.id.in_(case_ids) & (Case.state != State.CLOSED.value) & (Case.last_activity_at < now - lifetime)))
+    closed = _returned_ids(Case.update(state=State.CLOSED.value, closed_at=now, open_review_key=None,
+                                       close_reason=reason).where(
+        Case.id.in_(case_ids) & (Case.state != State.CLOSED.value) & only_if))
+    events.record_many(closed, Event.CASE_CLOSED, now, reason or "",
+                       message="case closed" + (f": {reason}" if reason else ""))
+    return closed
+
+
+def close_stale_cases(case_ids: list[int], now: datetime, lifetime: timedelta) -> list[int]:
+    """Close those of `case_ids` that are still quiet; the ids this call closed."""
+    return close_cases(case_ids, now, "conversation lifetime over", Case.last_activity_at < now - lifetime)
 
 
 def _returned_ids(update: Any) -> list[int]:
