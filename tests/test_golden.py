@@ -80,7 +80,7 @@ RULES: dict[str, tuple[list[str], list[str]]] = {
     "wrapped-links-de": (["Eine Antwort kam nie", "BE-48213", "Maximilian Müller\n" + BUSINESS_SIDE],
                          ["max.mueller", "example.de", "mueller%2540example", "data:text/vcard", "QkVHSU46VkNBUkQ"]),
     "business-wrapped-links-en": (["the replacement kettle for order BE-48213 left today",
-                                   "To: Customer Service <" + REVIEWER_SIDE + ">"],
+                                   "To: Beispiel Shop GmbH <" + REVIEWER_SIDE + ">"],
                                   ["service@shop", "service-40shop", "service*40shop", "mailto-3Aservice"]),
     # an internationalised address, in both its Unicode and its ASCII (punycode) spelling
     "idn-gmail-de": (["geliefert wurde nur eines", "BE-51877", "Umlaute in Adressen annimmt: " + BUSINESS_SIDE,

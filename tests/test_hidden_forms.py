@@ -8,8 +8,11 @@ import base64
 import binascii
 import email
 import email.policy
+import io
 import quopri
 import urllib.parse
+import zipfile
+import zlib
 from collections.abc import Callable
 from datetime import datetime
 from email.message import EmailMessage
@@ -128,7 +131,32 @@ MARKUP: dict[str, Build] = {
     "zero-width characters": _html("Kontakt: {local}\u200b@\u200c{domain}\u2060\ufeff"),
     "zero-width in plain text": lambda s: base(s, f"{WORDS}\nKontakt: " + s.replace("@", "\u200d@")).as_bytes(
         policy=email.policy.SMTP),
+    "an empty comment <!-->": _html("Kontakt: {local}<!-->@{domain}<!-- -->"),
+    "'>' inside a quoted attribute": _html("Kontakt: {local}<span title='a -> b'>@</span>{domain}"),
+    "a hidden element inside": _html("Kontakt: {local}@<span style='display:none'>x</span>{domain}"),
+    "a CSS escape": _html("<style>p::after{{content:'{local}\\40 {domain}'}}</style>Kontakt"),
+    "a line break inside a link": _html("<a href='mailto:{local}@\n{domain}'>mail</a> "
+                                        "<a href='mailto:{local}&#10;@{domain}'>x</a>"),
+    "bidi isolates and tag characters": lambda s: base(
+        s, f"{WORDS}\n" + s.replace("@", "\u2066@\u2069").replace(".", "\U000e0041.")).as_bytes(policy=email.policy.SMTP),
+    "small and fullwidth forms": lambda s: base(
+        s, f"{WORDS}\n" + s.replace("@", "\ufe6b").replace(".", "\uff0e")).as_bytes(policy=email.policy.SMTP),
 }
+
+
+def _typed(subtype: str, template: str) -> Build:
+    def build(sender: str) -> bytes:
+        local, domain = sender.split("@")
+        msg = base(sender, f"{WORDS}\nsiehe unten")
+        msg.add_alternative(f"<p>{WORDS}</p>" + template.format(local=local, domain=domain), subtype=subtype)
+        return msg.as_bytes(policy=email.policy.SMTP)
+    return build
+
+
+MARKUP.update({
+    "AMP markup inside": _typed("x-amp-html", "<p>{local}<b>@</b>{domain}</p>"),
+    "text/enriched markup inside": _typed("enriched", "<bold>{local}</bold>@{domain}"),
+})
 
 
 def _link(template: str) -> Build:
@@ -136,7 +164,8 @@ def _link(template: str) -> Build:
         once = urllib.parse.quote(f"mailto:{sender}", safe="")
         value = template.format(once=once, twice=urllib.parse.quote(once, safe=""),
                                 thrice=urllib.parse.quote(urllib.parse.quote(once, safe=""), safe=""),
-                                pp=sender.replace("@", "-40").replace(".", "-2E"))
+                                pp=sender.replace("@", "-40").replace(".", "-2E"),
+                                digits=once.replace("%40", "%25%34%30"))
         msg = base(sender, f"{WORDS}\nsiehe HTML")
         msg.add_alternative(f"<p>{WORDS}</p><p><a href=\"{value}\">Schreiben Sie mir</a></p>", subtype="html")
         return msg.as_bytes(policy=email.policy.SMTP)
@@ -163,6 +192,10 @@ WRAPPED: dict[str, Build] = {
         policy=email.policy.SMTP),
     "uuencoded file with the address": lambda s: base(
         s, f"{WORDS}\n\n{_uuencoded('notiz.txt', f'Kontakt {s}'.encode())}").as_bytes(policy=email.policy.SMTP),
+    "each digit percent-encoded again": _link("https://t.example/?u={digits}"),
+    "base64 of the address in a tracking link": lambda s: _link(
+        "https://t.crm.example/e3t/Ctc/VW" + base64.urlsafe_b64encode(f'{{"from":"{s}"}}'.encode()).decode().rstrip("=")
+        + "/x?k=1")(s),
 }
 
 
@@ -201,6 +234,9 @@ DROPPED = {"data: URI with a vCard": "vcard", "data: URI in CSS, percent-encoded
            "inline OpenPGP signature": "signature", "inline public key": "pgp_key",
            "opaque S/MIME signature": "signature"}
 EVERY = {**CLEANED, **WRAPPED, **SIGNATURES}
+# cleaned without the alias taking the address's place: the address was in an encoding nobody reads
+# (the text is rewritten as UTF-8) or in a link parameter that is removed
+WITHOUT_ALIAS = {"UTF-16LE without a mark, no charset", "base64 of the address in a tracking link"}
 DIRECTIONS = pytest.mark.parametrize("sender", [REVIEWER, BUSINESS], ids=["to-business", "to-reviewer"])
 
 
@@ -217,7 +253,7 @@ def test_hidden_addresses_are_replaced_and_the_words_kept(name: str, sender: str
     assert leak_reader.finds(out, sender) == []
     shown = texts(out)
     assert "be-48213" in shown, "the sender's words were lost"
-    assert route(sender).alias in shown or name in ENCODED_MESSAGES or "without a mark" in name
+    assert route(sender).alias in shown or name in ENCODED_MESSAGES or name in WITHOUT_ALIAS
 
 
 @DIRECTIONS
@@ -291,3 +327,87 @@ def test_words_survive_a_note_on_a_message_without_mime_headers() -> None:
     out = sanitize.forward(sanitize.parse(raw.encode()), late)
     shown = texts(out)
     assert "be-48213" in shown and "after the deadline" in shown and leak_reader.finds(out, REVIEWER) == []
+
+
+def _pdf(sender: str) -> bytes:
+    page = zlib.compress(f"BT /F1 9 Tf 72 700 Td (Rechnungsadresse: {sender}) Tj ET".encode())
+    return (b"%PDF-1.4\n1 0 obj\n<< /Length " + str(len(page)).encode() + b" /Filter /FlateDecode >>\nstream\n"
+            + page + b"\nendstream\nendobj\n%%EOF\n")
+
+
+def _zip(sender: str) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("word/document.xml", f"<w:t>Kontakt {sender}</w:t>")
+    return buffer.getvalue()
+
+
+REFUSED: dict[str, Build] = {
+    "an invoice PDF with compressed pages": lambda s: attach_raw(
+        s, "Content-Type: application/pdf; name=Rechnung.pdf\r\nContent-Transfer-Encoding: base64", b64(_pdf(s))),
+    "a .docx (a zip of XML)": lambda s: attach_raw(
+        s, "Content-Type: application/vnd.openxmlformats-officedocument.wordprocessingml.document; name=a.docx\r\n"
+        "Content-Transfer-Encoding: base64", b64(_zip(s))),
+    "JSON with \\u0040": lambda s: attach_raw(
+        s, "Content-Type: application/json; name=export.json", s.replace("@", "\\u0040").encode()),
+}
+
+
+@DIRECTIONS
+@pytest.mark.parametrize("name", sorted(REFUSED))
+def test_documents_that_name_the_sender_are_refused(name: str, sender: str) -> None:
+    raw = REFUSED[name](sender)
+    assert leak_reader.finds(raw, sender), f"{name}: the test's own reader is blind to it"
+    with pytest.raises(sanitize.Unprocessable, match="survived"):
+        forward(raw, sender)
+
+
+@DIRECTIONS
+def test_undeclared_8bit_text_keeps_its_words(sender: str) -> None:
+    """No charset and 8-bit UTF-8 (scripts, old phones): read as UTF-8, not as ASCII with every
+    umlaut replaced, when the part has to be rewritten."""
+    raw = (f"From: {sender}\r\nSubject: Re\r\nContent-Type: text/plain\r\nContent-Transfer-Encoding: 8bit\r\n\r\n"
+           f"Grüße aus Köln, {WORDS}, schreiben Sie an {sender}\r\n").encode()
+    text = email.message_from_bytes(forward(raw, sender), policy=email.policy.default).get_content()
+    assert "Grüße aus Köln" in text and route(sender).alias in text
+
+
+def test_html_that_names_its_charset_only_in_meta_keeps_its_words() -> None:
+    html = '<html><head><meta charset="utf-8"></head><body>25 €, Größe 39 <img src="https://t.example/p.gif"></body></html>'
+    raw = (f"From: {BUSINESS}\r\nSubject: Re\r\nContent-Type: text/html\r\n\r\n{html}\r\n").encode()
+    out = email.message_from_bytes(forward(raw, BUSINESS), policy=email.policy.default).get_content()
+    assert "25 €, Größe 39" in out and "t.example" not in out
+
+
+@DIRECTIONS
+def test_a_transfer_encoding_with_a_comment_is_decoded(sender: str) -> None:
+    raw = (f"From: {sender}\r\nSubject: Re\r\nContent-Type: text/plain; charset=utf-8\r\n"
+           f"Content-Transfer-Encoding: quoted-printable (Umlaute)\r\n\r\n{WORDS} Gr=C3=BC=C3=9Fe "
+           f"{sender.replace('@', '=40')}\r\n").encode()
+    out = forward(raw, sender)
+    assert leak_reader.finds(out, sender) == [] and "grüße" in texts(out)
+
+
+@DIRECTIONS
+def test_only_the_first_content_type_is_forwarded(sender: str) -> None:
+    raw = (f"From: {sender}\r\nSubject: Re\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Type: multipart/mixed;"
+           f" boundary=dd\r\n\r\n--dd\r\nContent-Type: text/plain\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n"
+           f"{WORDS} {sender.replace('@', '=40')}\r\n--dd--\r\n").encode()
+    out = forward(raw, sender)
+    assert out.split(b"\r\n\r\n")[0].count(b"Content-Type:") == 1 and leak_reader.finds(out, sender) == []
+
+
+def test_the_text_around_parts_is_not_forwarded() -> None:
+    raw = attach_raw(REVIEWER, "Content-Type: text/plain", b"Anhang").replace(
+        b"--outer\r\n", f"Vorspann von {REVIEWER.replace('@', '<b>@</b>')}\r\n--outer\r\n".encode(), 1)
+    out = forward(raw, REVIEWER)
+    assert b"Vorspann" not in out and leak_reader.finds(out, REVIEWER) == []
+
+
+def test_a_name_written_beside_the_senders_address_is_replaced_in_attributions() -> None:
+    """From carries no name, but the quoted history does: "Anna Schmidt <address> wrote:"."""
+    raw = (f"From: {REVIEWER}\r\nSubject: Re\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n{WORDS}\r\n\r\n"
+           f"On Mon, 2 Mar 2026 at 10:00 AM Maximilian Mueller <{REVIEWER}> wrote:\r\n> Alt\r\n"
+           "02.03.2026 10:05:00, Maximilian Mueller:\r\n> Noch aelter\r\n").encode()
+    text = email.message_from_bytes(forward(raw, REVIEWER), policy=email.policy.default).get_content()
+    assert "Maximilian" not in text and "10:00 AM Max M. <" in text and "10:05:00, Max M.:" in text

@@ -87,6 +87,39 @@ def _name_pattern(names: tuple[str, ...]) -> re.Pattern[str] | None:
     return re.compile(r"(?<![\w@])(?:" + "|".join(alternatives) + r")(?![\w@]|\.\w)", re.IGNORECASE)
 
 
+# FairEmail and other clients write just the date and the name: "02.03.2026 10:00:00, Anna Schmidt:"
+_DATED_LINE = re.compile(r"^\d{1,4}[./-]\d{1,2}[./-]\d{1,4},?\s+\d{1,2}:\d{2}(?::\d{2})?,?\s+[^:\n]{1,120}:\s*$")
+# a name written in front of an address, as "Name <address>" (quoted or not)
+_NAMED_ADDRESS = r"((?:[^\W\d_][\w.'-]*,?\s+){0,3}[^\W\d_][\w.'-]*)\"?\s*<\s*{address}\s*>"
+
+
+# capitalised words that stand before a name in attribution lines without being part of it
+_NOT_NAMES = frozenset({"AM", "PM", "A.M", "P.M", "UTC", "GMT", "CET", "CEST", "MEZ", "MESZ", "UHR", "ON", "LE",
+                        "EL", "IL", "OP", "DEN", "EM", "DNE", "VON", "FROM", "DE", "OD", "FRA", "FRÅN"})
+
+
+def names_beside(text: str, addresses: Iterable[str]) -> list[str]:
+    """Names written in front of the sender's own address ("Anna Schmidt <anna@example.org>" in
+    "On ..., Anna Schmidt <anna@example.org> wrote:"): the address says whose name it is, even
+    when the message's From header carried none. Only the capitalised words next to the address
+    count (not the "schrieb" or the date before them)."""
+    found: list[str] = []
+    for address in addresses:
+        if "<" not in text or address.split("@")[0].lower() not in text.lower():
+            continue
+        pattern = re.compile(_NAMED_ADDRESS.replace("{address}", re.escape(address)), re.IGNORECASE)
+        for match in pattern.finditer(text):
+            words = match.group(1).split()
+            named: list[str] = []
+            for word in reversed(words):
+                if not word[0].isupper() or word.strip(".,").upper() in _NOT_NAMES:
+                    break
+                named.insert(0, word)
+            if named and len(" ".join(named)) >= 3:
+                found.append(" ".join(named))
+    return list(dict.fromkeys(found))
+
+
 def _bare(line: str) -> str:
     return _QUOTE_PREFIX.sub("", line).strip()
 
@@ -94,7 +127,8 @@ def _bare(line: str) -> str:
 def is_attribution(text: str) -> bool:
     """Whether a line (quote markers allowed) attributes a quoted message to someone."""
     line = _bare(text)
-    return bool(line) and bool(_FIELD_LINE.match(line) or _ORIGINAL.match(line) or _WROTE_LINE.search(line))
+    return bool(line) and bool(_FIELD_LINE.match(line) or _ORIGINAL.match(line) or _WROTE_LINE.search(line)
+                               or _DATED_LINE.match(line))
 
 
 def is_wrapped_attribution(first: str, second: str) -> bool:

@@ -10,6 +10,9 @@
   calendar entry or hold the sender's address; otherwise left as the sender attached them.
 - `data:` URIs (in links, images, CSS): a vCard or calendar entry, or anything that decodes to the
   sender's address, is replaced by an empty `data:,`.
+- Link parameters that carry the address in base64 (tracking links of CRMs, link wrappers that
+  encode the whole target): the parameter is removed from the link; the link still works as far
+  as it can without it.
 """
 
 from __future__ import annotations
@@ -57,7 +60,34 @@ def strip(text: str, html: bool, hidden: Sequence[str]) -> Stripped:
         text = _UUENCODED.sub(lambda m: _uuencoded(m, hidden, removed), text)
     if "data:" in text.lower():
         text = _DATA_URI.sub(lambda m: _data_uri(m, hidden, removed), text)
+    if "://" in text:
+        text = _URL.sub(lambda m: _RUN.sub(lambda r: _run(r, hidden), m.group(0)), text)
     return Stripped(text, tuple(removed))
+
+
+_URL = re.compile(r"https?://[^\s\"'<>()]{16,}", re.IGNORECASE)
+# base64 or base64url in a link (a path segment or a parameter's value), possibly percent-encoded
+_RUN = re.compile(r"(?:[A-Za-z0-9+/_-]|%2[bBfF])[A-Za-z0-9+/_%-]{15,}(?:=|%3[dD])*")
+
+
+def _run(match: re.Match[str], hidden: Sequence[str]) -> str:
+    """A base64 run in a link, removed if it decodes (at any of its first four characters: a
+    segment may begin with letters of its own) to something that holds the sender's address."""
+    run = urllib.parse.unquote(urllib.parse.unquote(match.group(0))).encode("ascii", "ignore")
+    for start in range(4):
+        data = _base64(run[start:].rstrip(b"="))
+        if data and any(contains_address_bytes(data, address) for address in hidden):
+            return ""
+    return match.group(0)
+
+
+def _base64(run: bytes) -> bytes:
+    """A run of base64 or base64url, padded as needed; undecodable bytes come out empty."""
+    standard = run.replace(b"-", b"+").replace(b"_", b"/")
+    try:
+        return binascii.a2b_base64(standard + b"=" * (-len(standard) % 4))
+    except binascii.Error:
+        return b""
 
 
 def _strip_armor(text: str, removed: list[str]) -> str:

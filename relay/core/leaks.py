@@ -19,10 +19,15 @@ import re
 from collections.abc import Iterator
 from email.message import MIMEPart
 
-from relay.core import charsets, markup, redact, unwrap
+from relay.core import charsets, containers, markup, redact, unwrap
 from relay.core.compose import parse_bytes
 
-_TEXT_CHARSETS = ("utf-8", "latin-1")
+_TEXT_CHARSETS: tuple[str, ...] = ("utf-8", "latin-1")
+# what 8-bit text that declares no charset may be, besides UTF-8 and Latin-1: a client that
+# detects the charset shows it in one of these
+_LEGACY_CHARSETS: tuple[str, ...] = ("shift_jis", "euc-jp", "iso-2022-jp", "gb18030", "big5", "euc-kr",
+                                     "windows-1251", "koi8-r", "windows-1250", "iso-8859-7", "utf-16-le",
+                                     "utf-16-be")
 
 
 def views(raw: bytes) -> Iterator[str | bytes]:
@@ -50,8 +55,9 @@ def part_views(part: MIMEPart) -> Iterator[str | bytes]:
             yield f"{name}: {part.get(name)}"
     if part.is_multipart():
         return
+    rendered = part.get_content_maintype() == "text" and part.get_content_subtype() in markup.MARKUP_SUBTYPES
     if part.get_content_maintype() == "text" and _as_written(part):
-        if part.get_content_subtype() == "html":
+        if rendered:  # markup that splits the address, as a browser shows it
             encoded = part.get_payload()
             yield markup.visible_text(encoded if isinstance(encoded, str) else "")
         return
@@ -60,16 +66,19 @@ def part_views(part: MIMEPart) -> Iterator[str | bytes]:
         return
     yield payload  # searched as bytes: ASCII-compatible text, UTF-16 and UTF-32
     if part.get_content_maintype() != "text":
+        yield from containers.insides(payload)  # compressed documents: PDF pages, zip, gzip
         return
     texts = [charsets.decoded_text(part)]
-    for charset in dict.fromkeys((part.get_content_charset() or "utf-8", *_TEXT_CHARSETS)):
+    declared = part.get_content_charset()
+    guesses = _TEXT_CHARSETS + (_LEGACY_CHARSETS if declared in (None, "us-ascii") and not payload.isascii() else ())
+    for charset in dict.fromkeys((declared or "utf-8", *guesses)):
         try:
             texts.append(payload.decode(charset, errors="ignore"))
         except LookupError:
             continue
     yield from texts
-    if part.get_content_subtype() == "html":
-        yield from (markup.visible_text(text) for text in texts[:1])
+    if rendered:
+        yield markup.visible_text(texts[0])
 
 
 # charsets in which ASCII text reads as itself (not so: UTF-7, UTF-16, ISO-2022-JP, EBCDIC)

@@ -1,16 +1,20 @@
-"""HTML as a browser reads it (pure: text in, text out).
+"""HTML as a browser shows it (pure: text in, text out).
 
 An address can be split in the source and still be shown whole: `max.mueller<wbr>@example.de`,
-`max.mueller<span>@</span>example.de`, a comment between two characters. The source-level
-patterns of relay.redact do not see those; the text a browser renders does. `replace_rendered`
-finds addresses in that text (the element text from lxml's parser, invisible characters removed,
-which relay.redact's patterns skip) and edits the text nodes it spans, so the elements around stay
-as they were and the HTML stays well-formed.
+`max.mueller<span>@</span>example.de`, a comment between two characters (`<!-->` is an empty one),
+a hidden element (`display:none`) inside it. The source-level patterns of relay.redact do not see
+those; the text a browser shows does. That text is read from lxml's parse (the same parser that
+cleans remote content): the text runs of the elements that are shown, in document order; comments,
+style, script, template and head content and hidden elements are not shown. `replace_rendered`
+finds addresses there and edits the text runs they span, so the elements around them stay as they
+were and the HTML stays well-formed. Invisible characters are skipped by relay.redact's patterns.
+
+The same reading serves the other markup a mail client renders: text/x-amp-html, text/watch-html,
+text/enriched and text/richtext (their tags are simply elements lxml does not know).
 """
 
 from __future__ import annotations
 
-import html
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -18,11 +22,16 @@ from dataclasses import dataclass
 import lxml.etree
 import lxml.html
 
-from relay.core.redact import INVISIBLE, address_pattern
+from relay.core.forms import is_invisible
+from relay.core.redact import contains_address, spans
 
+MARKUP_SUBTYPES = frozenset({"html", "x-amp-html", "watch-html", "enriched", "richtext", "xhtml+xml"})
 _UTF8 = lxml.html.HTMLParser(encoding="utf-8")
-_TAG_OR_COMMENT = re.compile(r"<!--.*?(?:-->|\Z)|<[^>]*>", re.DOTALL)
 _DOCTYPE = re.compile(r"\s*(?:<\?xml[^>]*\?>\s*)?(<!doctype[^>]*>)", re.IGNORECASE)
+_NOT_SHOWN = frozenset({"style", "script", "template", "head", "title", "noscript", "object", "iframe"})
+_HIDDEN_STYLE = re.compile(r"display\s*:\s*none|visibility\s*:\s*hidden|font-size\s*:\s*0(?![.\d]*[1-9])"
+                           r"|(?:max-)?(?:height|width)\s*:\s*0(?![.\d]*[1-9])|opacity\s*:\s*0(?![.\d]*[1-9])",
+                           re.IGNORECASE)
 
 
 def parse(source: str) -> lxml.html.HtmlElement:
@@ -42,12 +51,6 @@ def serialize(document: lxml.html.HtmlElement, source: str) -> str:
     return written
 
 
-def visible_text(source: str) -> str:
-    """A quick approximation of the rendered text: tags and comments removed, character
-    references decoded. Used to decide whether the full parse is needed, and by the final scan."""
-    return html.unescape(_TAG_OR_COMMENT.sub("", source))
-
-
 @dataclass
 class _Slot:
     """One run of text in the tree: an element's text (before its first child) or its tail."""
@@ -63,28 +66,48 @@ class _Slot:
         setattr(self.node, self.attribute, value)
 
 
+def _shown(node: lxml.etree._Element) -> bool:
+    if not isinstance(node.tag, str):
+        return False  # a comment or processing instruction: its own text is not shown
+    if node.tag.lower() in _NOT_SHOWN or node.get("hidden") is not None:
+        return False
+    return not _HIDDEN_STYLE.search(node.get("style") or "")
+
+
 def _slots(node: lxml.etree._Element) -> Iterator[_Slot]:
-    """The text runs under `node` in the order a browser shows them. A comment's own text is not
-    shown, its tail is; text of style and script elements is included (over-matching costs
-    nothing). The parser limits how deep elements nest, and so this recursion."""
-    if isinstance(node.tag, str):
-        yield _Slot(node, "text")
+    """The text runs under `node` in the order a browser shows them; a tail shows even when its
+    element does not. The parser limits how deep elements nest, and so this recursion."""
+    if not _shown(node):
+        return
+    yield _Slot(node, "text")
     for child in node:
         yield from _slots(child)
         yield _Slot(child, "tail")
 
 
+def _document(source: str) -> lxml.html.HtmlElement | None:
+    if not source.strip():
+        return None
+    try:
+        return parse(source)
+    except (lxml.etree.ParserError, ValueError):
+        return None
+
+
+def visible_text(source: str) -> str:
+    """The text a browser shows of `source` (empty if lxml cannot read it at all)."""
+    document = _document(source)
+    return "" if document is None else "".join(slot.get() for slot in _slots(document))
+
+
 def replace_rendered(source: str, replacements: dict[str, str]) -> str:
     """`source` with every address of `replacements` that shows in the rendered text replaced
     (longest first). Unchanged, byte for byte, when the rendered text holds none of them."""
-    rough = visible_text(source)
-    wanted = [a for a in sorted(replacements, key=len, reverse=True) if address_pattern(a).search(rough)]
-    if not wanted:
-        return source
-    try:
-        document = parse(source)
-    except (lxml.etree.ParserError, ValueError):
+    document = _document(source)
+    if document is None:
         return source  # the final scan decides about what cannot be parsed
+    shown = "".join(slot.get() for slot in _slots(document))
+    wanted = [a for a in sorted(replacements, key=len, reverse=True) if contains_address(shown, a)]
     changed = False
     for address in wanted:
         changed |= _replace_in_slots(list(_slots(document)), address, replacements[address])
@@ -100,12 +123,12 @@ def _replace_in_slots(slots: list[_Slot], address: str, replacement: str) -> boo
     where: list[tuple[int, int]] = []  # for each shown character: (run, offset in the run)
     for index, text in enumerate(texts):
         for offset, char in enumerate(text):
-            if char not in INVISIBLE:
+            if not is_invisible(char):
                 shown.append(char)
                 where.append((index, offset))
-    matches = list(address_pattern(address).finditer("".join(shown)))
-    for match in reversed(matches):
-        (first, start), (last, end) = where[match.start()], where[match.end() - 1]
+    matches = list(spans("".join(shown), address))
+    for match_start, match_end in reversed(matches):
+        (first, start), (last, end) = where[match_start], where[match_end - 1]
         if first == last:
             texts[first] = texts[first][:start] + replacement + texts[first][end + 1:]
             continue

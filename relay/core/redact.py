@@ -1,138 +1,137 @@
 """Finding and replacing an address in text, in the forms mail clients and HTML put it in.
 
-A pattern is built per address in which every character may also appear URL-encoded (`%40`) or
-as an HTML character reference (`&#64;`, `&#x40;`, `&commat;`), in any mix and any case, so
-`mailto:max%2Emueller%40example.de` and `max&#46;mueller&#64;example.de` are found as well as the
-plain form. Pure functions; the sanitiser applies them to decoded text.
+The text is decoded first (relay.forms.decode: percent-escapes however often repeated, character
+references, CSS and script escapes, Proofpoint's and quoted-printable's coded punctuation), then
+searched with a small pattern per address (either case, compatibility forms, invisible characters
+between the characters), so `mailto:max%2Emueller%40example.de` and `max&#46;mueller&#64;example.de`
+are found as well as the plain form; a replacement replaces what the match was decoded from. Pure
+functions; the sanitiser applies them to decoded text, the final scan to every view of a forward.
 """
 
 from __future__ import annotations
 
 import base64
 import re
+from collections.abc import Iterator
 from functools import lru_cache
-from html.entities import html5
 
-_NAMED = {"@": ("&commat;",), ".": ("&period;",), "-": ("&hyphen;", "&dash;"), "_": ("&lowbar;",),
-          "+": ("&plus;",)}
-
-# Characters a browser or mail client does not show: a soft hyphen or a zero-width character between
-# two characters of an address renders as the plain address.
-INVISIBLE = "\u00ad\u180e\u200b\u200c\u200d\u2060\u2061\u2062\u2063\u2064\ufeff"
+from relay.core import forms
 
 
-def _any_case(text: str) -> str:
-    """`text` as a pattern matching it in any case, spelled out ([mM]) rather than compiled with
-    IGNORECASE, which makes the regular expression engine try every position of a long text."""
-    return "".join(re.escape(c) if c.lower() == c.upper() else f"[{c.lower()}{c.upper()}]" if c.isascii()
-                   else f"(?:{re.escape(c.lower())}|{re.escape(c.upper())})" for c in text)
-
-
-def _percent(data: bytes) -> str:
-    """Percent-encoded bytes, however often the `%` itself was encoded again (`%40`, `%2540`,
-    `%252540`: link wrappers such as Safe Links encode an already encoded link once more)."""
-    return "".join("%(?:25)*" + _any_case(f"{byte:02x}") for byte in data)
-
-
-def _coded_forms(char: str) -> list[tuple[str, str]]:
-    """A character as a URL or an HTML page may spell it: percent-encoded (its UTF-8 bytes, and for
-    Latin-1 characters the single byte), as a numeric or named character reference, and for
-    punctuation as Proofpoint's link wrapper writes it (`-40`, `*40` or `*` for `@`). Each form as
-    (the character it begins with, the pattern of the rest)."""
-    code = ord(char)
-    forms = [("%", _percent(char.encode("utf-8"))[1:]), ("&", f"#0*{code};?"),
-             ("&", "#[xX]0*" + _any_case(f"{code:x}") + ";?")]
-    if 0x7f < code < 0x100:
-        forms.append(("%", _percent(bytes([code]))[1:]))
-    if code < 0x80 and not char.isalnum():
-        # Proofpoint: v2 writes `-40`; v3 replaces such characters (or the `%` of their
-        # percent-encoding) by `*` and lists them, base64-encoded, at the end of the link
-        forms += [("-", _any_case(f"{code:02x}")), ("*", ""), ("*", _percent(char.encode())[1:])]
-    forms.extend(("&", re.escape(name)) for name, value in html5.items() if value == char)
-    forms.extend(("&", _any_case(name[1:])) for name in _NAMED.get(char, ()))
-    return list(dict.fromkeys(forms))
-
-
-def _by_first_character(forms: list[tuple[str, str]]) -> str:
-    """Alternatives grouped under the character they begin with (`%(?:..|..)|&(?:..|..)`): the
-    engine looks at one character to rule a group out instead of trying every alternative."""
-    groups: dict[str, list[str]] = {}
-    for first, rest in forms:
-        groups.setdefault(first, []).append(rest)
-    return "|".join(re.escape(first) + "(?:" + "|".join(rest) + ")" for first, rest in groups.items())
-
-
-def _char_forms(char: str) -> str:
-    """The alternatives for one character. Each begins with a literal character (`m|M`, not `[mM]`),
-    so the engine skips ahead to where the first character of an address can begin. An ASCII
-    character also in its fullwidth form (U+FF01 to U+FF5E), which East Asian input methods type and
-    which reads as the same address."""
-    cases = (char.lower(), char.upper())
-    wide = tuple(chr(ord(c) + 0xFEE0) for c in cases if "!" <= c <= "~")
-    literal = [re.escape(c) for c in dict.fromkeys((*cases, *wide))]
-    return "(?:" + "|".join([*literal, _by_first_character(_coded_forms(char))]) + ")"
-
-
-def _gap(literal: str) -> str:
-    """Any number of invisible characters between two characters of an address: written as
-    themselves (`literal`: a class for text, alternatives for bytes) or coded."""
-    return "(?:" + literal + "|" + _by_first_character([f for c in INVISIBLE for f in _coded_forms(c)]) + ")*"
-
-
-_TEXT_GAP = _gap("[" + INVISIBLE + "]")
-_BYTES_GAP = _gap("|".join(INVISIBLE))  # a class of multi-byte characters means nothing over bytes
-
-
-def _pattern_text(address: str, gap: str) -> str:
-    return gap.join(_char_forms(c) for c in address.strip().lower())
-
-
-@lru_cache(maxsize=256)
+@lru_cache(maxsize=1024)
 def address_pattern(address: str) -> re.Pattern[str]:
-    """A pattern matching `address` in any mix of plain, URL-encoded and entity-encoded characters,
-    in any case, with invisible characters between them.
+    """The pattern of `address` over decoded text (relay.forms.pattern).
 
     No word boundaries on purpose: inside `xmax@example.dev` the reviewer's `max@example.de` is
     still replaced. Over-redacting a stranger's look-alike address costs little; a miss leaks.
     """
-    return re.compile(_pattern_text(address, _TEXT_GAP))
+    return re.compile(forms.pattern(address))
+
+
+def spans(text: str, address: str) -> Iterator[tuple[int, int]]:
+    """Where in `text` the address is written, in whatever form (start, end), in order."""
+    decoded = forms.decode(text)
+    for match in address_pattern(address).finditer(decoded.text):
+        yield decoded.span(match.start(), match.end())
 
 
 def replace_address(text: str, address: str, replacement: str) -> str:
-    return address_pattern(address).sub(replacement, text)
+    return replace_all(text, {address: replacement})
 
 
 def contains_address(text: str, address: str) -> bool:
-    """One search over the whole text, however long: the pattern's every first alternative is a
-    literal character, so the engine skips to the candidates itself (faster than looking for an
-    "@" first and searching around each)."""
-    return address_pattern(address).search(text) is not None
+    return address_pattern(address).search(forms.decode(text).text) is not None
 
 
-# (codec, what "@" looks like in it): UTF-16 and UTF-32 in both byte orders. The "@" of UTF-32 contains
-# that of UTF-16 in the same byte order, so one look for it decides whether either can be there.
-_WIDE = (("utf-16-le", b"@\x00"), ("utf-32-le", b"@\x00"), ("utf-16-be", b"\x00@"), ("utf-32-be", b"\x00@"))
+# (codec, what "@" looks like in it): UTF-16 and UTF-32 in both byte orders; without it, no such
+# form of an address is there (one look for it saves a search)
+_WIDE = (("utf-16-le", b"@\x00"), ("utf-32-le", b"@\x00\x00\x00"), ("utf-16-be", b"\x00@"),
+         ("utf-32-be", b"\x00\x00\x00@"))
 
 
-@lru_cache(maxsize=256)
-def _byte_patterns(address: str) -> tuple[re.Pattern[bytes], tuple[tuple[bytes, re.Pattern[bytes]], ...]]:
-    """The same forms over raw bytes (ASCII-compatible: the text pattern as UTF-8), and the plain
-    address in UTF-16 and UTF-32 of both byte orders, so attachments and text parts can be searched
-    without decoding them into strings first."""
-    plain = re.compile(_pattern_text(address, _BYTES_GAP).encode("utf-8"))
-    wide = []
-    for codec, at in _WIDE:
-        gap = b"(?:" + b"|".join(re.escape(c.encode(codec)) for c in INVISIBLE) + b")*"
-        units = [b"(?:" + b"|".join(re.escape(o.encode(codec)) for o in dict.fromkeys((c, c.upper()))) + b")"
-                 for c in address.strip().lower()]
-        wide.append((at, re.compile(gap.join(units))))
-    return plain, tuple(wide)
+@lru_cache(maxsize=1024)
+def _byte_pattern(address: str) -> re.Pattern[bytes]:
+    """The same over raw bytes (ASCII-compatible: UTF-8 of the spellings), so attachments and text
+    parts can be searched without decoding them into strings first."""
+    return re.compile(forms.bytes_pattern(address))
+
+
+@lru_cache(maxsize=1024)
+def _wide_pattern(address: str, codec: str) -> re.Pattern[bytes]:
+    """The plain address in UTF-16 or UTF-32 (compiled only for data that has an "@" in it)."""
+    skip = b"(?:" + b"|".join(re.escape(c.encode(codec)) for c in forms.WIDE_INVISIBLE) + b")*"
+    return re.compile(skip.join(_wide_unit([o.encode(codec) for o in dict.fromkeys((c, c.upper()))])
+                                for c in address.strip().lower()))
+
+
+def _wide_at(data: bytes, at: bytes, address: str) -> bool:
+    """Whether an "@" of UTF-16/32 stands in `data` with a character of the same encoding before it
+    (in binary data a bare "@\\0" is common; an address's "@" follows a letter or digit)."""
+    if "@" not in address:
+        return True
+    width = len(at)
+    little = at[0] == 0x40
+    start = data.find(at, width)
+    for _ in range(10_000):
+        if start < 0:
+            return False
+        unit = data[start - width:start]
+        if (unit[0] if little else unit[-1]) in _ADDRESS_BYTES and unit.count(0) == width - 1:
+            return True
+        start = data.find(at, start + 1)
+    return True  # more than can be looked at one by one: search
+
+
+_ADDRESS_BYTES = frozenset(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-_+")
+
+
+def _wide_unit(options: list[bytes]) -> bytes:
+    """One character in UTF-16/32: where its cases differ in one byte only, that byte as a class
+    (`[mM]\\x00`: a pattern that begins with a class lets the engine skip ahead in C)."""
+    if len(options) == 2 and len(options[0]) == len(options[1]):
+        differ = [k for k in range(len(options[0])) if options[0][k] != options[1][k]]
+        if len(differ) == 1:
+            k = differ[0]
+            klass = b"[" + re.escape(bytes([options[0][k]])) + re.escape(bytes([options[1][k]])) + b"]"
+            return re.escape(options[0][:k]) + klass + re.escape(options[0][k + 1:])
+    return b"(?:" + b"|".join(re.escape(o) for o in options) + b")"
 
 
 def contains_address_bytes(data: bytes, address: str) -> bool:
-    plain, wide = _byte_patterns(address)
-    return plain.search(data) is not None or any(
-        pattern.search(data) for at, pattern in wide if at in data or "@" not in address)
+    """The address in `data` as written, or where coded characters are (decoded around them), or
+    in UTF-16 and UTF-32."""
+    plain = _byte_pattern(address)
+    if plain.search(data) is not None:
+        return True
+    if any(_wide_pattern(address, codec).search(data) for codec, at in _WIDE if _wide_at(data, at, address)):
+        return True
+    if not _textual(data) and not _CODED_AT.search(data):
+        return False  # an image, compressed data: without a coded "@", decoding finds nothing
+    reach = 12 * len(address.encode()) + 16  # the longest spelling of the address around a token
+    text = address_pattern(address)
+    return any(text.search(window) for window in forms.decoded_windows(data, reach))
+
+
+_PRINTABLE = bytes(range(32, 127)) + b"\t\n\r"
+# "@" coded, as an address in a binary document may carry it (a PDF's link, a URL in an image's
+# metadata); in text every coded form is decoded anyway
+_CODED_AT = re.compile(rb"[%&\\*=\-\xef](?:(?<=%)(?:25)*(?:40|%34%30)|(?<=&)(?:#0*64|#[xX]0*40|commat)"
+                       rb"|(?<=\\)(?:0*40|u0040|x40)|(?<=[-*=])40|(?<=\xef)(?:\xbc\xa0|\xb9\xab))")
+
+
+def _textual(data: bytes) -> bool:
+    """Text of some kind (HTML, XML, JSON, CSV, a PDF's inflated page): where coded characters
+    are worth decoding. Judged by its start: mostly printable ASCII, or valid UTF-8."""
+    sample = data[:4096]
+    if not sample:
+        return False
+    if len(sample.translate(None, _PRINTABLE)) <= 0.15 * len(sample):
+        return True
+    try:
+        sample[:-4].decode("utf-8")
+        return True
+    except UnicodeDecodeError:
+        return False
 
 
 _B64 = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
@@ -178,7 +177,15 @@ def describe(exc: BaseException) -> str:
 
 
 def replace_all(text: str, replacements: dict[str, str]) -> str:
-    """Replace several addresses (longest first, so one that contains another is handled whole)."""
+    """Replace several addresses in one pass over the decoded text; where two overlap, the longer
+    wins (one that contains another is replaced whole)."""
+    decoded = forms.decode(text)
+    found: list[tuple[int, int, str]] = []
     for address in sorted(replacements, key=len, reverse=True):
-        text = replace_address(text, address, replacements[address])
+        for match in address_pattern(address).finditer(decoded.text):
+            start, end = decoded.span(match.start(), match.end())
+            if not any(start < e and s < end for s, e, _ in found):
+                found.append((start, end, replacements[address]))
+    for start, end, replacement in sorted(found, reverse=True):
+        text = text[:start] + replacement + text[end:]
     return text

@@ -221,6 +221,9 @@ def _depth(part: MIMEPart) -> int:
 
 def _clean(part: MIMEPart, work: _Work, allowed: frozenset[str]) -> None:
     _clean_headers(part, work, allowed)
+    # the text before and after a multipart's parts is for readers that know no MIME; nobody
+    # wrote it for the recipient, and nothing in it is cleaned
+    part.preamble = part.epilogue = None
     if part.get_content_type() == "message/rfc822" or part.get_content_maintype() == "message":
         for inner in part.get_payload() if isinstance(part.get_payload(), list) else []:
             if isinstance(inner, MIMEPart):
@@ -269,6 +272,12 @@ def _clean_headers(part: MIMEPart, work: _Work, allowed: frozenset[str]) -> None
             del part[name]
             continue
         values = [str(v) for v in part.get_all(name) or []]
+        if len(values) > 1 and name != "content-description":
+            # one Content-Type (or Subject...) only: the first is what was parsed and cleaned; a
+            # client that reads the second would see something else
+            values = values[:1]
+            del part[name]
+            part[name] = values[0]
         cleaned = [redact.replace_all(v, work.replacements) for v in values]
         if cleaned != values:
             del part[name]
@@ -280,10 +289,12 @@ def _clean_text(part: MIMEPart, work: _Work) -> None:
     _check_whole(part)  # a card as the whole message (children were judged by their parent)
     text = decoded_text(part)
     subtype = part.get_content_subtype()
-    stripped = inline.strip(text, subtype == "html", work.hidden)
+    rendered = subtype in markup.MARKUP_SUBTYPES
+    stripped = inline.strip(text, rendered, work.hidden)
     work.removed.extend(parts.Removed(kind=kind) for kind in stripped.removed)
+    work.names.extend(attribution.names_beside(markup.visible_text(text) if rendered else text, work.hidden))
     cleaned = redact.replace_all(stripped.text, work.replacements)
-    if subtype == "html":
+    if rendered:
         cleaned = markup.replace_rendered(cleaned, work.replacements)
         cleaned = attribution.replace_in_html(cleaned, work.names, work.route.sender_name)
         if work.route.block_remote:

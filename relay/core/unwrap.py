@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import binascii
 import quopri
+import re
 from email.errors import MissingHeaderBodySeparatorDefect
 from email.message import MIMEPart
 
@@ -33,9 +34,12 @@ class TooDeep(ValueError):
 
 def unwrap(part: MIMEPart, level: int = 0) -> list[str]:
     """Decode encoded message parts and open opaque signatures in `part` and below, in place;
-    returns what was removed ("signature" for each signature)."""
+    returns what was removed ("signature" for each signature). On the way, a transfer encoding
+    written with something after it (`quoted-printable (x)`, `base64;`), which the email package
+    would not decode but mail clients do, is written as the bare word."""
     if level > _MAX_LEVELS:
         raise TooDeep(f"content wrapped more than {_MAX_LEVELS} levels deep")
+    _tidy_transfer_encoding(part)
     removed: list[str] = []
     declared = _declared_type(part)
     if "pkcs7-mime" in declared and part.get_content_type() in _SIGNED_TYPES:
@@ -63,6 +67,20 @@ def _declared_type(part: MIMEPart) -> str:
         if name.lower() == "content-type":
             return str(value).strip().lower()
     return str(part.get_default_type())
+
+
+_ENCODINGS = ("base64", "quoted-printable", "7bit", "8bit", "binary", "x-uuencode", "uuencode", "x-uue")
+
+
+def _tidy_transfer_encoding(part: MIMEPart) -> None:
+    written = next((str(v) for k, v in part.raw_items() if k.lower() == "content-transfer-encoding"), None)
+    if written is None:
+        return
+    word = written.strip().lower()
+    first = re.split(r"[\s;(]", word, maxsplit=1)[0]
+    if word != first and first in _ENCODINGS:
+        del part["Content-Transfer-Encoding"]
+        part["Content-Transfer-Encoding"] = first
 
 
 def _transfer_encoding(part: MIMEPart) -> str:
