@@ -55,11 +55,11 @@ def part_views(part: MIMEPart) -> Iterator[str | bytes]:
             yield f"{name}: {part.get(name)}"
     if part.is_multipart():
         return
-    rendered = part.get_content_maintype() == "text" and part.get_content_subtype() in markup.MARKUP_SUBTYPES
+    markup_type = part.get_content_maintype() == "text" and part.get_content_subtype() in markup.MARKUP_SUBTYPES
     if part.get_content_maintype() == "text" and _as_written(part):
-        if rendered:  # markup that splits the address, as a browser shows it
-            encoded = part.get_payload()
-            yield markup.visible_text(encoded if isinstance(encoded, str) else "")
+        encoded = part.get_payload()
+        if isinstance(encoded, str) and _renders(encoded, markup_type):
+            yield markup.visible_text(encoded)
         return
     payload = _decoded(part)
     if not isinstance(payload, bytes):
@@ -77,8 +77,14 @@ def part_views(part: MIMEPart) -> Iterator[str | bytes]:
         except LookupError:
             continue
     yield from texts
-    if rendered:
+    if _renders(texts[0], markup_type):
         yield markup.visible_text(texts[0])
+
+
+def _renders(text: str, markup_type: bool) -> bool:
+    """Whether a text part is also read as a browser would show it: markup, and plain text with
+    tags in it (a client that guesses may render it; what would show is refused, not forwarded)."""
+    return markup_type or ("<" in text and ">" in text)
 
 
 # charsets in which ASCII text reads as itself (not so: UTF-7, UTF-16, ISO-2022-JP, EBCDIC)
