@@ -26,6 +26,8 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 from pydantic_settings import BaseSettings, EnvSettingsSource, PydanticBaseSettingsSource, SettingsConfigDict
 from pydantic_settings.sources.utils import parse_env_vars
 
+from relay.core import addresses
+
 DEFAULT_CONFIG = "settings.toml"
 BUNDLED_TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 ENV_CONFIG = "RELAY_CONFIG"
@@ -38,7 +40,6 @@ class ConfigError(Exception):
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 _DURATION = re.compile(r"(\d+)\s*([smhdw])")
-_DOMAIN = re.compile(r"[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)+")
 
 
 def parse_duration(text: str) -> timedelta:
@@ -108,7 +109,7 @@ def _path(value: Any) -> Path:
 
 def _domain(value: Any) -> str:
     text = _string(value).lower()
-    if not _DOMAIN.fullmatch(text):
+    if not addresses.is_domain(text):
         raise ValueError(f"{value!r} is not a domain name")
     return text
 

@@ -111,3 +111,17 @@ def test_events_are_named_from_the_registry() -> None:
             if re.search(r"(logs\.event|record_events?)\([^)]*?\"[a-z]+\.[a-z_]+\"", line):
                 bare.append(f"{path.relative_to(RELAY.parent)}:{n}")
     assert bare == []
+
+
+def test_only_the_store_talks_to_the_database() -> None:
+    """Nothing outside relay/store imports the database layer (peewee, the models): every write
+    goes through a store function, every transaction through relay.store.events.transaction."""
+    outside = [RELAY / name for name in ("core", "inbound", "outbound", "lifecycle", "admin")]
+    outside += [path for path in RELAY.glob("*.py")]
+    found = []
+    for place in outside:
+        for path in ([place] if place.is_file() else sorted(place.rglob("*.py"))):
+            for line, module in imports(path):
+                if module.split(".")[0] in ("peewee", "playhouse", "psycopg2") or module.startswith("relay.store.models"):
+                    found.append(f"{path.relative_to(RELAY.parent)}:{line} imports {module}")
+    assert found == []

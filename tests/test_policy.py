@@ -8,7 +8,7 @@ import pytest
 
 from relay.core.cases import InvalidInput, NotContactable, validate_open_case
 from relay.core.outcomes import Outcome, reply, translate_library_reply
-from relay.core.policy import check_recipient, check_sender, map_thread_ids
+from relay.core.policy import check_recipient, check_recipient_count, check_sender, map_thread_ids
 from relay.core.vocabulary import Conversation, Party, State
 from relay.outbound.transports import Attempt, Result
 from relay.outbound.worker import next_step, retry_delay
@@ -28,15 +28,18 @@ def conversation(state: State = State.AWAITING_REPLY, writer: Party = Party.REVI
 def test_recipient_decisions() -> None:
     conv = conversation()
     address = f"{'a' * 32}@relay.test"
-    assert check_recipient(address, DOMAIN, conv, NOW, LIFETIME, False) is Outcome.RECIPIENT_OK
-    assert check_recipient(address.upper(), DOMAIN, conv, NOW, LIFETIME, False) is Outcome.RECIPIENT_OK
-    assert check_recipient("x@elsewhere.example", DOMAIN, None, NOW, LIFETIME, False) is Outcome.FOREIGN_DOMAIN
-    assert check_recipient(address, DOMAIN, None, NOW, LIFETIME, False) is Outcome.UNKNOWN_ADDRESS
-    assert check_recipient(address, DOMAIN, conv, NOW, LIFETIME, True) is Outcome.TOO_MANY_RECIPIENTS
+    assert check_recipient(address, DOMAIN, conv, NOW, LIFETIME, "max@example.de") is Outcome.RECIPIENT_OK
+    assert check_recipient(address.upper(), DOMAIN, conv, NOW, LIFETIME, "max@example.de") is Outcome.RECIPIENT_OK
+    assert check_recipient("x@elsewhere.example", DOMAIN, None, NOW, LIFETIME, "max@example.de") is Outcome.FOREIGN_DOMAIN
+    assert check_recipient(address, DOMAIN, None, NOW, LIFETIME, "max@example.de") is Outcome.UNKNOWN_ADDRESS
+    assert check_recipient(address, DOMAIN, conv, NOW, LIFETIME, "<>") is Outcome.NULL_SENDER_REFUSED
+    assert check_recipient_count(1, 10, accepted=False) is None
+    assert check_recipient_count(2, 10, accepted=True) is Outcome.TOO_MANY_RECIPIENTS
+    assert check_recipient_count(11, 10, accepted=False) is Outcome.TOO_MANY_RECIPIENTS
     closed = conversation(State.CLOSED)
-    assert check_recipient(address, DOMAIN, closed, NOW, LIFETIME, False) is Outcome.CONVERSATION_CLOSED
+    assert check_recipient(address, DOMAIN, closed, NOW, LIFETIME, "max@example.de") is Outcome.CONVERSATION_CLOSED
     quiet = conversation(last=NOW - LIFETIME - timedelta(seconds=1))
-    assert check_recipient(address, DOMAIN, quiet, NOW, LIFETIME, False) is Outcome.CONVERSATION_CLOSED
+    assert check_recipient(address, DOMAIN, quiet, NOW, LIFETIME, "max@example.de") is Outcome.CONVERSATION_CLOSED
 
 
 def test_refusal_replies_carry_codes_the_design_names() -> None:

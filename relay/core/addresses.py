@@ -31,6 +31,16 @@ def new_token() -> str:
     return base64.b32encode(secrets.token_bytes(TOKEN_BYTES)).decode("ascii").rstrip("=").lower()
 
 
+def is_domain(text: str) -> bool:
+    """A host name of at least two labels (the relay's own domain, a party's, in ASCII)."""
+    return _DOMAIN.fullmatch(text) is not None
+
+
+def is_null_sender(envelope_from: str | None) -> bool:
+    """The empty envelope sender `<>` of delivery reports and automatic replies (RFC 5321 4.5.5)."""
+    return not (envelope_from or "").strip().strip("<>").strip()
+
+
 def is_token(local_part: str) -> bool:
     return bool(_TOKEN.fullmatch(local_part))
 
@@ -107,7 +117,7 @@ def validate(address: str) -> str:
         raise InvalidAddress(f"{address!r} is not a valid e-mail address") from None
     domain = parsed.domain.lower()
     ascii_domain = domain if domain.isascii() else _ascii_domain(domain)
-    if not parsed.username or not ascii_domain or not _DOMAIN.fullmatch(ascii_domain):
+    if not parsed.username or not ascii_domain or not is_domain(ascii_domain):
         raise InvalidAddress(f"{address!r} needs a local part and a domain such as example.org")
     # an internationalised domain is kept in its ASCII form: every mail system can deliver to it
     return normalize(f"{split(text)[0]}@{ascii_domain}")

@@ -14,7 +14,8 @@ from email.message import EmailMessage
 from email.utils import collapse_rfc2231_value
 from enum import Enum
 
-from relay.core.compose import LOOP_HEADER
+from relay.core.addresses import is_null_sender
+from relay.core.compose import LOOP_HEADER, PARSE_ERRORS
 
 MAX_RECEIVED = 30
 
@@ -67,7 +68,7 @@ def classify(msg: EmailMessage, envelope_from: str, domain: str) -> tuple[Kind, 
 def _get(msg: EmailMessage, name: str) -> str:
     try:
         value = msg.get(name)
-    except (ValueError, IndexError, TypeError, AttributeError):
+    except PARSE_ERRORS:
         # the header parser itself fails on some garbage (a group where a mailbox is expected):
         # use the raw text, which get_all would parse again
         value = next((v for k, v in msg.raw_items() if k.lower() == name.lower()), None)
@@ -94,7 +95,7 @@ def _report(msg: EmailMessage) -> tuple[Kind, str] | None:
 
 
 def _bounce(msg: EmailMessage, envelope_from: str) -> str:
-    if (envelope_from or "").strip("<>"):
+    if not is_null_sender(envelope_from):
         return ""  # a bounce has the null sender; From is read (and parsed) only then
     address = re.search(r"[^\s<>\"]+@[^\s<>\"]+", _get(msg, "From"))
     if address and _DAEMON.match(address.group(0)):

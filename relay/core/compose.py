@@ -7,6 +7,7 @@ same rules without the round trip through header objects.
 
 from __future__ import annotations
 
+import email.errors
 import email.policy
 import functools
 import re
@@ -27,6 +28,11 @@ LOOP_HEADER = "X-Relay-Loop"
 
 
 _FEED_CHUNK = 64 * 1024
+# What the standard parser and its header objects raise on malformed mail: the one list every
+# reader of untrusted headers and parts catches (a reader that catches less turns a malformed
+# message into a crash, one that catches more hides bugs).
+PARSE_ERRORS: tuple[type[Exception], ...] = (email.errors.MessageError, ValueError, LookupError, IndexError,
+                                             TypeError, AttributeError, RecursionError)
 
 
 def parse_bytes(raw: bytes) -> EmailMessage:
@@ -97,6 +103,12 @@ class Addressing:
     to_address: str
     to_name: str = ""
     reply_to: str | None = None
+
+
+def relayed_name(name: str, platform: str) -> str:
+    """The display name of everything the relay sends on a party's behalf: "Max M. via ReviewHub"
+    (the recipient sees who wrote, and that it came through the platform)."""
+    return f"{name} via {platform}"
 
 
 def mailbox(name: str, address: str) -> Address:

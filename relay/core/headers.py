@@ -9,11 +9,10 @@ is all an id is.
 
 from __future__ import annotations
 
-import email.errors
 from dataclasses import dataclass
 from email.message import EmailMessage
 
-from relay.core.compose import message_ids
+from relay.core.compose import PARSE_ERRORS, message_ids
 
 Mailbox = tuple[str, str]  # (address, lowercased; display name)
 
@@ -61,7 +60,7 @@ def mailboxes(msg: EmailMessage, name: str) -> list[Mailbox]:
         header = msg.get(name)
         found = getattr(header, "addresses", ())
         return [(utf8(a.addr_spec).lower(), utf8(a.display_name)) for a in found if a.addr_spec]
-    except (email.errors.MessageError, ValueError, IndexError, AttributeError, TypeError):
+    except PARSE_ERRORS:
         return []
 
 

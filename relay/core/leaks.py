@@ -14,13 +14,12 @@ from __future__ import annotations
 
 import binascii
 import contextlib
-import email.errors
 import re
 from collections.abc import Iterator
 from email.message import MIMEPart
 
 from relay.core import charsets, containers, markup, redact, unwrap
-from relay.core.compose import parse_bytes
+from relay.core.compose import PARSE_ERRORS, parse_bytes
 
 _TEXT_CHARSETS: tuple[str, ...] = ("utf-8", "latin-1")
 # what 8-bit text that declares no charset may be, besides UTF-8 and Latin-1: a client that
@@ -37,7 +36,7 @@ def views(raw: bytes) -> Iterator[str | bytes]:
     yield raw
     try:
         msg = parse_bytes(raw)
-    except (email.errors.MessageError, ValueError, LookupError, RecursionError):
+    except PARSE_ERRORS:
         return
     unwrap.unwrap(msg)  # raises when it cannot: the caller refuses what it cannot read (fail closed)
     for part in list(msg.walk()):
@@ -50,8 +49,7 @@ def part_views(part: MIMEPart) -> Iterator[str | bytes]:
     for name, value in part.raw_items():
         if "=?" not in value:
             continue  # no encoded words: the decoded header says what the raw one says
-        with contextlib.suppress(email.errors.MessageError, ValueError, IndexError, TypeError,
-                                 AttributeError):
+        with contextlib.suppress(*PARSE_ERRORS):
             yield f"{name}: {part.get(name)}"
     if part.is_multipart():
         return

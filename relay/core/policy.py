@@ -20,17 +20,26 @@ def is_relay_domain(address: str, domain: str) -> bool:
     return addresses.split(address)[1] == domain.lower()
 
 
+def check_recipient_count(tried: int, max_recipients: int, accepted: bool) -> Outcome | None:
+    """The transaction's recipients so far: at most `max_recipients` RCPT commands, and one relay
+    address accepted (each goes to another party: one transaction, one recipient; ADR 4). None
+    when this one may be looked at."""
+    if tried > max_recipients or accepted:
+        return Outcome.TOO_MANY_RECIPIENTS
+    return None
+
+
 def check_recipient(address: str, domain: str, conversation: Conversation | None, now: datetime,
-                    lifetime: timedelta, already_have_recipient: bool) -> Outcome:
+                    lifetime: timedelta, envelope_from: str) -> Outcome:
     """The answer to RCPT TO. `conversation` is what the address's local part resolved to."""
     if not is_relay_domain(address, domain):
         return Outcome.FOREIGN_DOMAIN
-    if already_have_recipient:
-        return Outcome.TOO_MANY_RECIPIENTS
     if conversation is None:
         return Outcome.UNKNOWN_ADDRESS
     if not accepts_mail(conversation.state, conversation.last_activity_at, now, lifetime):
         return Outcome.CONVERSATION_CLOSED
+    if addresses.is_null_sender(envelope_from):
+        return Outcome.NULL_SENDER_REFUSED  # reports go to the bounce addresses, never to a party
     return Outcome.RECIPIENT_OK
 
 

@@ -43,7 +43,7 @@ from relay.core import (
     unwrap,
 )
 from relay.core.charsets import decoded_text
-from relay.core.compose import WRITTEN, Addressing, parse_bytes, set_headers, to_bytes
+from relay.core.compose import WRITTEN, Addressing, parse_bytes, relayed_name, set_headers, to_bytes
 
 
 class Unprocessable(Exception):
@@ -139,7 +139,7 @@ def _rebuild(msg: EmailMessage, route: Route, hidden: tuple[str, ...],
     # the relay's own headers are values it formatted itself: stored and written as they are
     # (compose.WrittenPolicy), not parsed into header objects and folded back
     msg.policy = WRITTEN
-    set_headers(msg, Addressing(from_name=f"{route.sender_name} via {route.platform_name}",
+    set_headers(msg, Addressing(from_name=relayed_name(route.sender_name, route.platform_name),
                                 from_address=route.alias, to_address=route.recipient,
                                 reply_to=route.alias),
                 route.message_id, route.date, route.in_reply_to, route.references)

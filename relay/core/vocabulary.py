@@ -90,6 +90,19 @@ class Event(StrEnum):
 
 
 @dataclass(frozen=True)
+class DeliveryFacts:
+    """What a signed bounce address stands for: one delivery the relay sent."""
+
+    id: int
+    case_id: int | None
+    kind: Mail
+    recipient_party: Party
+    queue_id: str
+    created_at: datetime
+    state: DeliveryState
+
+
+@dataclass(frozen=True)
 class Conversation:
     """What one relay address stands for: the case, who writes to it and where it leads."""
 

@@ -11,8 +11,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-import peewee as pw
-
 from relay import logs
 from relay.app import App
 from relay.core import classify, headers, limits, notices, outcomes, policy, sanitize
@@ -23,6 +21,7 @@ from relay.lifecycle import jobs as lifecycle
 from relay.store import case_records as case_store
 from relay.store import events, outbox
 from relay.store import transitions as lifecycle_store
+from relay.store.database import StorageError
 
 
 @dataclass(frozen=True)
@@ -53,7 +52,7 @@ def guarded(app: App, raw: bytes, case_id: int | None, work: Callable[[], Result
         return work()
     except sanitize.Unprocessable as exc:
         return Result(unreadable, detail=str(exc))
-    except pw.DatabaseError as exc:
+    except StorageError as exc:
         logs.event(Event.STORAGE_ERROR, f"database error while processing a message: {type(exc).__name__}",
                    level=logging.ERROR, case=case_id)
         return Result(Outcome.TEMPORARY_FAILURE, detail="database error")

@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime, timedelta
-from typing import Any
 
 from relay.app import App
 from relay.core import bounces, classify, sanitize
 from relay.core.outcomes import Outcome
-from relay.core.vocabulary import Event, Mail, Party
+from relay.core.vocabulary import DeliveryFacts, Event, Mail, Party
 from relay.inbound.intake import Result, guarded
 from relay.lifecycle import jobs as lifecycle
 from relay.store import events, outbox
@@ -25,38 +24,38 @@ def valid_for(app: App) -> timedelta:
     return app.settings.outbound.max_queue_lifetime + lifetime
 
 
-def lookup(app: App, delivery_id: int, now: datetime) -> dict[str, Any] | None:
+def lookup(app: App, delivery_id: int, now: datetime) -> DeliveryFacts | None:
     """The delivery a bounce address names, if it is recent enough to be answered."""
     facts = outbox.delivery_facts(delivery_id)
-    if facts is None or facts["created_at"] < now - valid_for(app):
+    if facts is None or facts.created_at < now - valid_for(app):
         return None
     return facts
 
 
-def process(app: App, delivery: dict[str, Any], envelope_from: str, raw: bytes) -> Result:
+def process(app: App, delivery: DeliveryFacts, envelope_from: str, raw: bytes) -> Result:
     """Read one message at a bounce address; an unreadable one is ignored (250), never forwarded."""
-    return guarded(app, raw, delivery["case"], lambda: _process(app, delivery, envelope_from, raw),
+    return guarded(app, raw, delivery.case_id, lambda: _process(app, delivery, envelope_from, raw),
                    Outcome.BOUNCE_IGNORED)
 
 
-def _process(app: App, delivery: dict[str, Any], envelope_from: str, raw: bytes) -> Result:
+def _process(app: App, delivery: DeliveryFacts, envelope_from: str, raw: bytes) -> Result:
     msg = sanitize.parse(raw)
     now = app.clock.now()
-    case_id = delivery["case"]
+    case_id = delivery.case_id
     kind, clue = classify.classify(msg, envelope_from, app.settings.relay.domain)
     if kind is classify.Kind.AUTO_REPLY:
         events.record(case_id, Event.AUTOREPLY_DROPPED, now,
-                      f"to the {delivery['kind']} for the {delivery['recipient_party']}: {clue}")
+                      f"to the {delivery.kind} for the {delivery.recipient_party}: {clue}")
         return Result(Outcome.AUTO_REPLY_DROPPED, detail=clue)
     report = bounces.read(msg)
     if report.permanent is None:
         return Result(Outcome.BOUNCE_IGNORED, detail=report.detail)
-    what = f"{delivery['kind']} to the {delivery['recipient_party']}: {report.detail}"
+    what = f"{delivery.kind} to the {delivery.recipient_party}: {report.detail}"
     with events.transaction():
-        events.record(case_id, Event.BOUNCE_RECEIVED, now, what, message=what, qid=delivery["queue_id"],
+        events.record(case_id, Event.BOUNCE_RECEIVED, now, what, message=what, qid=delivery.queue_id,
                       level=logging.WARNING if report.permanent else logging.INFO)
         if report.permanent:
-            outbox.mark_bounced(delivery["id"], f"bounced: {report.status} {report.detail}")
-            if delivery["recipient_party"] == Party.REVIEWER.value and case_id is not None:
+            outbox.mark_bounced(delivery.id, f"bounced: {report.status} {report.detail}")
+            if delivery.recipient_party is Party.REVIEWER and case_id is not None:
                 lifecycle.queue_notice(app, case_id, Mail.REVIEWER_UNREACHABLE, now)
     return Result(Outcome.BOUNCE_RECORDED, detail=what)

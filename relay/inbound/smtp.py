@@ -19,8 +19,19 @@ from relay.app import App
 from relay.core import addresses, limits, outcomes, policy, verp
 from relay.core.outcomes import Outcome, reply
 from relay.core.redact import describe
-from relay.core.vocabulary import Event
+from relay.core.vocabulary import Conversation, DeliveryFacts, Event
 from relay.inbound import intake, returns
+
+Target = Conversation | DeliveryFacts  # what an accepted RCPT TO stands for
+
+
+class RelayEnvelope(Envelope):
+    """aiosmtpd's envelope with what the relay learns at RCPT TO."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.target: Target | None = None  # the relay address's conversation, or a bounce address's delivery
+        self.tried = 0                      # RCPT commands in this transaction
 
 
 class RelaySMTP(SMTP):
@@ -34,6 +45,10 @@ class RelaySMTP(SMTP):
     def __init__(self, handler: Any, *, max_message_bytes: int, **kwargs: Any) -> None:
         self.line_length_limit = max_message_bytes + 1024
         super().__init__(handler, data_size_limit=max_message_bytes, **kwargs)
+
+    def _create_envelope(self) -> RelayEnvelope:
+        """aiosmtpd's documented hook for a richer envelope."""
+        return RelayEnvelope()
 
     async def push(self, status: Any) -> None:
         if isinstance(status, str):
@@ -71,12 +86,12 @@ class InboundHandler:
         if client not in self.exempt and self.probes.blocked(client, now):
             return self._refuse(Outcome.TOO_MANY_PROBES, session, "client over the unknown-recipient limit")
         local, domain = addresses.split(address)
-        tried = getattr(envelope, "rcpt_count", 0) + 1
-        envelope.rcpt_count = tried  # type: ignore[attr-defined]
-        if tried > self.app.settings.limits.max_recipients:
-            return self._refuse(Outcome.TOO_MANY_RECIPIENTS, session, f"more than {tried - 1} recipients")
-        if getattr(envelope, "target", None) is not None:
-            return self._refuse(Outcome.TOO_MANY_RECIPIENTS, session, "a second recipient")
+        assert isinstance(envelope, RelayEnvelope)
+        envelope.tried += 1
+        refused = policy.check_recipient_count(envelope.tried, self.app.settings.limits.max_recipients,
+                                               accepted=envelope.target is not None)
+        if refused is not None:
+            return self._refuse(refused, session, f"recipient {envelope.tried} of one transaction")
         try:
             outcome, target, case = await self._recipient(local, domain, address, envelope.mail_from or "")
         except Exception as exc:
@@ -85,13 +100,13 @@ class InboundHandler:
             return self._refuse(Outcome.TOO_MANY_PROBES, session, "client over the unknown-recipient limit")
         if outcome is not Outcome.RECIPIENT_OK:
             return self._refuse(outcome, session, f"recipient refused ({outcome.value})", case=case)
-        envelope.target = target  # type: ignore[attr-defined]
+        envelope.target = target
         envelope.rcpt_tos.append(address)
         envelope.rcpt_options.extend(rcpt_options)
         return str(reply(outcome))
 
     async def _recipient(self, local: str, domain: str, address: str,
-                         mail_from: str) -> tuple[Outcome, Any, int | None]:
+                         mail_from: str) -> tuple[Outcome, Target | None, int | None]:
         """(outcome, what the address stands for, case id) for one RCPT TO."""
         if domain == self.app.settings.relay.domain and verp.looks_like_verp(local):
             number = verp.delivery_id(local, self.app.key)
@@ -99,28 +114,27 @@ class InboundHandler:
                 returns.lookup, self.app, number, self.app.clock.now())
             if delivery is None:
                 return Outcome.BAD_BOUNCE_ADDRESS, None, None
-            return Outcome.RECIPIENT_OK, delivery, delivery["case"]
+            return Outcome.RECIPIENT_OK, delivery, delivery.case_id
         conversation = None
         if domain == self.app.settings.relay.domain and addresses.is_token(local.lower()):
             conversation = await self.app.blocking(intake.lookup, self.app, local)
         outcome = policy.check_recipient(
             address, self.app.settings.relay.domain, conversation, self.app.clock.now(),
-            self.app.settings.cases.conversation_lifetime, already_have_recipient=False)
-        if outcome is Outcome.RECIPIENT_OK and not mail_from.strip("<>"):
-            outcome = Outcome.NULL_SENDER_REFUSED  # reports go to the bounce addresses, never to a party
+            self.app.settings.cases.conversation_lifetime, mail_from)
         return outcome, conversation, conversation.case_id if conversation else None
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
-        target = getattr(envelope, "target", None)
+        target = envelope.target if isinstance(envelope, RelayEnvelope) else None
         if target is None:
             return self._refuse(Outcome.UNKNOWN_ADDRESS, session, "DATA without an accepted recipient")
         raw = envelope.original_content or b""
         size = len(raw)
-        is_bounce = isinstance(target, dict)
-        case = target["case"] if is_bounce else target.case_id
-        process = returns.process if is_bounce else intake.process
+        case = target.case_id
         try:
-            result = await self.app.blocking(process, self.app, target, envelope.mail_from or "", raw)
+            if isinstance(target, DeliveryFacts):
+                result = await self.app.blocking(returns.process, self.app, target, envelope.mail_from or "", raw)
+            else:
+                result = await self.app.blocking(intake.process, self.app, target, envelope.mail_from or "", raw)
         except Exception as exc:
             logs.event(Event.INBOUND_ERROR, f"processing failed: {describe(exc)}",
                        level=logging.ERROR, case=case)
@@ -130,7 +144,7 @@ class InboundHandler:
             # command, while its forward may already be on its way out (a second copy in memory)
             envelope.content = envelope.original_content = None
             del raw
-        if result.outcome is Outcome.ACCEPTED:
+        if result.outcome is Outcome.ACCEPTED and isinstance(target, Conversation):
             answer = reply(Outcome.ACCEPTED).with_text(f"queued as {result.queue_id}")
             logs.event(Event.INBOUND_ACCEPTED, f"{target.writer.value} message accepted ({size} bytes), "
                        f"forward queued to the {target.writer.other.value}",

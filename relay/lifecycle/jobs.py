@@ -15,7 +15,7 @@ from typing import Any
 from relay import logs
 from relay.app import App
 from relay.core import notices
-from relay.core.compose import Addressing, new_message_id
+from relay.core.compose import Addressing, new_message_id, relayed_name
 from relay.core.redact import describe
 from relay.core.vocabulary import Event, Mail, Party
 from relay.store import events, outbox
@@ -107,7 +107,7 @@ def compose_notice(app: App, kind: Mail, facts: dict[str, Any], now: datetime,
         return None
     rendered = notices.render(app.settings.relay.templates, kind, locale, context)
     if spec.from_relay_address:
-        who = Addressing(from_name=f"{facts['business_name']} via {app.settings.relay.platform_name}",
+        who = Addressing(from_name=relayed_name(facts["business_name"], app.settings.relay.platform_name),
                          from_address=reviewer_alias, to_address=to_address, to_name=to_name,
                          reply_to=reviewer_alias)
     else:

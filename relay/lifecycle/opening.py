@@ -9,7 +9,7 @@ from relay.app import App
 from relay.core import cases, notices
 from relay.core.addresses import new_token
 from relay.core.cases import OpenCaseRequest
-from relay.core.compose import Addressing, new_message_id
+from relay.core.compose import Addressing, new_message_id, relayed_name
 from relay.core.vocabulary import Event, Mail, Party
 from relay.store import case_records as case_store
 from relay.store import events, outbox
@@ -43,7 +43,7 @@ def open_case(app: App, req: OpenCaseRequest) -> Opened:
     })
     message_id = new_message_id(app.settings.relay.domain)
     body = notices.build(rendered, Addressing(
-        from_name=f"{req.business_name} via {app.settings.relay.platform_name}", from_address=reviewer_address,
+        from_name=relayed_name(req.business_name, app.settings.relay.platform_name), from_address=reviewer_address,
         to_address=req.reviewer_email, to_name=req.reviewer_name, reply_to=reviewer_address),
         message_id, now)
     queue_id = outbox.new_queue_id()

@@ -10,6 +10,9 @@ import peewee as pw
 
 from relay.store.models import MODELS, Setting, db
 
+# what a failed statement raises, whatever the database: the shells catch it without knowing peewee
+StorageError = pw.DatabaseError
+
 
 class StorageUnavailable(Exception):
     """The database cannot be reached or used right now (callers answer 451 / exit non-zero)."""

@@ -15,7 +15,7 @@ from typing import Any
 
 import peewee as pw
 
-from relay.core.vocabulary import DeliveryState, Mail, Party
+from relay.core.vocabulary import DeliveryFacts, DeliveryState, Mail, Party
 from relay.store.database import is_postgres
 from relay.store.models import Delivery, db, rows
 from relay.store.prepared import insert_one
@@ -142,12 +142,17 @@ def mark_failed(delivery_id: int, token: str, error: str) -> bool:
     return _finish(delivery_id, token, state=DeliveryState.FAILED, last_error=error)
 
 
-def delivery_facts(delivery_id: int) -> dict[str, Any] | None:
+def delivery_facts(delivery_id: int) -> DeliveryFacts | None:
     """What a bounce address stands for: the delivery's case, kind, recipient party and age."""
     found = rows(Delivery.select(Delivery.id, Delivery.case, Delivery.kind, Delivery.recipient_party,
                                  Delivery.queue_id, Delivery.created_at, Delivery.state)
                  .where(Delivery.id == delivery_id))
-    return found[0] if found else None
+    if not found:
+        return None
+    row = found[0]
+    return DeliveryFacts(id=row["id"], case_id=row["case"], kind=Mail(row["kind"]),
+                         recipient_party=Party(row["recipient_party"]), queue_id=row["queue_id"],
+                         created_at=row["created_at"], state=DeliveryState(row["state"]))
 
 
 def mark_bounced(delivery_id: int, error: str) -> None:
