@@ -52,8 +52,8 @@ def test_auto_replies_are_accepted_but_not_forwarded(db_url: str, app_factory: A
     forwards = sink.wait(BUSINESS, kind="forward")
     assert len(forwards) == 1 and b"Echte Antwort" in forwards[0]["raw"]
     detail = case_store.case_detail(opened.case_id)
-    assert [e["name"] for e in detail["events"]].count("autoreply.dropped") == 1
-    assert len(detail["messages"]) == 1  # the auto-reply is not a message of the conversation
+    assert [e.name for e in detail.events].count("autoreply.dropped") == 1
+    assert len(detail.messages) == 1  # the auto-reply is not a message of the conversation
 
 
 def test_bounces_come_back_to_signed_addresses(db_url: str, app_factory: Any, relay_factory: Any, sink: Sink) -> None:
@@ -74,8 +74,8 @@ def test_bounces_come_back_to_signed_addresses(db_url: str, app_factory: Any, re
 
     code, text = smtp_send(relay.port, "", verp, dsn("failed", "5.1.1"))
     assert (code, text[:5]) == (250, "2.0.0") and "Delivery report" in text
-    delivery = case_store.case_detail(opened.case_id)["deliveries"][0]
-    assert delivery["state"] == "failed" and "5.1.1" in delivery["last_error"]
+    delivery = case_store.case_detail(opened.case_id).deliveries[0]
+    assert delivery.state == "failed" and "5.1.1" in delivery.last_error
     notices = sink.wait(BUSINESS, kind="notice")
     assert len(notices) == 1 and "nicht zugestellt" in str(email.message_from_bytes(
         notices[0]["raw"], policy=email.policy.default)["Subject"])
@@ -105,9 +105,9 @@ def test_a_forward_to_the_business_that_bounces_shows_in_the_case(db_url: str, a
     verp = sink.wait(BUSINESS, kind="forward")[0]["from"]
     assert smtp_send(relay.port, "", verp, dsn("failed", "5.2.2"))[0] == 250
     detail = case_store.case_detail(opened.case_id)
-    forward = next(d for d in detail["deliveries"] if d["kind"] == "forward")
-    assert forward["state"] == "failed" and "5.2.2" in forward["last_error"]
-    assert any(e["name"] == "bounce.received" and "forward to the business" in e["detail"] for e in detail["events"])
+    forward = next(d for d in detail.deliveries if d.kind == "forward")
+    assert forward.state == "failed" and "5.2.2" in forward.last_error
+    assert any(e.name == "bounce.received" and "forward to the business" in e.detail for e in detail.events)
 
 
 def test_loops_are_refused(app_factory: Any, relay_factory: Any, sink: Sink, tmp_path: Path) -> None:

@@ -84,7 +84,7 @@ def test_answer_in_time_gives_one_reply_notice(db_url: str, app_factory: Any, re
     again = world.run_jobs()
     assert again["cases"]["expired"] == 0 and again["cases"]["reply_notices"] == 0
     assert world.notices(BUSINESS, "expiry_notice", locale) == []
-    events = [e["name"] for e in case_store.case_detail(opened.case_id)["events"]]
+    events = [e.name for e in case_store.case_detail(opened.case_id).events]
     assert events.count("case.replied") == 1 and events.count("notice.sent") == 2  # request and reply notice
 
 
@@ -105,7 +105,7 @@ def test_no_answer_expires_after_exactly_the_window(db_url: str, app_factory: An
     text = expiry[0].get_body(("plain",)).get_content()
     assert f"R-{locale}-2" in text and SUBJECTS[locale]["report"] in text
     assert ("5. Januar 2026" if locale == "de" else "January 5, 2026") in text  # the date of the request
-    assert case_store.case_detail(opened.case_id)["state"] == "expired"
+    assert case_store.case_detail(opened.case_id).case.state == "expired"
 
     # a late answer is still forwarded, marked late, and brings no reply notice
     world.advance(timedelta(hours=3))
@@ -141,7 +141,7 @@ def test_answer_racing_the_deadline_gives_exactly_one_notice(db_url: str, app_fa
     assert len(world.notices(BUSINESS, "expiry_notice", "de")) == 1
     assert world.notices(BUSINESS, "reply_notice", "de") == []
     detail = case_store.case_detail(opened.case_id)
-    assert detail["state"] == "expired" and detail["messages"][0]["late"]
+    assert detail.case.state == "expired" and detail.messages[0].late
 
 
 def test_reminder_once_when_configured(db_url: str, app_factory: Any, relay_factory: Any, sink: Sink) -> None:
@@ -184,12 +184,12 @@ def test_closed_and_quiet_conversations_refuse_mail_and_bodies_are_purged(
     world.advance(timedelta(days=25))  # 31 days without a message
     counts = world.run_jobs()
     assert counts["cases"]["closed"] == 1
-    assert case_store.case_detail(quiet.case_id)["close_reason"] == "conversation lifetime over"
+    assert case_store.case_detail(quiet.case_id).case.close_reason == "conversation lifetime over"
     code, text = world.reviewer_says(quiet.business_address, "hallo?")
     assert (code, text[:5]) == (550, "5.1.1")
     world.advance(timedelta(days=90))
     assert world.run_jobs()["cases"]["purged"] == 3  # two contact requests and the expiry notice
     kept = [(d.kind, d.created_at) for d in Delivery.select().where(Delivery.state == "sent") if d.body is not None]
     assert kept == []
-    assert case_store.case_detail(quiet.case_id)["deliveries"][0]["state"] == "sent"  # metadata stays
+    assert case_store.case_detail(quiet.case_id).deliveries[0].state == "sent"  # metadata stays
     assert world.run_jobs()["cases"]["purged"] == 0

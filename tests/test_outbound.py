@@ -174,12 +174,12 @@ def test_maildir_batch_not_published_counts_as_not_sent(db_url: str, app_factory
     box = tmp_path / "box"
     worker = Worker(app, MaildirTransport(box))
     opened = new_case(app)
-    name = f"{case_store.case_detail(opened.case_id)['deliveries'][0]['id']:010d}.relay"
+    name = f"{case_store.case_detail(opened.case_id).deliveries[0].id:010d}.relay"
     (box / "new" / name / "in the way").mkdir(parents=True)  # the rename into new/ fails
     first = asyncio.run(worker.run_pass())
     assert (first.sent, first.deferred) == (0, 1)
-    delivery = case_store.case_detail(opened.case_id)["deliveries"][0]
-    assert delivery["state"] == "queued" and "durable" in delivery["last_error"]
+    delivery = case_store.case_detail(opened.case_id).deliveries[0]
+    assert delivery.state == "queued" and "durable" in delivery.last_error
     (box / "new" / name / "in the way").rmdir()
     (box / "new" / name).rmdir()
     clock.advance(timedelta(minutes=1))
@@ -199,8 +199,8 @@ def test_maildir_that_cannot_be_written_defers_the_batch(db_url: str, app_factor
     worker = Worker(app, MaildirTransport(box))
     opened = new_case(app)
     assert asyncio.run(worker.run_pass()).deferred == 1
-    delivery = case_store.case_detail(opened.case_id)["deliveries"][0]
-    assert delivery["state"] == "queued" and "durable" in delivery["last_error"]
+    delivery = case_store.case_detail(opened.case_id).deliveries[0]
+    assert delivery.state == "queued" and "durable" in delivery.last_error
     (box / "tmp").unlink()
     clock.advance(timedelta(minutes=1))
     assert asyncio.run(worker.run_pass()).sent == 1
@@ -221,16 +221,16 @@ def test_worker_retries_then_delivers_and_gives_up(db_url: str, app_factory: Any
         sink.reply = "250 2.0.0 OK"
         assert asyncio.run(worker.run_pass()).sent == 1
         detail = case_store.case_detail(opened.case_id)
-        assert detail["deliveries"][0]["state"] == "sent" and detail["deliveries"][0]["attempts"] == 2
+        assert detail.deliveries[0].state == "sent" and detail.deliveries[0].attempts == 2
 
         sink.reply = "550 5.1.1 no such user"
         rejected = new_case(app, review_id="R-rejected")
         # refused at DATA: the business's reviewer_unreachable notice is queued, and refused too
         # (this sink refuses everyone), which tells nobody
         assert asyncio.run(worker.run_pass()).failed == 2
-        failed, notice = case_store.case_detail(rejected.case_id)["deliveries"]
-        assert failed["state"] == "failed" and "550 5.1.1" in failed["last_error"]
-        assert (notice["kind"], notice["recipient_party"], notice["state"]) == (
+        failed, notice = case_store.case_detail(rejected.case_id).deliveries
+        assert failed.state == "failed" and "550 5.1.1" in failed.last_error
+        assert (notice.kind, notice.recipient_party, notice.state) == (
             "reviewer_unreachable", "business", "failed")
 
         sink.reply = "421 4.7.0 go away"
@@ -238,8 +238,8 @@ def test_worker_retries_then_delivers_and_gives_up(db_url: str, app_factory: Any
         for _ in range(4):  # 1 + 2 + 4 minutes of backoff, then the 10 minute lifetime is over
             asyncio.run(worker.run_pass())
             clock.advance(timedelta(minutes=8))
-        last = case_store.case_detail(stuck.case_id)["deliveries"][0]
-        assert last["state"] == "failed" and "lifetime" in last["last_error"] and "421" in last["last_error"]
+        last = case_store.case_detail(stuck.case_id).deliveries[0]
+        assert last.state == "failed" and "lifetime" in last.last_error and "421" in last.last_error
     finally:
         sink.stop()
 
@@ -315,7 +315,7 @@ def smarthost() -> Any:
 
 
 def unreachable_notices(case_id: int) -> list[dict[str, Any]]:
-    return [d for d in case_store.case_detail(case_id)["deliveries"] if d["kind"] == "reviewer_unreachable"]
+    return [d for d in case_store.case_detail(case_id).deliveries if d.kind == "reviewer_unreachable"]
 
 
 def business_writes(app: Any, opened: Any, body: str) -> None:
@@ -339,14 +339,14 @@ def test_a_reviewer_refused_at_rcpt_is_reported_to_the_business_once(db_url: str
 
     first = asyncio.run(worker.run_pass())
     detail = case_store.case_detail(opened.case_id)
-    request = next(d for d in detail["deliveries"] if d["kind"] == "contact_request")
-    assert request["state"] == "failed" and "550 5.1.1" in request["last_error"]
-    assert [e["detail"] for e in detail["events"] if e["name"] == "notice.queued"] == [
+    request = next(d for d in detail.deliveries if d.kind == "contact_request")
+    assert request.state == "failed" and "550 5.1.1" in request.last_error
+    assert [e.detail for e in detail.events if e.name == "notice.queued"] == [
         "contact_request", "reviewer_unreachable"]
     asyncio.run(worker.run_pass())  # the notice is delivered (in the first pass already: it is due at once)
     assert (first.failed, first.sent) == (1, 1)
     [notice] = unreachable_notices(opened.case_id)
-    assert notice["state"] == "sent" and notice["recipient_party"] == "business"
+    assert notice.state == "sent" and notice.recipient_party == "business"
     [mail] = smarthost.to(BUSINESS)
     parsed = email.message_from_bytes(mail["raw"], policy=email.policy.default)
     assert "could not be delivered" in str(parsed["Subject"])
@@ -357,8 +357,8 @@ def test_a_reviewer_refused_at_rcpt_is_reported_to_the_business_once(db_url: str
     # the business writes anyway; the forward is refused the same way: no second notice
     business_writes(app, opened, "Are you there?")
     assert asyncio.run(worker.run_pass()).failed == 1
-    forward = next(d for d in case_store.case_detail(opened.case_id)["deliveries"] if d["kind"] == "forward")
-    assert forward["state"] == "failed" and "550 5.1.1" in forward["last_error"]
+    forward = next(d for d in case_store.case_detail(opened.case_id).deliveries if d.kind == "forward")
+    assert forward.state == "failed" and "550 5.1.1" in forward.last_error
     assert len(unreachable_notices(opened.case_id)) == 1
 
     # the mailbox takes mail again; a reminder is sent, then bounces later: still one notice
@@ -366,15 +366,15 @@ def test_a_reviewer_refused_at_rcpt_is_reported_to_the_business_once(db_url: str
     with db.atomic():
         assert lifecycle.queue_notice(app, opened.case_id, Mail.REMINDER, clock.now())
     assert asyncio.run(worker.run_pass()).sent == 1
-    reminder = next(d for d in case_store.case_detail(opened.case_id)["deliveries"] if d["kind"] == "reminder")
-    assert reminder["state"] == "sent" and len(smarthost.to(REVIEWER)) == 1
-    delivery = returns.lookup(app, reminder["id"], clock.now())
+    reminder = next(d for d in case_store.case_detail(opened.case_id).deliveries if d.kind == "reminder")
+    assert reminder.state == "sent" and len(smarthost.to(REVIEWER)) == 1
+    delivery = returns.lookup(app, reminder.id, clock.now())
     assert delivery is not None
     assert returns.process(app, delivery, "", dsn("failed", "5.1.1")).outcome is Outcome.BOUNCE_RECORDED
     detail = case_store.case_detail(opened.case_id)
-    assert next(d for d in detail["deliveries"] if d["kind"] == "reminder")["state"] == "failed"
+    assert next(d for d in detail.deliveries if d.kind == "reminder").state == "failed"
     assert len(unreachable_notices(opened.case_id)) == 1
-    assert [e["detail"] for e in detail["events"] if e["name"] == "notice.queued"] == [
+    assert [e.detail for e in detail.events if e.name == "notice.queued"] == [
         "contact_request", "reviewer_unreachable", "reminder"]
     assert asyncio.run(worker.run_pass()).sent == 0
     assert len(smarthost.to(BUSINESS)) == 1
@@ -394,10 +394,10 @@ def test_a_refused_delivery_to_the_business_tells_nobody(db_url: str, app_factor
     assert intake.process(app, conversation, REVIEWER, raw).outcome is Outcome.ACCEPTED
     counts = asyncio.run(worker.run_pass())
     detail = case_store.case_detail(opened.case_id)
-    forward = next(d for d in detail["deliveries"] if d["kind"] == "forward")
-    assert forward["state"] == "failed" and "550 5.1.1" in forward["last_error"]
+    forward = next(d for d in detail.deliveries if d.kind == "forward")
+    assert forward.state == "failed" and "550 5.1.1" in forward.last_error
     assert unreachable_notices(opened.case_id) == []
-    assert "reviewer_unreachable" not in [e["detail"] for e in detail["events"]]
+    assert "reviewer_unreachable" not in [e.detail for e in detail.events]
     assert counts.failed >= 1 and smarthost.to(BUSINESS) == []
 
 
@@ -413,8 +413,8 @@ def test_failures_that_are_not_the_reviewers_refusal_tell_nobody(db_url: str, ap
     smarthost.sender_reply = "553 5.7.1 sender address rejected: not owned by user"
     refused_session = new_case(app, locale="en", review_id="R-sender")
     assert asyncio.run(worker.run_pass()).failed == 1
-    request = case_store.case_detail(refused_session.case_id)["deliveries"][0]
-    assert request["state"] == "failed" and "553" in request["last_error"]
+    request = case_store.case_detail(refused_session.case_id).deliveries[0]
+    assert request.state == "failed" and "553" in request.last_error
     assert unreachable_notices(refused_session.case_id) == []
 
     smarthost.sender_reply = None
@@ -423,7 +423,7 @@ def test_failures_that_are_not_the_reviewers_refusal_tell_nobody(db_url: str, ap
     for _ in range(4):  # 1 + 2 + 4 minutes of backoff, then the 10 minute lifetime is over
         asyncio.run(worker.run_pass())
         clock.advance(timedelta(minutes=8))
-    request = case_store.case_detail(stuck.case_id)["deliveries"][0]
-    assert request["state"] == "failed" and "lifetime" in request["last_error"]
+    request = case_store.case_detail(stuck.case_id).deliveries[0]
+    assert request.state == "failed" and "lifetime" in request.last_error
     assert unreachable_notices(stuck.case_id) == []
     assert smarthost.to(BUSINESS) == []

@@ -71,8 +71,8 @@ def test_conversation_both_ways(db_url: str, app_factory: Any, relay_factory: An
     assert reply["In-Reply-To"] == f"<r1.{REVIEWER}>"
     assert fwd["Message-ID"].endswith("@relay.test>")
     detail = case_store.case_detail(opened.case_id)
-    assert detail["state"] == "replied"
-    assert [m["sender"] for m in detail["messages"]] == ["reviewer", "business"]
+    assert detail.case.state == "replied"
+    assert [m.sender for m in detail.messages] == ["reviewer", "business"]
     log = app.settings.log.file.read_text()
     assert "inbound.accepted" in log and "delivery.sent" in log and REVIEWER not in log.lower()
 

@@ -111,7 +111,7 @@ def test_claims_are_exclusive_and_leases_expire(db_url: str, app_factory: Any) -
     counts = outbox.state_counts()
     assert counts == {"sent": 1, "queued": 1, "failed": 1, "sending": 27}
     pending = outbox.oldest_pending()
-    assert pending is not None and pending["attempts"] == 2
+    assert pending is not None and pending.attempts == 2
 
 
 def test_prepared_queries_answer_as_peewee_does(db_url: str, app_factory: Any) -> None:

@@ -8,10 +8,22 @@ from datetime import datetime
 from typing import Any
 
 from relay.core.vocabulary import DeliveryState
+from relay.store.records import CaseDetail, CaseRow, DeliveryEntry, Record
 
 
 def to_json(value: Any) -> str:
-    return json.dumps(value, default=_json_default, ensure_ascii=False, indent=None)
+    return json.dumps(_plain(value), default=_json_default, ensure_ascii=False, indent=None)
+
+
+def _plain(value: Any) -> Any:
+    """Records as the dictionaries JSON shows them."""
+    if isinstance(value, Record):
+        return value.as_dict()
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
 
 
 def _json_default(value: Any) -> Any:
@@ -30,10 +42,10 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
-def table(rows: Sequence[dict[str, Any]], columns: Sequence[tuple[str, str]]) -> str:
-    """Aligned columns with a header line; `columns` is (key, heading)."""
+def table(rows: Sequence[Record], columns: Sequence[tuple[str, str]]) -> str:
+    """Aligned columns with a header line; `columns` is (field, heading)."""
     cells = [[heading.upper() for _, heading in columns]]
-    cells += [[_cell(row.get(key)) for key, _ in columns] for row in rows]
+    cells += [[_cell(getattr(row, key)) for key, _ in columns] for row in rows]
     widths = [max(len(line[i]) for line in cells) for i in range(len(columns))]
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip()
                      for line in cells)
@@ -43,29 +55,30 @@ CASE_COLUMNS = (("id", "case"), ("state", "state"), ("review", "review"), ("busi
                 ("opened_at", "opened (UTC)"), ("deadline", "deadline (UTC)"))
 
 
-def cases_table(rows: Sequence[dict[str, Any]]) -> str:
+def cases_table(rows: Sequence[CaseRow]) -> str:
     return table(rows, CASE_COLUMNS) if rows else "no cases"
 
 
-def case_timeline(detail: dict[str, Any]) -> str:
+def case_timeline(detail: CaseDetail) -> str:
     """A case as a timeline: what happened when, messages and deliveries, no addresses."""
-    head = [f"case {detail['id']}  {detail['state']}",
-            f"  review    {detail['review']} ({detail['origin']})",
-            f"  business  {detail['business']} ({detail['business_name']})",
-            f"  locale    {detail['locale']}   requests: {detail['requests'] or '-'}",
-            f"  opened    {_cell(detail['opened_at'])} UTC   deadline {_cell(detail['deadline'])} UTC"]
-    if detail.get("close_reason"):
-        head.append(f"  closed    {_cell(detail['closed_at'])} UTC: {detail['close_reason']}")
-    events = [(e["at"], f"{e['name']:<16} {e['detail']}".rstrip()) for e in detail["events"]]
-    for m in detail["messages"]:
-        late = " (late)" if m["late"] else ""
-        events.append((m["received_at"], f"{'message':<16} from {m['sender']}{late}, {m['size']} bytes, "
-                                         f"queue id {m['queue_id']}"))
-    for d in detail["deliveries"]:
-        status = d["state"] + (f": {d['last_error']}" if d["last_error"] and d["state"] != DeliveryState.SENT else "")
-        events.append((d["sent_at"] or d["created_at"],
-                       f"{'delivery':<16} {d['kind']} to {d['recipient_party']}, {status}, "
-                       f"{d['attempts']} attempt(s), queue id {d['queue_id']}"))
+    case = detail.case
+    head = [f"case {case.id}  {case.state}",
+            f"  review    {case.review} ({case.origin})",
+            f"  business  {case.business} ({case.business_name})",
+            f"  locale    {case.locale}   requests: {case.requests or '-'}",
+            f"  opened    {_cell(case.opened_at)} UTC   deadline {_cell(case.deadline)} UTC"]
+    if case.close_reason:
+        head.append(f"  closed    {_cell(case.closed_at)} UTC: {case.close_reason}")
+    events = [(e.at, f"{e.name:<16} {e.detail}".rstrip()) for e in detail.events]
+    for m in detail.messages:
+        late = " (late)" if m.late else ""
+        events.append((m.received_at, f"{'message':<16} from {m.sender}{late}, {m.size} bytes, "
+                                      f"queue id {m.queue_id}"))
+    for d in detail.deliveries:
+        status = d.state + (f": {d.last_error}" if d.last_error and d.state != DeliveryState.SENT else "")
+        events.append((d.sent_at or d.created_at,
+                       f"{'delivery':<16} {d.kind} to {d.recipient_party}, {status}, "
+                       f"{d.attempts} attempt(s), queue id {d.queue_id}"))
     events.sort(key=lambda item: item[0])
     return "\n".join([*head, "", *(f"{_cell(at)}  {text}" for at, text in events)])
 
@@ -75,7 +88,7 @@ OUTBOX_COLUMNS = (("id", "id"), ("queue_id", "queue id"), ("case", "case"), ("ki
                   ("next_attempt_at", "next try (UTC)"), ("last_error", "last error"))
 
 
-def outbox_table(rows: Sequence[dict[str, Any]]) -> str:
+def outbox_table(rows: Sequence[DeliveryEntry]) -> str:
     return table(rows, OUTBOX_COLUMNS) if rows else "outbox empty: nothing pending or failed"
 
 
@@ -84,10 +97,10 @@ def status_text(status: dict[str, Any]) -> str:
     queue = ", ".join(f"{k} {v}" for k, v in sorted(status["outbox"].items())) or "empty"
     lines = [f"cases:   {cases}", f"outbox:  {queue}"]
     oldest = status.get("oldest_pending")
-    if oldest:
-        error = f", last error: {oldest['last_error']}" if oldest.get("last_error") else ""
-        lines.append(f"oldest pending: queue id {oldest['queue_id']} ({oldest['kind']}) since "
-                     f"{_cell(oldest['created_at'])} UTC, {oldest['attempts']} attempt(s){error}")
+    if isinstance(oldest, DeliveryEntry):
+        error = f", last error: {oldest.last_error}" if oldest.last_error else ""
+        lines.append(f"oldest pending: queue id {oldest.queue_id} ({oldest.kind}) since "
+                     f"{_cell(oldest.created_at)} UTC, {oldest.attempts} attempt(s){error}")
     else:
         lines.append("oldest pending: none")
     day = status.get("last_24h", {})

@@ -20,6 +20,7 @@ from relay.core.redact import describe
 from relay.core.vocabulary import Event, Mail, Party
 from relay.store import events, outbox
 from relay.store import transitions as store
+from relay.store.records import NoticeFacts
 
 BATCH = 200
 
@@ -84,30 +85,30 @@ def queue_notices(app: App, case_ids: list[int], kind: Mail, now: datetime) -> i
     return store_notices(app, prepare_notices(app, case_ids, kind, now), kind, now)
 
 
-def compose_notice(app: App, kind: Mail, facts: dict[str, Any], now: datetime,
+def compose_notice(app: App, kind: Mail, facts: NoticeFacts, now: datetime,
                    localized: Callable[..., str] = notices.localized) -> outbox.Outgoing | None:
     """The notice of `kind` for a case as a delivery, or None if its recipient is gone (a forgotten
     reviewer: nobody to tell). `localized`: how dates are formatted (notices.localized)."""
     spec = KINDS[kind]
     timezone = app.settings.relay.timezone
-    locale = facts["locale"]
+    locale = facts.locale
     context: dict[str, Any] = {
-        "platform_name": app.settings.relay.platform_name, "business_name": facts["business_name"],
-        "reviewer_name": facts["reviewer_name"], "review_id": facts["review_id"], "message": facts["message"],
-        "opened_on": localized(facts["opened_at"], locale, timezone, False),
-        "deadline": localized(facts["deadline"], locale, timezone),
-        "replied_at": localized(facts["replied_at"] or now, locale, timezone),
+        "platform_name": app.settings.relay.platform_name, "business_name": facts.business_name,
+        "reviewer_name": facts.reviewer_name, "review_id": facts.review_id, "message": facts.message,
+        "opened_on": localized(facts.opened_at, locale, timezone, False),
+        "deadline": localized(facts.deadline, locale, timezone),
+        "replied_at": localized(facts.replied_at or now, locale, timezone),
     }
-    reviewer_alias = f"{facts['tokens'].get(Party.REVIEWER.value, '')}@{app.settings.relay.domain}"
+    reviewer_alias = f"{facts.tokens.get(Party.REVIEWER.value, '')}@{app.settings.relay.domain}"
     if spec.recipient is Party.REVIEWER:
-        to_address, to_name = facts["reviewer_email"], facts["reviewer_name"]
+        to_address, to_name = facts.reviewer_email, facts.reviewer_name
     else:
-        to_address, to_name = facts["business_email"], facts["business_name"]
+        to_address, to_name = facts.business_email, facts.business_name
     if not to_address:
         return None
     rendered = notices.render(app.settings.relay.templates, kind, locale, context)
     if spec.from_relay_address:
-        who = Addressing(from_name=relayed_name(facts["business_name"], app.settings.relay.platform_name),
+        who = Addressing(from_name=relayed_name(facts.business_name, app.settings.relay.platform_name),
                          from_address=reviewer_alias, to_address=to_address, to_name=to_name,
                          reply_to=reviewer_alias)
     else:
@@ -115,7 +116,7 @@ def compose_notice(app: App, kind: Mail, facts: dict[str, Any], now: datetime,
                          to_address=to_address, to_name=to_name)
     message_id = new_message_id(app.settings.relay.domain)
     return outbox.Outgoing(
-        case_id=facts["id"], source_id=None, kind=kind, recipient_party=spec.recipient, recipient=to_address,
+        case_id=facts.id, source_id=None, kind=kind, recipient_party=spec.recipient, recipient=to_address,
         message_id=message_id, queue_id=outbox.new_queue_id(), body=notices.build(rendered, who, message_id, now))
 
 

@@ -13,6 +13,7 @@ from relay.core.vocabulary import Conversation, Party, State
 from relay.store import events, transitions
 from relay.store.models import Business, Case, Delivery, Event, Message, RelayAddress, Review, db, rows
 from relay.store.prepared import Prepared, insert_one
+from relay.store.records import CaseDetail, CaseRow, DeliveryEntry, EventEntry, MessageEntry, build
 
 
 class CaseAlreadyOpen(Exception):
@@ -162,7 +163,7 @@ def _case_query() -> Any:
 
 
 def case_rows(status: str | None = None, business: str | None = None, review: str | None = None,
-              limit: int = 1000) -> list[dict[str, Any]]:
+              limit: int = 1000) -> list[CaseRow]:
     query = _case_query().order_by(Case.id.desc()).limit(limit)
     if status:
         query = query.where(Case.state == status)
@@ -170,7 +171,7 @@ def case_rows(status: str | None = None, business: str | None = None, review: st
         query = query.where(Business.external_id == business)
     if review:
         query = query.where(Review.external_id == review)
-    return rows(query)
+    return [build(CaseRow, row) for row in rows(query)]
 
 
 def event_counts(names: list[str], since: datetime) -> dict[str, int]:
@@ -179,22 +180,20 @@ def event_counts(names: list[str], since: datetime) -> dict[str, int]:
     return {name: next((r["n"] for r in found if r["name"] == name), 0) for name in names}
 
 
-def case_detail(case_id: int) -> dict[str, Any]:
+def case_detail(case_id: int) -> CaseDetail:
     found = rows(_case_query().where(Case.id == case_id))
     if not found:
         raise NoSuchCase(f"no case {case_id}")
-    detail = found[0]
-    detail["events"] = rows(Event.select(Event.name, Event.at, Event.detail)
-                            .where(Event.case == case_id).order_by(Event.at, Event.id))
-    detail["messages"] = rows(Message.select(Message.queue_id, Message.sender, Message.received_at,
-                                             Message.size, Message.late)
-                              .where(Message.case == case_id).order_by(Message.id))
-    detail["deliveries"] = rows(Delivery.select(Delivery.id, Delivery.queue_id, Delivery.kind,
-                                                Delivery.recipient_party, Delivery.state,
-                                                Delivery.attempts, Delivery.created_at,
-                                                Delivery.sent_at, Delivery.last_error)
-                                .where(Delivery.case == case_id).order_by(Delivery.id))
-    return detail
+    events = rows(Event.select(Event.name, Event.at, Event.detail)
+                  .where(Event.case == case_id).order_by(Event.at, Event.id))
+    messages = rows(Message.select(Message.queue_id, Message.sender, Message.received_at, Message.size, Message.late)
+                    .where(Message.case == case_id).order_by(Message.id))
+    deliveries = rows(Delivery.select(Delivery.id, Delivery.queue_id, Delivery.kind, Delivery.recipient_party,
+                                      Delivery.state, Delivery.attempts, Delivery.created_at, Delivery.sent_at,
+                                      Delivery.last_error)
+                      .where(Delivery.case == case_id).order_by(Delivery.id))
+    return CaseDetail(build(CaseRow, found[0]), [build(EventEntry, e) for e in events],
+                      [build(MessageEntry, m) for m in messages], [build(DeliveryEntry, d) for d in deliveries])
 
 
 def state_counts() -> dict[str, int]:

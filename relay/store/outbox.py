@@ -19,6 +19,7 @@ from relay.core.vocabulary import DeliveryFacts, DeliveryState, Mail, Party
 from relay.store.database import is_postgres
 from relay.store.models import Delivery, db, rows
 from relay.store.prepared import insert_one
+from relay.store.records import DeliveryEntry, build
 
 
 @dataclass(frozen=True)
@@ -161,11 +162,12 @@ def mark_bounced(delivery_id: int, error: str) -> None:
         Delivery.id == delivery_id).execute()
 
 
-def listing(states: list[str], limit: int = 200) -> list[dict[str, Any]]:
-    return rows(Delivery.select(Delivery.id, Delivery.case, Delivery.queue_id, Delivery.kind,
-                                Delivery.recipient_party, Delivery.state, Delivery.attempts, Delivery.created_at,
-                                Delivery.next_attempt_at, Delivery.last_error)
-                .where(Delivery.state.in_(states)).order_by(Delivery.created_at).limit(limit))
+def listing(states: list[DeliveryState], limit: int = 200) -> list[DeliveryEntry]:
+    return [build(DeliveryEntry, row) for row in rows(
+        Delivery.select(Delivery.id, Delivery.case, Delivery.queue_id, Delivery.kind, Delivery.recipient_party,
+                        Delivery.state, Delivery.attempts, Delivery.created_at, Delivery.next_attempt_at,
+                        Delivery.last_error)
+        .where(Delivery.state.in_(states)).order_by(Delivery.created_at).limit(limit))]
 
 
 def retry_now(delivery_id: int, now: datetime, lifetime: timedelta) -> bool:
@@ -182,9 +184,10 @@ def state_counts() -> dict[str, int]:
         Delivery.state, pw.fn.COUNT(Delivery.id).alias("n")).group_by(Delivery.state))}
 
 
-def oldest_pending() -> dict[str, Any] | None:
-    found = rows(Delivery.select(Delivery.id, Delivery.queue_id, Delivery.kind, Delivery.created_at,
-                                 Delivery.attempts, Delivery.last_error, Delivery.next_attempt_at)
+def oldest_pending() -> DeliveryEntry | None:
+    found = rows(Delivery.select(Delivery.id, Delivery.queue_id, Delivery.kind, Delivery.recipient_party,
+                                 Delivery.state, Delivery.created_at, Delivery.attempts, Delivery.last_error,
+                                 Delivery.next_attempt_at)
                  .where(Delivery.state.in_([DeliveryState.QUEUED, DeliveryState.SENDING]))
                  .order_by(Delivery.created_at).limit(1))
-    return found[0] if found else None
+    return build(DeliveryEntry, found[0]) if found else None

@@ -17,6 +17,7 @@ from relay.core.vocabulary import DeliveryState, Event, Mail, State
 from relay.store import events
 from relay.store.models import Business, Case, Delivery, Notice, RelayAddress, Review, rows
 from relay.store.prepared import Prepared
+from relay.store.records import NoticeFacts, build
 
 
 def mark_replied(case_id: int, now: datetime) -> bool:
@@ -84,22 +85,20 @@ def attach_deliveries(notice_deliveries: dict[int, int]) -> None:
             Notice.id.in_(list(notice_deliveries))).execute()
 
 
-def notice_facts(case_ids: list[int]) -> dict[int, dict[str, Any]]:
+def notice_facts(case_ids: list[int]) -> dict[int, NoticeFacts]:
     """What notice templates may say about each case (names, dates, ids) and where notices go."""
     if not case_ids:
         return {}
-    found = {r["id"]: r for r in rows(
+    found = {r["id"]: {**r, "tokens": {}} for r in rows(
         Case.select(Case.id, Case.locale, Case.opened_at, Case.deadline, Case.replied_at,
                     Case.message, Case.requests, Review.external_id.alias("review_id"),
                     Review.reviewer_email, Review.reviewer_name,
                     Business.name.alias("business_name"), Business.email.alias("business_email"))
         .join(Review).switch(Case).join(Business).where(Case.id.in_(case_ids)))}
-    for facts in found.values():
-        facts["tokens"] = {}
     for r in rows(RelayAddress.select(RelayAddress.case, RelayAddress.party, RelayAddress.local_part)
                   .where(RelayAddress.case.in_(case_ids))):
         found[r["case"]]["tokens"][r["party"]] = r["local_part"]
-    return found
+    return {case_id: build(NoticeFacts, facts) for case_id, facts in found.items()}
 
 
 def due_expiries(now: datetime, limit: int) -> list[int]:
