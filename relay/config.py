@@ -27,6 +27,7 @@ from pydantic_settings import BaseSettings, EnvSettingsSource, PydanticBaseSetti
 from pydantic_settings.sources.utils import parse_env_vars
 
 from relay.core import addresses
+from relay.core.errors import InvalidInput
 
 DEFAULT_CONFIG = "settings.toml"
 BUNDLED_TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
@@ -34,8 +35,13 @@ ENV_CONFIG = "RELAY_CONFIG"
 ENV_PREFIX = "RELAY_"
 
 
-class ConfigError(Exception):
+class ConfigError(InvalidInput):
     """A setting that cannot be used; the message names the key."""
+
+    prefix = "settings: "
+
+    def __init__(self, message: str) -> None:
+        super().__init__("settings", message, message)
 
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}

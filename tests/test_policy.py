@@ -6,7 +6,8 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from relay.core.cases import InvalidInput, NotContactable, validate_open_case
+from relay.core.cases import NotContactable, validate_open_case
+from relay.core.errors import InvalidInput, Refused
 from relay.core.outcomes import Outcome, reply, translate_library_reply
 from relay.core.policy import check_recipient, check_recipient_count, check_sender, map_thread_ids
 from relay.core.vocabulary import Conversation, Party, State
@@ -114,7 +115,7 @@ BASE = {"review_id": "R-1", "business_id": "B-1", "business_name": "Shop", "busi
 
 
 @pytest.mark.parametrize(("change", "field"), [
-    ({"origin": "invited_platform"}, "origin"), ({"origin": "viral"}, "origin"),
+    ({"origin": "viral"}, "origin"),
     ({"locale": "fr"}, "locale"), ({"requests": ["ssn"]}, "request"),
     ({"reviewer_email": "not-an-address"}, "reviewer_email"),
     ({"business_email": "shop@example.com\r\nBcc: x@y.z"}, "business_email"),
@@ -129,7 +130,10 @@ def test_open_case_input_is_validated(change: dict, field: str) -> None:
 
 
 def test_platform_invitations_are_not_contactable() -> None:
-    with pytest.raises(NotContactable, match="invited_platform"):
+    """A refusal (exit 1), not invalid input (exit 2): the input is fine, the review may not be contacted."""
+    with pytest.raises(NotContactable, match="invited_platform") as info:
         validate_open_case(**{**BASE, "origin": "invited_platform"})
+    assert isinstance(info.value, Refused) and not isinstance(info.value, InvalidInput)
+    assert info.value.field == "origin" and info.value.exit_code == 1
     ok = validate_open_case(**{**BASE, "origin": "invited_external", "message": "Zeile 1\nZeile 2"})
     assert ok.message == "Zeile 1\nZeile 2"

@@ -14,20 +14,22 @@ from typing import Any
 from relay import __version__, config, logs
 from relay.admin import tail, views
 from relay.app import App
-from relay.core.cases import InvalidInput, NotContactable, validate_open_case
-from relay.core.notices import TemplateProblem
+from relay.core.cases import validate_open_case
+from relay.core.errors import InvalidInput, Refused, RelayError
 from relay.core.vocabulary import DeliveryState, Event
 from relay.store import case_records as case_store
 from relay.store import outbox as outbox_store
-from relay.store.database import StorageUnavailable
 
 
-class Failure(Exception):
-    """A refusal or failure to report on stderr with exit code `code`."""
+class Failure(Refused):
+    """A command that cannot do what it was asked (a port taken, a delivery that is not pending)."""
 
-    def __init__(self, message: str, code: int = 1) -> None:
-        super().__init__(message)
-        self.code = code
+
+class BadOption(InvalidInput):
+    """An option's value the command cannot use; the message names the option."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__("option", message, message)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -93,15 +95,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = config.load(args.config)
         return COMMANDS[args.command](settings, args)
-    except config.ConfigError as exc:
-        print(f"relay: settings: {exc}", file=sys.stderr)
-        return 2
-    except InvalidInput as exc:
-        print(f"relay: {exc}", file=sys.stderr)
-        return 1 if isinstance(exc, NotContactable) else 2
-    except (Failure, StorageUnavailable, TemplateProblem) as exc:
-        print(f"relay: {exc}", file=sys.stderr)
-        return getattr(exc, "code", 1)
+    except RelayError as exc:  # every error meant for the person at the command line, mapped once
+        print(f"relay: {exc.prefix}{exc}", file=sys.stderr)
+        return exc.exit_code
     except KeyboardInterrupt:
         return 130
 
@@ -166,8 +162,6 @@ def cmd_case(settings: config.Settings, args: argparse.Namespace) -> int:
         detail = case_store.case_detail(args.id)
         print(views.to_json(detail) if args.json else views.case_timeline(detail))
         return 0
-    except case_store.NoSuchCase as exc:
-        raise Failure(str(exc)) from None
     finally:
         app.close()
 
@@ -195,7 +189,7 @@ def cmd_tail(settings: config.Settings, args: argparse.Namespace) -> int:
         try:
             since = datetime.now(UTC).replace(tzinfo=None) - config.parse_duration(args.since)
         except ValueError as exc:
-            raise Failure(f"--since: {exc}", code=2) from None
+            raise BadOption(f"--since: {exc}") from None
     keep = tail.Filter(case=args.case, event=args.event, level=args.level, since=since)
     terminal = sys.stdout.isatty() and not args.json
 

@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 from enum import Enum
 
 from relay.core import addresses
+from relay.core.errors import InvalidInput, Refused
 from relay.core.vocabulary import State
 
 
@@ -22,17 +23,13 @@ LOCALES = ("de", "en")
 REQUESTS = ("order_number", "reference", "contact_details")
 
 
-class InvalidInput(ValueError):
-    """Input that cannot open a case; `field` names the option so the CLI can point at it."""
+class NotContactable(Refused):
+    """The review may not be contacted (the platform's own invitation)."""
 
     def __init__(self, field: str, problem: str) -> None:
         super().__init__(f"--{field.replace('_', '-')}: {problem}")
         self.field = field
         self.problem = problem
-
-
-class NotContactable(InvalidInput):
-    """The review may not be contacted (the platform's own invitation)."""
 
 
 @dataclass(frozen=True)

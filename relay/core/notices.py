@@ -20,10 +20,11 @@ import jinja2
 from babel.dates import format_date, format_datetime
 
 from relay.core.compose import WRITTEN, Addressing, new_boundary, set_headers, to_bytes
+from relay.core.errors import Unavailable
 from relay.core.parts import Removed
 
 
-class TemplateProblem(Exception):
+class TemplateProblem(Unavailable):
     """A notice template is missing or does not render (a deployment problem, named in the message)."""
 
 

@@ -9,6 +9,7 @@ from typing import Any
 import peewee as pw
 
 from relay.core.cases import OpenCaseRequest
+from relay.core.errors import Refused
 from relay.core.vocabulary import Conversation, Party, State
 from relay.store import events, transitions
 from relay.store.models import Business, Case, Delivery, Event, Message, RelayAddress, Review, db, rows
@@ -16,11 +17,11 @@ from relay.store.prepared import Prepared, insert_one
 from relay.store.records import CaseDetail, CaseRow, DeliveryEntry, EventEntry, MessageEntry, build
 
 
-class CaseAlreadyOpen(Exception):
+class CaseAlreadyOpen(Refused):
     """The review already has a case that is not closed."""
 
 
-class NoSuchCase(Exception):
+class NoSuchCase(Refused):
     pass
 
 

@@ -8,13 +8,14 @@ from urllib.parse import unquote, urlsplit
 
 import peewee as pw
 
+from relay.core.errors import Unavailable
 from relay.store.models import MODELS, Setting, db
 
 # what a failed statement raises, whatever the database: the shells catch it without knowing peewee
 StorageError = pw.DatabaseError
 
 
-class StorageUnavailable(Exception):
+class StorageUnavailable(Unavailable):
     """The database cannot be reached or used right now (callers answer 451 / exit non-zero)."""
 
 
