@@ -18,6 +18,7 @@ from relay.core.cases import validate_open_case
 from relay.core.errors import InvalidInput, Refused, RelayError
 from relay.core.vocabulary import DeliveryState, Event
 from relay.store import case_records as case_store
+from relay.store import database, migrations
 from relay.store import outbox as outbox_store
 
 
@@ -84,6 +85,8 @@ def _parser() -> argparse.ArgumentParser:
 
     fg = sub.add_parser("forget", help="erase a reviewer's address and their message bodies")
     fg.add_argument("--reviewer-email", required=True)
+
+    sub.add_parser("migrate", help="bring the database's schema to this version (serve does it too)")
 
     st = sub.add_parser("status", help="cases by state and the delivery queue")
     st.add_argument("--json", action="store_true")
@@ -208,6 +211,20 @@ def cmd_tail(settings: config.Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_migrate(settings: config.Settings, args: argparse.Namespace) -> int:
+    """Migrate explicitly (before starting new code on several hosts, say) and say what happened."""
+    logs.setup(settings.log.file, settings.log.level, stderr=False, stream=sys.stderr)
+    try:
+        applied = database.migrate(settings.storage.database)
+    finally:
+        database.close()
+    if applied:
+        print(f"migrated to schema version {applied[-1]} (ran {', '.join(str(v) for v in applied)})")
+    else:
+        print(f"schema version {migrations.CURRENT}: nothing to do")
+    return 0
+
+
 def cmd_status(settings: config.Settings, args: argparse.Namespace) -> int:
     app = _open(settings)
     try:
@@ -274,7 +291,7 @@ def cmd_forget(settings: config.Settings, args: argparse.Namespace) -> int:
 COMMANDS: dict[str, Callable[[config.Settings, argparse.Namespace], int]] = {
     "serve": cmd_serve, "open-case": cmd_open_case, "cases": cmd_cases, "case": cmd_case,
     "run-jobs": cmd_run_jobs, "tail": cmd_tail, "status": cmd_status, "outbox": cmd_outbox,
-    "forget": cmd_forget,
+    "forget": cmd_forget, "migrate": cmd_migrate,
 }
 
 

@@ -84,6 +84,7 @@ class Event(StrEnum):
     REVIEWER_FORGOTTEN = "reviewer.forgotten"
     STORAGE_ERROR = "storage.error"
     STORAGE_PURGED = "storage.purged"
+    STORAGE_MIGRATED = "storage.migrated"
     OUTBOX_ERROR = "outbox.error"
     JOBS_ERROR = "jobs.error"
     JOBS_PASS = "jobs.pass"  # noqa: S105 (an event name, not a password)

@@ -9,7 +9,8 @@ from urllib.parse import unquote, urlsplit
 import peewee as pw
 
 from relay.core.errors import Unavailable
-from relay.store.models import MODELS, Setting, db
+from relay.store import migrations
+from relay.store.models import Setting, db
 
 # what a failed statement raises, whatever the database: the shells catch it without knowing peewee
 StorageError = pw.DatabaseError
@@ -45,19 +46,27 @@ def make_database(url: str) -> pw.Database:
     raise ValueError(f"unknown database URL scheme in {url!r}")
 
 
-def open_database(url: str) -> pw.Database:
-    """Bind the models to the database and create missing tables (idempotent, safe to race)."""
+def migrate(url: str) -> list[int]:
+    """Open the database at `url` and migrate it; the versions migrated to."""
     database = make_database(url)
     db.initialize(database)
     try:
         database.connect(reuse_if_open=True)
-        with database.atomic():
-            database.create_tables(MODELS, safe=True)
+        return migrations.migrate(database)
     except pw.OperationalError as exc:
         raise StorageUnavailable("cannot open database: " + " ".join(str(exc).split())) from exc
-    except pw.IntegrityError:
-        # Another instance created the same tables at the same moment (PostgreSQL catalog race).
-        database.rollback()
+
+
+def open_database(url: str) -> pw.Database:
+    """Bind the models to the database and bring its schema to this code's version: create it,
+    or run the migrations it lacks (relay.store.migrations; safe when instances start at once)."""
+    database = make_database(url)
+    db.initialize(database)
+    try:
+        database.connect(reuse_if_open=True)
+        migrations.migrate(database)
+    except pw.OperationalError as exc:
+        raise StorageUnavailable("cannot open database: " + " ".join(str(exc).split())) from exc
     return database
 
 

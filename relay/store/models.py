@@ -149,6 +149,9 @@ class Event(BaseModel):
     at = pw.DateTimeField(index=True)
     detail = pw.TextField(default="")
 
+    class Meta:
+        indexes = ((("case", "at"), False),)  # a case's timeline, in time order (schema version 2)
+
 
 MODELS: list[type[BaseModel]] = [Setting, Business, Review, Case, RelayAddress, Message, Delivery, Notice,
                                   Event]

@@ -1,0 +1,110 @@
+"""Schema versions and the forward migrations between them.
+
+The schema's version is kept in the database (`setting` `schema_version`; a database without it is
+version 1, the schema before migrations existed). `migrate` brings a database to the version of
+this code: a new database gets the tables as the models describe them; an older one runs the
+migrations it has not run, each in its own transaction (peewee's `playhouse.migrate`). Several
+instances starting at once on PostgreSQL take turns: one migrates under an advisory lock, the
+others wait for it and then find nothing left to do. On SQLite the write lock of the migration's
+transaction does the same. A database newer than the code is refused: old code must not write
+into a schema it does not know.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import peewee as pw
+from playhouse.migrate import SchemaMigrator
+from playhouse.migrate import migrate as run
+
+from relay import logs
+from relay.core.errors import Unavailable
+from relay.core.vocabulary import Event
+from relay.store.models import MODELS, Setting
+
+VERSION_KEY = "schema_version"
+_LOCK = 7_210_413_277  # PostgreSQL advisory lock id: any constant the relay alone uses
+
+
+class SchemaTooNew(Unavailable):
+    """The database was migrated by a newer relay than this one."""
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int        # the version the database has after it
+    description: str
+    apply: Callable[[pw.Database, SchemaMigrator], None]
+
+
+def _event_timeline_index(database: pw.Database, migrator: SchemaMigrator) -> None:
+    """A case's timeline reads its events in time order: one index for both (the models declare
+    it, so a new database has it from the start)."""
+    if "event_case_id_at" not in {index.name for index in database.get_indexes("event")}:
+        run(migrator.add_index("event", ("case_id", "at"), False))
+
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(2, "index a case's events by time", _event_timeline_index),
+)
+CURRENT = MIGRATIONS[-1].version if MIGRATIONS else 1
+
+
+def version(database: pw.Database) -> int | None:
+    """The database's schema version; None when it has no tables yet."""
+    if not database.table_exists(Setting._meta.table_name):
+        return None
+    row = Setting.get_or_none(Setting.name == VERSION_KEY)
+    return int(row.value) if row is not None else 1
+
+
+def migrate(database: pw.Database) -> list[int]:
+    """Bring `database` to this code's schema; the versions migrated to (none for a database that
+    was just created, or already up to date)."""
+    with _turn(database):
+        found = version(database)
+        if found is None:
+            with database.atomic():
+                database.create_tables(MODELS, safe=True)
+                _set_version(CURRENT)
+            return []
+        if found > CURRENT:
+            raise SchemaTooNew(f"the database has schema version {found}, this relay knows up to {CURRENT}: "
+                               "run the newer relay, or restore a backup made for this one")
+        done = []
+        migrator = SchemaMigrator.from_database(database)
+        for step in MIGRATIONS:
+            with database.atomic():  # on SQLite the write lock: another process waits here
+                if (version(database) or 0) >= step.version:
+                    continue  # done meanwhile by another process
+                step.apply(database, migrator)
+                _set_version(step.version)
+            done.append(step.version)
+            logs.event(Event.STORAGE_MIGRATED, f"database schema migrated to version {step.version}: "
+                       f"{step.description}", version=step.version)
+        return done
+
+
+def _set_version(number: int) -> None:
+    Setting.insert(name=VERSION_KEY, value=str(number)).on_conflict(
+        conflict_target=[Setting.name], update={Setting.value: str(number)}).execute()
+
+
+class _turn:
+    """Hold the migration lock: a PostgreSQL advisory lock (released however the block ends); on
+    SQLite each step's transaction takes the database's write lock, which serialises as well."""
+
+    def __init__(self, database: pw.Database) -> None:
+        self.database: Any = database  # peewee's execute_sql has no type annotations
+        self.postgres = isinstance(database, pw.PostgresqlDatabase)
+
+    def __enter__(self) -> None:
+        if self.postgres:
+            self.database.execute_sql("SELECT pg_advisory_lock(%s)", (_LOCK,))
+
+    def __exit__(self, *_: object) -> None:
+        if self.postgres:
+            self.database.execute_sql("SELECT pg_advisory_unlock(%s)", (_LOCK,))
