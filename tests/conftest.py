@@ -1,49 +1,45 @@
 """Shared fixtures: real SQLite files and the real PostgreSQL, a real capturing SMTP sink, and a
-real `relay serve` (in a thread, or as a subprocess where a test kills it)."""
+real `relay serve` in a thread. What they build on is in tests/helpers/environment.py."""
 
 from __future__ import annotations
 
-import asyncio
 import os
-import re
 import secrets
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import peewee as pw
 import psycopg2
 import pytest
 
-from relay import config, logs
+from relay import logs
 from relay.app import App
-from relay.core.cases import validate_open_case
 from relay.core.clock import Clock
-from relay.lifecycle.opening import Opened, open_case
-from relay.server import serve
 from relay.store import database
-
-REPO = Path(__file__).resolve().parent.parent
-PG_URL = os.environ.get("RELAY_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
-DOMAIN = "relay.test"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from tests.helpers.environment import (
+    PG_URL,
+    RunningRelay,
+    Sink,
+    _reset_postgres,
+    make_settings,
+)
 
 
-# --- databases -------------------------------------------------------------------------------
+def _connect(url: str) -> tuple[Any, str]:
+    try:
+        return psycopg2.connect(url, connect_timeout=5), ""
+    except psycopg2.OperationalError as exc:
+        return None, (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+
 
 @pytest.fixture(scope="session")
 def pg_database() -> Iterator[str]:
     """A fresh PostgreSQL database for this test session (dropped at the end)."""
     name = f"relay_test_{os.getpid()}_{secrets.token_hex(3)}"
-    admin = psycopg2.connect(PG_URL)
+    admin, reason = _connect(PG_URL)
+    if admin is None:  # one clear line for every PostgreSQL variant, not a connection traceback each
+        pytest.fail(f"PostgreSQL at {PG_URL} cannot be reached ({reason}): start it (tests/run does) "
+                    "or point RELAY_TEST_POSTGRES at one", pytrace=False)
     admin.autocommit = True
     with admin.cursor() as cur:
         cur.execute(f'CREATE DATABASE "{name}"')
@@ -56,14 +52,6 @@ def pg_database() -> Iterator[str]:
     admin.close()
 
 
-def _reset_postgres(url: str) -> None:
-    conn = psycopg2.connect(url)
-    conn.autocommit = True
-    with conn.cursor() as cur:
-        cur.execute("DROP SCHEMA public CASCADE; CREATE SCHEMA public")
-    conn.close()
-
-
 @pytest.fixture(params=["sqlite", "postgresql"])
 def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """Each test that takes this runs twice: on a new SQLite file and on an emptied PostgreSQL."""
@@ -73,31 +61,6 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     url: str = request.getfixturevalue("pg_database")
     _reset_postgres(url)
     return url
-
-
-def make_settings(tmp_path: Path, db_url: str, **sections: dict[str, Any]) -> config.Settings:
-    raw: dict[str, dict[str, Any]] = {
-        "relay": {"domain": DOMAIN, "platform_name": "ReviewHub", "templates": str(REPO / "templates")},
-        "inbound": {"host": "127.0.0.1", "port": free_port(), "max_message_bytes": 1024 * 1024},
-        "outbound": {"url": f"maildir:{tmp_path}/outbox"},
-        "storage": {"database": db_url},
-        "scheduler": {"interval": "1s"},
-        "log": {"file": str(tmp_path / "relay.log"), "stderr": False},
-    }
-    for section, values in sections.items():
-        raw.setdefault(section, {}).update(values)
-    return config.from_mapping(raw, tmp_path)
-
-
-def new_case(app: App, reviewer: str = "max.mueller@example.de", business: str = "service@shop.example",
-             review_id: str | None = None, locale: str = "de", reviewer_name: str = "Max M.",
-             business_id: str = "B-1") -> Opened:
-    request = validate_open_case(
-        review_id=review_id or f"R-{secrets.token_hex(4)}", business_id=business_id,
-        business_name="Beispiel Shop GmbH", business_email=business, reviewer_email=reviewer,
-        reviewer_name=reviewer_name, origin="organic", locale=locale, requests=["order_number"],
-        message="Bitte nennen Sie uns Ihre Bestellnummer.")
-    return open_case(app, request)
 
 
 @pytest.fixture
@@ -115,109 +78,11 @@ def app_factory(tmp_path: Path) -> Iterator[Any]:
     database.close()
 
 
-# --- SMTP sink -------------------------------------------------------------------------------
-
-class Sink:
-    """A real SMTP server that captures what the relay sends (the smarthost in tests)."""
-
-    def __init__(self, reply: str = "250 2.0.0 OK", hang: bool = False) -> None:
-        from aiosmtpd.controller import Controller
-        from aiosmtpd.smtp import SMTP
-
-        SMTP.line_length_limit = 1 << 20
-        self.messages: list[dict[str, Any]] = []
-        self.lock = threading.Lock()
-        self.port = free_port()
-        self.reply = reply
-        self.release = threading.Event()
-        self.started = 0  # DATA transactions begun (a hanging sink never finishes them)
-        sink = self
-
-        class Handler:
-            async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-                sink.started += 1
-                if hang:
-                    while not sink.release.is_set():
-                        await asyncio.sleep(0.05)
-                reply = sink.reply
-                if reply.startswith("2"):  # a refused message was not taken
-                    with sink.lock:
-                        sink.messages.append({"from": envelope.mail_from, "to": list(envelope.rcpt_tos),
-                                              "raw": envelope.original_content, "peer": session.peer})
-                return reply
-
-        self.controller = Controller(Handler(), hostname="127.0.0.1", port=self.port)
-        self.controller.start()
-
-    @property
-    def url(self) -> str:
-        return f"smtp://127.0.0.1:{self.port}"
-
-    def to(self, rcpt: str, kind: str = "any") -> list[dict[str, Any]]:
-        """Messages to `rcpt`; kind "forward" (a party's message) or "notice" (the relay's own,
-        marked Auto-Submitted) narrows them down."""
-        with self.lock:
-            found = [m for m in self.messages if rcpt.lower() in [t.lower() for t in m["to"]]]
-        if kind == "any":
-            return found
-        notice = re.compile(rb"^Auto-Submitted: auto-generated\r?$", re.MULTILINE | re.IGNORECASE)
-        return [m for m in found if bool(notice.search(m["raw"].split(b"\r\n\r\n", 1)[0])) == (kind == "notice")]
-
-    def wait(self, rcpt: str, count: int = 1, timeout: float = 20.0, kind: str = "any") -> list[dict[str, Any]]:
-        end = time.monotonic() + timeout
-        while time.monotonic() < end:
-            got = self.to(rcpt, kind)
-            if len(got) >= count:
-                return got
-            time.sleep(0.05)
-        return self.to(rcpt, kind)
-
-    def stop(self) -> None:
-        self.release.set()
-        self.controller.stop()
-
-
 @pytest.fixture
 def sink() -> Iterator[Sink]:
     s = Sink()
     yield s
     s.stop()
-
-
-# --- the relay in a thread -------------------------------------------------------------------
-
-class RunningRelay:
-    """`serve(app)` on its own event loop in a background thread."""
-
-    def __init__(self, app: App, background: bool = True) -> None:
-        self.app = app
-        self.port: int = app.settings.inbound.port
-        self.loop = asyncio.new_event_loop()
-        self.stop_event: asyncio.Event | None = None
-        ready = threading.Event()
-
-        def run() -> None:
-            asyncio.set_event_loop(self.loop)
-
-            async def main() -> None:
-                self.stop_event = asyncio.Event()
-                started = asyncio.Event()
-                task = asyncio.create_task(serve(app, stop=self.stop_event, ready=started, background=background))
-                await started.wait()
-                ready.set()
-                await task
-
-            self.loop.run_until_complete(main())
-
-        self.thread = threading.Thread(target=run, daemon=True)
-        self.thread.start()
-        if not ready.wait(15):
-            raise RuntimeError("relay did not start")
-
-    def stop(self) -> None:
-        if self.stop_event is not None:
-            self.loop.call_soon_threadsafe(self.stop_event.set)
-        self.thread.join(15)
 
 
 @pytest.fixture
@@ -233,16 +98,3 @@ def relay_factory() -> Iterator[Any]:
     for relay in running:
         relay.stop()
 
-
-def raw_sql(db_url: str, statement: str) -> None:
-    """Run one statement on a separate connection (to break or mend the database under a test)."""
-    if db_url.startswith("sqlite:///"):
-        conn: Any = pw.SqliteDatabase(db_url[len("sqlite:///"):])
-        conn.execute_sql(statement)
-        conn.close()
-        return
-    pg = psycopg2.connect(db_url)
-    pg.autocommit = True
-    with pg.cursor() as cur:
-        cur.execute(statement)
-    pg.close()

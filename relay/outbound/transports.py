@@ -11,8 +11,6 @@ import os
 import socket
 import ssl
 import time
-from dataclasses import dataclass
-from enum import Enum
 from pathlib import Path
 from typing import Protocol
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -20,22 +18,8 @@ from urllib.parse import parse_qs, unquote, urlsplit
 import aiosmtplib
 
 from relay.core.redact import describe, scrub_addresses
+from relay.core.retries import Attempt, Result
 from relay.outbound import durable
-
-
-class Result(Enum):
-    SENT = "sent"
-    TEMPORARY = "temporary"   # 4xx or no connection: try again later
-    PERMANENT = "permanent"   # 5xx: the recipient's side will not take it
-
-
-@dataclass(frozen=True)
-class Attempt:
-    result: Result
-    detail: str
-    # the answer was about this recipient or this message (a reply to RCPT TO or to the data), not
-    # about the relay's session (greeting, EHLO, TLS, AUTH, MAIL FROM: the same for every recipient)
-    about_recipient: bool = False
 
 
 class Transport(Protocol):

@@ -33,40 +33,15 @@ from relay import logs
 from relay.app import App
 from relay.core import verp
 from relay.core.redact import describe
+from relay.core.retries import Attempt, Result, Step, next_step
 from relay.core.vocabulary import DeliveryState, Event, Mail, Party
 from relay.lifecycle import jobs as lifecycle
-from relay.outbound.transports import Attempt, Result, Transport, from_url
+from relay.outbound.transports import Transport, from_url
 from relay.store import events
 from relay.store import outbox as store
 
-BASE_DELAY = timedelta(minutes=1)
-MAX_DELAY = timedelta(hours=1)
 LEASE = timedelta(seconds=15)
 T = TypeVar("T")
-
-
-def retry_delay(attempts: int) -> timedelta:
-    """Delay after the `attempts`-th failed attempt: exponential, capped."""
-    return min(BASE_DELAY * int(2 ** max(0, attempts - 1)), MAX_DELAY)
-
-
-@dataclass(frozen=True)
-class Step:
-    state: DeliveryState          # sent, queued (a retry) or failed
-    next_attempt_at: datetime | None
-    reason: str
-    refused: bool = False         # failed: the recipient's side refused it for good (not expiry)
-
-
-def next_step(attempt: Attempt, attempts: int, now: datetime, expires_at: datetime) -> Step:
-    if attempt.result is Result.SENT:
-        return Step(DeliveryState.SENT, None, attempt.detail)
-    if attempt.result is Result.PERMANENT:
-        return Step(DeliveryState.FAILED, None, attempt.detail, refused=attempt.about_recipient)
-    retry_at = now + retry_delay(attempts)
-    if retry_at > expires_at:
-        return Step(DeliveryState.FAILED, None, f"queue lifetime over; last error: {attempt.detail}")
-    return Step(DeliveryState.QUEUED, retry_at, attempt.detail)
 
 
 @dataclass

@@ -1,0 +1,93 @@
+"""Settings: defaults, durations, relative paths, environment overrides, one-line errors."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from relay import config
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_shipped_settings_file_matches_schema_defaults() -> None:
+    shipped = config.load(REPO / "settings.toml", environ={})
+    embedded = config.from_mapping({}, REPO, environ={})
+    assert shipped == embedded
+
+
+def test_durations_need_units() -> None:
+    assert config.parse_duration("30s") == timedelta(seconds=30)
+    assert config.parse_duration("15m") == timedelta(minutes=15)
+    assert config.parse_duration("5d") == timedelta(days=5)
+    assert config.parse_duration("1d12h") == timedelta(hours=36)
+    assert config.parse_duration("0s") == timedelta(0)
+    for bad in ("5 dayz", "5", "", "d", "5x", "-1d"):
+        with pytest.raises(ValueError):
+            config.parse_duration(bad)
+    assert config.format_duration(timedelta(days=5)) == "5d"
+    assert config.format_duration(timedelta(seconds=90)) == "90s"
+
+
+def test_relative_paths_are_relative_to_the_settings_file(tmp_path: Path) -> None:
+    file = tmp_path / "conf" / "settings.toml"
+    file.parent.mkdir()
+    file.write_text('[storage]\ndatabase = "sqlite:///data/r.db"\n[outbound]\nurl = "maildir:out"\n'
+                    '[log]\nfile = "logs/x.log"\n')
+    settings = config.load(file, environ={})
+    assert settings.storage.database == f"sqlite:///{file.parent}/data/r.db"
+    assert settings.outbound.url == f"maildir:{file.parent}/out"
+    assert settings.log.file == file.parent / "logs" / "x.log"
+    absolute = config.from_mapping({"storage": {"database": "sqlite:////srv/relay.db"}}, tmp_path, {})
+    assert absolute.storage.database == "sqlite:////srv/relay.db"
+
+
+def test_environment_overrides_every_key(tmp_path: Path) -> None:
+    env = {"RELAY_INBOUND_PORT": "2600", "RELAY_CASES_REPLY_WINDOW": "3d", "RELAY_RELAY_DOMAIN": "r.example",
+           "RELAY_CONFIG": "ignored-here", "RELAYED_OTHER": "x"}
+    settings = config.from_mapping({"inbound": {"port": 2525}}, tmp_path, env)
+    assert settings.inbound.port == 2600
+    assert settings.cases.reply_window == timedelta(days=3)
+    assert settings.relay.domain == "r.example"
+
+
+@pytest.mark.parametrize(("raw", "env", "words"), [
+    ({"cases": {"reply_window": "5 dayz"}}, {}, ["[cases] reply_window", "5 dayz"]),
+    ({"inbound": {"port": 70000}}, {}, ["[inbound] port", "out of range"]),
+    ({"inbound": {"nope": 1}}, {}, ["[inbound] nope", "unknown key"]),
+    ({"bogus": {"x": 1}}, {}, ["[bogus]", "unknown section"]),
+    ({"storage": {"database": "mysql://x/y"}}, {}, ["[storage] database", "unknown scheme"]),
+    ({"outbound": {"url": "ftp://x"}}, {}, ["[outbound] url"]),
+    ({"relay": {"domain": "not a domain"}}, {}, ["[relay] domain"]),
+    ({"relay": {"timezone": "Mars/Olympus"}}, {}, ["[relay] timezone"]),
+    ({"cases": {"late_replies": "maybe"}}, {}, ["[cases] late_replies"]),
+    ({}, {"RELAY_INBOUND_PORT": "0"}, ["[inbound] port"]),
+    ({"limits": {"exempt_clients": ["not-an-ip"]}}, {}, ["[limits] exempt_clients", "not an IP address"]),
+    ({"inbound": {"tls_cert": "missing.pem"}}, {}, ["[inbound] tls_cert", "no such file"]),
+    ({}, {"RELAY_INBOUND_PROT": "25"}, ["RELAY_INBOUND_PROT", "no key"]),
+])
+def test_bad_values_name_the_key(tmp_path: Path, raw: dict, env: dict, words: list[str]) -> None:
+    with pytest.raises(config.ConfigError) as info:
+        config.from_mapping(raw, tmp_path, env)
+    for word in words:
+        assert word in str(info.value)
+
+
+def test_missing_explicit_file_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(config.ConfigError, match="does not exist"):
+        config.load(tmp_path / "nope.toml", environ={})
+
+
+def test_start_up_stops_with_one_line_naming_the_key(tmp_path: Path) -> None:
+    file = tmp_path / "settings.toml"
+    file.write_text('[cases]\nreply_window = "5 dayz"\n')
+    result = subprocess.run([sys.executable, "-m", "relay", "--config", str(file), "serve"],
+                            capture_output=True, text=True, timeout=30)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1
+    assert "[cases] reply_window" in lines[0] and "5 dayz" in lines[0]

@@ -1,0 +1,94 @@
+"""Schema migrations, on SQLite and PostgreSQL: a database of the relay before migrations existed
+(schema version 1, built by tests/fixtures/schema_1/make.py with that code, with cases, messages
+and queued deliveries in it) is upgraded, and the relay carries on with it: the pending
+deliveries go out, an open case still takes answers. Instances that start at once migrate once."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sqlite3
+import subprocess
+import sys
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import psycopg2
+import pytest
+
+from relay.core.clock import ManualClock
+from relay.core.outcomes import Outcome
+from relay.inbound import intake
+from relay.outbound.worker import Worker
+from relay.store import migrations
+from relay.store.models import Case, RelayAddress, Setting, db
+from tests.helpers.cli import relay_cli, write_settings
+from tests.helpers.environment import REPO, Sink
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "schema_1"
+
+
+def load_version_1(db_url: str) -> None:
+    """The fixture of the database's kind, as the old code left it."""
+    if db_url.startswith("sqlite:///"):
+        with sqlite3.connect(db_url[len("sqlite:///"):]) as conn:
+            conn.executescript((FIXTURES / "sqlite.sql").read_text())
+        return
+    conn = psycopg2.connect(db_url)
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute("DROP SCHEMA public CASCADE")  # the dump creates it as it was
+        cur.execute((FIXTURES / "postgresql.sql").read_text())
+    conn.close()
+
+
+def test_a_version_1_database_is_upgraded_and_carries_on(db_url: str, app_factory: Any, sink: Sink) -> None:
+    load_version_1(db_url)
+    # a day after the old code opened the cases: they are within their reply window
+    app = app_factory(db_url, ManualClock(datetime(2026, 11, 21, 9, 0)), outbound={"url": sink.url})  # migrates
+    assert migrations.version(db.obj) == migrations.CURRENT == 2
+    assert "event_case_id_at" in {index.name for index in db.obj.get_indexes("event")}
+    assert Setting.get(Setting.name == "secret").value  # the instance's signing key was kept
+
+    counts = asyncio.run(Worker.for_app(app).run_pass())
+    assert counts.sent == 4 and counts.failed == 0  # three contact requests and the queued forward
+    assert len(sink.to("max.mueller@example.de")) == 1 and len(sink.to("service2@shop.example")) == 1
+
+    first = Case.get(Case.id == 1)
+    reviewer_side = RelayAddress.get((RelayAddress.case == first.id) & (RelayAddress.party == "reviewer"))
+    conversation = intake.lookup(app, reviewer_side.local_part)
+    assert conversation is not None and conversation.state.value == "awaiting_reply"
+    answer = (f"From: Max <max.mueller@example.de>\r\nTo: {reviewer_side.local_part}@relay.test\r\n"
+              "Subject: Re: Anfrage\r\n\r\nBestellnummer BE-1.\r\n").encode()
+    assert intake.process(app, conversation, "max.mueller@example.de", answer).outcome is Outcome.ACCEPTED
+    assert Case.get(Case.id == 1).state == "replied"
+    assert migrations.migrate(db.obj) == []  # a second start finds nothing to do
+
+
+def test_instances_starting_at_once_migrate_once(db_url: str, tmp_path: Path) -> None:
+    load_version_1(db_url)
+    config = write_settings(tmp_path, db_url, f"maildir:{tmp_path}/outbox")
+    runs = [subprocess.Popen([sys.executable, "-m", "relay", "--config", str(config), "migrate"], cwd=tmp_path,
+                             env={**os.environ, "PYTHONPATH": str(REPO)}, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True) for _ in range(3)]
+    outputs = [run.communicate(timeout=60) for run in runs]
+    assert [run.returncode for run in runs] == [0, 0, 0], outputs
+    said = sorted(out for out, _ in outputs)
+    assert said == ["migrated to schema version 2 (ran 2)\n", "schema version 2: nothing to do\n",
+                    "schema version 2: nothing to do\n"], said
+
+
+def test_a_newer_schema_is_refused(db_url: str, app_factory: Any, tmp_path: Path) -> None:
+    app_factory(db_url)
+    Setting.update(value="99").where(Setting.name == migrations.VERSION_KEY).execute()
+    result = relay_cli(write_settings(tmp_path, db_url, f"maildir:{tmp_path}/outbox"), "status")
+    assert result.returncode == 1
+    assert "schema version 99" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+@pytest.fixture(autouse=True)
+def _fresh_connection() -> Any:
+    yield
+    if db.obj is not None and not db.obj.is_closed():
+        db.obj.close()
