@@ -9,28 +9,38 @@ names the key and the problem, instead of surfacing later as a confusing runtime
 
 from __future__ import annotations
 
-import ipaddress
 import os
-import re
 import tomllib
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from contextvars import ContextVar
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
-from urllib.parse import urlsplit
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 from pydantic_settings import BaseSettings, EnvSettingsSource, PydanticBaseSettingsSource, SettingsConfigDict
 from pydantic_settings.sources.utils import parse_env_vars
 
-from relay.core import addresses
+from relay.config_values import (
+    BASE,
+    ENVIRON,
+    Duration,
+    Flag,
+    OptionalFile,
+    Text,
+    between,
+    database_url,
+    domain_name,
+    ip_addresses,
+    log_target,
+    one_of,
+    outbound_url,
+    templates_folder,
+    time_zone,
+)
 from relay.core.errors import InvalidInput
 
 DEFAULT_CONFIG = "settings.toml"
-BUNDLED_TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 ENV_CONFIG = "RELAY_CONFIG"
 ENV_PREFIX = "RELAY_"
 
@@ -44,179 +54,6 @@ class ConfigError(InvalidInput):
         super().__init__("settings", message, message)
 
 
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
-_DURATION = re.compile(r"(\d+)\s*([smhdw])")
-
-
-def parse_duration(text: str) -> timedelta:
-    """`30s`, `15m`, `5d`, `1d12h` -> timedelta. A unit is required: a bare number is ambiguous."""
-    cleaned = text.strip().lower()
-    if not cleaned or _DURATION.sub("", cleaned).strip():
-        raise ValueError(f"{text!r} is not a duration (use a number with a unit: 30s, 15m, 2h, 5d, 1w)")
-    return timedelta(seconds=sum(int(n) * _UNITS[u] for n, u in _DURATION.findall(cleaned)))
-
-
-def format_duration(value: timedelta) -> str:
-    """The inverse of parse_duration, for messages and `relay status`."""
-    seconds = int(value.total_seconds())
-    for unit in ("w", "d", "h", "m"):
-        if seconds and seconds % _UNITS[unit] == 0:
-            return f"{seconds // _UNITS[unit]}{unit}"
-    return f"{seconds}s"
-
-
-# --- value types: each parses once and says in words what is wrong ------------------------------
-
-# the folder relative paths are resolved against while a file is loaded (the settings file's), and
-# the environment the overrides come from (the process's, or a test's own)
-_BASE: ContextVar[Path] = ContextVar("settings_base")
-_ENVIRON: ContextVar[Mapping[str, str]] = ContextVar("settings_environ")
-
-
-def _resolve(path: Path) -> Path:
-    return path if path.is_absolute() else _BASE.get(Path.cwd()) / path
-
-
-def _string(value: Any) -> str:
-    if not isinstance(value, str) or not value.strip():
-        raise ValueError(f"{value!r} must be a non-empty string")
-    return value.strip()
-
-
-def _duration(value: Any) -> timedelta:
-    if isinstance(value, timedelta):
-        return value
-    if not isinstance(value, str):
-        raise ValueError(f"{value!r} must be a string with a unit, such as \"5d\"")
-    return parse_duration(value)
-
-
-def _int_range(low: int, high: int) -> Callable[[Any], int]:
-    def parse(value: Any) -> int:
-        if isinstance(value, str) and value.strip().isdigit():
-            value = int(value)
-        if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
-            raise ValueError(f"{value!r} is out of range {low}-{high}")
-        return value
-    return parse
-
-
-def _choice(*options: str) -> Callable[[Any], str]:
-    def parse(value: Any) -> str:
-        if value not in options:
-            raise ValueError(f"{value!r} is not one of {', '.join(options)}")
-        return str(value)
-    return parse
-
-
-def _path(value: Any) -> Path:
-    return _resolve(value if isinstance(value, Path) else Path(_string(value)))
-
-
-def _domain(value: Any) -> str:
-    text = _string(value).lower()
-    if not addresses.is_domain(text):
-        raise ValueError(f"{value!r} is not a domain name")
-    return text
-
-
-def _timezone(value: Any) -> str:
-    text = _string(value)
-    try:
-        ZoneInfo(text)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise ValueError(f"{value!r} is not a known time zone") from None
-    return text
-
-
-def _database(value: Any) -> str:
-    """`sqlite:///relative.db`, `sqlite:////absolute.db` or `postgresql://user@host:port/name`."""
-    text = _string(value)
-    scheme = urlsplit(text).scheme
-    if scheme == "sqlite":
-        rest = text[len("sqlite:///"):] if text.startswith("sqlite:///") else ""
-        if not rest:
-            raise ValueError(f"{text!r}: write sqlite:///relative/path.db or sqlite:////absolute/path.db")
-        return "sqlite:///" + str(_resolve(Path(rest)))
-    if scheme in ("postgresql", "postgres"):
-        return text
-    raise ValueError(f"{text!r} has an unknown scheme {scheme!r} (use sqlite:/// or postgresql://)")
-
-
-def _outbound_url(value: Any) -> str:
-    """`maildir:PATH` (relative to the settings file), `smtp://host:port` or `smtps://host:port`."""
-    text = _string(value)
-    if text.startswith("maildir:"):
-        path = text[len("maildir:"):]
-        if not path:
-            raise ValueError("maildir: needs a folder, for example maildir:storage/outbox")
-        return "maildir:" + str(_resolve(Path(path)))
-    parts = urlsplit(text)
-    if parts.scheme not in ("smtp", "smtps") or not parts.hostname:
-        raise ValueError(f"{text!r} is neither maildir:PATH nor smtp://host:port")
-    try:
-        port = parts.port
-    except ValueError:
-        raise ValueError(f"{text!r} has an invalid port") from None
-    if port is not None and not 1 <= port <= 65535:
-        raise ValueError(f"{text!r} has a port out of range 1-65535")
-    return text
-
-
-def _optional_file(value: Any) -> Path | None:
-    """A file that may be left out ("" = not configured)."""
-    if value in ("", None):
-        return None
-    path = _path(value)
-    if not path.is_file():
-        raise ValueError(f"{value!r}: no such file")
-    return path
-
-
-def _log_target(value: Any) -> Path | None:
-    """A log file, or "-" for JSON lines on stdout only (containers)."""
-    return None if value in ("-", None) else _path(value)
-
-
-def _ip_addresses(value: Any) -> tuple[str, ...]:
-    """A list of IP addresses, e.g. ["127.0.0.1", "::1"] (or a comma-separated string)."""
-    if not isinstance(value, list | tuple | str):
-        raise ValueError(f"{value!r} must be a list of IP addresses")
-    items = value.split(",") if isinstance(value, str) else value
-    out = []
-    for item in (str(i).strip() for i in items):
-        if not item:
-            continue
-        try:
-            out.append(str(ipaddress.ip_address(item)))
-        except ValueError:
-            raise ValueError(f"{item!r} is not an IP address") from None
-    return tuple(out)
-
-
-def _boolean(value: Any) -> bool:
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, str) and value.lower() in ("true", "false", "yes", "no", "1", "0"):
-        return value.lower() in ("true", "yes", "1")
-    raise ValueError(f"{value!r} is not true or false")
-
-
-def between(low: int, high: int) -> BeforeValidator:
-    return BeforeValidator(_int_range(low, high))
-
-
-def one_of(*options: str) -> BeforeValidator:
-    return BeforeValidator(_choice(*options))
-
-
-Text = Annotated[str, BeforeValidator(_string)]
-Duration = Annotated[timedelta, BeforeValidator(_duration)]
-Folder = Annotated[Path, BeforeValidator(_path)]
-Flag = Annotated[bool, BeforeValidator(_boolean)]
-OptionalFile = Annotated[Path | None, BeforeValidator(_optional_file)]
-
-
 # --- the sections ----------------------------------------------------------------------------------
 
 class Section(BaseModel):
@@ -224,18 +61,11 @@ class Section(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", validate_default=True)
 
 
-def _templates(value: Any) -> Path:
-    """The notice templates' folder; the templates shipped with the code where it does not exist
-    (an install that keeps only its settings file elsewhere)."""
-    folder = _path(value)
-    return folder if folder.is_dir() else BUNDLED_TEMPLATES
-
-
 class RelaySection(Section):
-    domain: Annotated[str, BeforeValidator(_domain)] = "relay.localhost"
+    domain: Annotated[str, BeforeValidator(domain_name)] = "relay.localhost"
     platform_name: Text = "ReviewHub"
-    timezone: Annotated[str, BeforeValidator(_timezone)] = "Europe/Berlin"
-    templates: Annotated[Path, BeforeValidator(_templates)] = Path("templates")
+    timezone: Annotated[str, BeforeValidator(time_zone)] = "Europe/Berlin"
+    templates: Annotated[Path, BeforeValidator(templates_folder)] = Path("templates")
 
 
 class InboundSection(Section):
@@ -251,20 +81,20 @@ class LimitsSection(Section):
     max_recipients: Annotated[int, between(1, 1000)] = 10
     messages_per_case_per_hour: Annotated[int, between(1, 1_000_000)] = 30
     unknown_recipients_per_client: Annotated[int, between(1, 1_000_000)] = 5
-    exempt_clients: Annotated[tuple[str, ...], BeforeValidator(_ip_addresses)] = ()
+    exempt_clients: Annotated[tuple[str, ...], BeforeValidator(ip_addresses)] = ()
     max_line_bytes: Annotated[int, between(1000, 1 << 30)] = 1024 * 1024
     max_header_count: Annotated[int, between(10, 100_000)] = 500
     max_header_bytes: Annotated[int, between(1024, 1 << 30)] = 256 * 1024
 
 
 class OutboundSection(Section):
-    url: Annotated[str, BeforeValidator(_outbound_url)] = "maildir:storage/outbox"
+    url: Annotated[str, BeforeValidator(outbound_url)] = "maildir:storage/outbox"
     max_queue_lifetime: Duration = timedelta(days=5)
     timeout: Duration = timedelta(seconds=60)
 
 
 class StorageSection(Section):
-    database: Annotated[str, BeforeValidator(_database)] = "sqlite:///storage/relay.db"
+    database: Annotated[str, BeforeValidator(database_url)] = "sqlite:///storage/relay.db"
     retention: Duration = timedelta(days=90)
 
 
@@ -281,7 +111,7 @@ class SchedulerSection(Section):
 
 
 class LogSection(Section):
-    file: Annotated[Path | None, BeforeValidator(_log_target)] = Path("storage/logs/relay.log")
+    file: Annotated[Path | None, BeforeValidator(log_target)] = Path("storage/logs/relay.log")
     level: Annotated[Literal["debug", "info", "warning", "error"], one_of("debug", "info", "warning", "error")] = "info"
     stderr: Flag = True
     max_bytes: Annotated[int, between(0, 1 << 40)] = 10 * 1024 * 1024
@@ -321,7 +151,7 @@ class _Environment(EnvSettingsSource):
     process's), split once after the section: `RELAY_INBOUND_MAX_MESSAGE_BYTES`."""
 
     def _load_env_vars(self) -> Mapping[str, str | None]:
-        return parse_env_vars(_ENVIRON.get(os.environ), self.case_sensitive, self.env_ignore_empty,
+        return parse_env_vars(ENVIRON.get(os.environ), self.case_sensitive, self.env_ignore_empty,
                               self.env_parse_none_str)
 
 
@@ -395,9 +225,9 @@ def _one_line(exc: ValidationError) -> str:
 
 @contextmanager
 def _context(base: Path, environ: Mapping[str, str]) -> Iterator[None]:
-    base_token, environ_token = _BASE.set(base), _ENVIRON.set(environ)
+    base_token, environ_token = BASE.set(base), ENVIRON.set(environ)
     try:
         yield
     finally:
-        _BASE.reset(base_token)
-        _ENVIRON.reset(environ_token)
+        BASE.reset(base_token)
+        ENVIRON.reset(environ_token)

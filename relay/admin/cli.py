@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from relay import __version__, config, logs
+from relay import __version__, config, config_values, logs
 from relay.admin import tail, views
 from relay.app import App
 from relay.core.cases import validate_open_case
@@ -190,7 +190,7 @@ def cmd_tail(settings: config.Settings, args: argparse.Namespace) -> int:
     since = None
     if args.since:
         try:
-            since = datetime.now(UTC).replace(tzinfo=None) - config.parse_duration(args.since)
+            since = datetime.now(UTC).replace(tzinfo=None) - config_values.parse_duration(args.since)
         except ValueError as exc:
             raise BadOption(f"--since: {exc}") from None
     keep = tail.Filter(case=args.case, event=args.event, level=args.level, since=since)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from relay import config
+from relay import config, config_values
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -21,16 +21,16 @@ def test_shipped_settings_file_matches_schema_defaults() -> None:
 
 
 def test_durations_need_units() -> None:
-    assert config.parse_duration("30s") == timedelta(seconds=30)
-    assert config.parse_duration("15m") == timedelta(minutes=15)
-    assert config.parse_duration("5d") == timedelta(days=5)
-    assert config.parse_duration("1d12h") == timedelta(hours=36)
-    assert config.parse_duration("0s") == timedelta(0)
+    assert config_values.parse_duration("30s") == timedelta(seconds=30)
+    assert config_values.parse_duration("15m") == timedelta(minutes=15)
+    assert config_values.parse_duration("5d") == timedelta(days=5)
+    assert config_values.parse_duration("1d12h") == timedelta(hours=36)
+    assert config_values.parse_duration("0s") == timedelta(0)
     for bad in ("5 dayz", "5", "", "d", "5x", "-1d"):
         with pytest.raises(ValueError):
-            config.parse_duration(bad)
-    assert config.format_duration(timedelta(days=5)) == "5d"
-    assert config.format_duration(timedelta(seconds=90)) == "90s"
+            config_values.parse_duration(bad)
+    assert config_values.format_duration(timedelta(days=5)) == "5d"
+    assert config_values.format_duration(timedelta(seconds=90)) == "90s"
 
 
 def test_relative_paths_are_relative_to_the_settings_file(tmp_path: Path) -> None:

@@ -1,0 +1,199 @@
+"""The values settings hold, each parsed once, with a sentence for what is wrong: durations with
+a unit, ports and sizes in range, paths relative to the settings file, domains, time zones, the
+database and outbound URLs, lists of IP addresses. Used by relay.config's typed sections."""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Callable, Mapping
+from contextvars import ContextVar
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated, Any
+from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import BeforeValidator
+
+from relay.core import addresses
+
+BUNDLED_TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+_DURATION = re.compile(r"(\d+)\s*([smhdw])")
+
+
+def parse_duration(text: str) -> timedelta:
+    """`30s`, `15m`, `5d`, `1d12h` -> timedelta. A unit is required: a bare number is ambiguous."""
+    cleaned = text.strip().lower()
+    if not cleaned or _DURATION.sub("", cleaned).strip():
+        raise ValueError(f"{text!r} is not a duration (use a number with a unit: 30s, 15m, 2h, 5d, 1w)")
+    return timedelta(seconds=sum(int(n) * _UNITS[u] for n, u in _DURATION.findall(cleaned)))
+
+
+def format_duration(value: timedelta) -> str:
+    """The inverse of parse_duration, for messages and `relay status`."""
+    seconds = int(value.total_seconds())
+    for unit in ("w", "d", "h", "m"):
+        if seconds and seconds % _UNITS[unit] == 0:
+            return f"{seconds // _UNITS[unit]}{unit}"
+    return f"{seconds}s"
+
+
+# the folder relative paths are resolved against while a file is loaded (the settings file's), and
+# the environment the overrides come from (the process's, or a test's own)
+BASE: ContextVar[Path] = ContextVar("settings_base")
+ENVIRON: ContextVar[Mapping[str, str]] = ContextVar("settings_environ")
+
+
+def _resolve(path: Path) -> Path:
+    return path if path.is_absolute() else BASE.get(Path.cwd()) / path
+
+
+def _string(value: Any) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f"{value!r} must be a non-empty string")
+    return value.strip()
+
+
+def _duration(value: Any) -> timedelta:
+    if isinstance(value, timedelta):
+        return value
+    if not isinstance(value, str):
+        raise ValueError(f"{value!r} must be a string with a unit, such as \"5d\"")
+    return parse_duration(value)
+
+
+def _int_range(low: int, high: int) -> Callable[[Any], int]:
+    def parse(value: Any) -> int:
+        if isinstance(value, str) and value.strip().isdigit():
+            value = int(value)
+        if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+            raise ValueError(f"{value!r} is out of range {low}-{high}")
+        return value
+    return parse
+
+
+def _choice(*options: str) -> Callable[[Any], str]:
+    def parse(value: Any) -> str:
+        if value not in options:
+            raise ValueError(f"{value!r} is not one of {', '.join(options)}")
+        return str(value)
+    return parse
+
+
+def _path(value: Any) -> Path:
+    return _resolve(value if isinstance(value, Path) else Path(_string(value)))
+
+
+def domain_name(value: Any) -> str:
+    text = _string(value).lower()
+    if not addresses.is_domain(text):
+        raise ValueError(f"{value!r} is not a domain name")
+    return text
+
+
+def time_zone(value: Any) -> str:
+    text = _string(value)
+    try:
+        ZoneInfo(text)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"{value!r} is not a known time zone") from None
+    return text
+
+
+def database_url(value: Any) -> str:
+    """`sqlite:///relative.db`, `sqlite:////absolute.db` or `postgresql://user@host:port/name`."""
+    text = _string(value)
+    scheme = urlsplit(text).scheme
+    if scheme == "sqlite":
+        rest = text[len("sqlite:///"):] if text.startswith("sqlite:///") else ""
+        if not rest:
+            raise ValueError(f"{text!r}: write sqlite:///relative/path.db or sqlite:////absolute/path.db")
+        return "sqlite:///" + str(_resolve(Path(rest)))
+    if scheme in ("postgresql", "postgres"):
+        return text
+    raise ValueError(f"{text!r} has an unknown scheme {scheme!r} (use sqlite:/// or postgresql://)")
+
+
+def outbound_url(value: Any) -> str:
+    """`maildir:PATH` (relative to the settings file), `smtp://host:port` or `smtps://host:port`."""
+    text = _string(value)
+    if text.startswith("maildir:"):
+        path = text[len("maildir:"):]
+        if not path:
+            raise ValueError("maildir: needs a folder, for example maildir:storage/outbox")
+        return "maildir:" + str(_resolve(Path(path)))
+    parts = urlsplit(text)
+    if parts.scheme not in ("smtp", "smtps") or not parts.hostname:
+        raise ValueError(f"{text!r} is neither maildir:PATH nor smtp://host:port")
+    try:
+        port = parts.port
+    except ValueError:
+        raise ValueError(f"{text!r} has an invalid port") from None
+    if port is not None and not 1 <= port <= 65535:
+        raise ValueError(f"{text!r} has a port out of range 1-65535")
+    return text
+
+
+def _optional_file(value: Any) -> Path | None:
+    """A file that may be left out ("" = not configured)."""
+    if value in ("", None):
+        return None
+    path = _path(value)
+    if not path.is_file():
+        raise ValueError(f"{value!r}: no such file")
+    return path
+
+
+def log_target(value: Any) -> Path | None:
+    """A log file, or "-" for JSON lines on stdout only (containers)."""
+    return None if value in ("-", None) else _path(value)
+
+
+def ip_addresses(value: Any) -> tuple[str, ...]:
+    """A list of IP addresses, e.g. ["127.0.0.1", "::1"] (or a comma-separated string)."""
+    if not isinstance(value, list | tuple | str):
+        raise ValueError(f"{value!r} must be a list of IP addresses")
+    items = value.split(",") if isinstance(value, str) else value
+    out = []
+    for item in (str(i).strip() for i in items):
+        if not item:
+            continue
+        try:
+            out.append(str(ipaddress.ip_address(item)))
+        except ValueError:
+            raise ValueError(f"{item!r} is not an IP address") from None
+    return tuple(out)
+
+
+def _boolean(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in ("true", "false", "yes", "no", "1", "0"):
+        return value.lower() in ("true", "yes", "1")
+    raise ValueError(f"{value!r} is not true or false")
+
+
+def between(low: int, high: int) -> BeforeValidator:
+    return BeforeValidator(_int_range(low, high))
+
+
+def one_of(*options: str) -> BeforeValidator:
+    return BeforeValidator(_choice(*options))
+
+
+Text = Annotated[str, BeforeValidator(_string)]
+Duration = Annotated[timedelta, BeforeValidator(_duration)]
+Folder = Annotated[Path, BeforeValidator(_path)]
+Flag = Annotated[bool, BeforeValidator(_boolean)]
+OptionalFile = Annotated[Path | None, BeforeValidator(_optional_file)]
+
+
+def templates_folder(value: Any) -> Path:
+    """The notice templates' folder; the templates shipped with the code where it does not exist
+    (an install that keeps only its settings file elsewhere)."""
+    folder = _path(value)
+    return folder if folder.is_dir() else BUNDLED_TEMPLATES
+
