@@ -10,7 +10,7 @@ from collections.abc import Callable, Mapping
 from contextvars import ContextVar
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -51,13 +51,13 @@ def _resolve(path: Path) -> Path:
     return path if path.is_absolute() else BASE.get(Path.cwd()) / path
 
 
-def _string(value: Any) -> str:
+def _string(value: object) -> str:
     if not isinstance(value, str) or not value.strip():
         raise ValueError(f"{value!r} must be a non-empty string")
     return value.strip()
 
 
-def _duration(value: Any) -> timedelta:
+def _duration(value: object) -> timedelta:
     if isinstance(value, timedelta):
         return value
     if not isinstance(value, str):
@@ -65,8 +65,8 @@ def _duration(value: Any) -> timedelta:
     return parse_duration(value)
 
 
-def _int_range(low: int, high: int) -> Callable[[Any], int]:
-    def parse(value: Any) -> int:
+def _int_range(low: int, high: int) -> Callable[[object], int]:
+    def parse(value: object) -> int:
         if isinstance(value, str) and value.strip().isdigit():
             value = int(value)
         if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
@@ -75,26 +75,26 @@ def _int_range(low: int, high: int) -> Callable[[Any], int]:
     return parse
 
 
-def _choice(*options: str) -> Callable[[Any], str]:
-    def parse(value: Any) -> str:
+def _choice(*options: str) -> Callable[[object], str]:
+    def parse(value: object) -> str:
         if value not in options:
             raise ValueError(f"{value!r} is not one of {', '.join(options)}")
         return str(value)
     return parse
 
 
-def _path(value: Any) -> Path:
+def _path(value: object) -> Path:
     return _resolve(value if isinstance(value, Path) else Path(_string(value)))
 
 
-def domain_name(value: Any) -> str:
+def domain_name(value: object) -> str:
     text = _string(value).lower()
     if not addresses.is_domain(text):
         raise ValueError(f"{value!r} is not a domain name")
     return text
 
 
-def time_zone(value: Any) -> str:
+def time_zone(value: object) -> str:
     text = _string(value)
     try:
         ZoneInfo(text)
@@ -103,7 +103,7 @@ def time_zone(value: Any) -> str:
     return text
 
 
-def database_url(value: Any) -> str:
+def database_url(value: object) -> str:
     """`sqlite:///relative.db`, `sqlite:////absolute.db` or `postgresql://user@host:port/name`."""
     text = _string(value)
     scheme = urlsplit(text).scheme
@@ -117,7 +117,7 @@ def database_url(value: Any) -> str:
     raise ValueError(f"{text!r} has an unknown scheme {scheme!r} (use sqlite:/// or postgresql://)")
 
 
-def outbound_url(value: Any) -> str:
+def outbound_url(value: object) -> str:
     """`maildir:PATH` (relative to the settings file), `smtp://host:port` or `smtps://host:port`."""
     text = _string(value)
     if text.startswith("maildir:"):
@@ -137,7 +137,7 @@ def outbound_url(value: Any) -> str:
     return text
 
 
-def _optional_file(value: Any) -> Path | None:
+def _optional_file(value: object) -> Path | None:
     """A file that may be left out ("" = not configured)."""
     if value in ("", None):
         return None
@@ -147,12 +147,12 @@ def _optional_file(value: Any) -> Path | None:
     return path
 
 
-def log_target(value: Any) -> Path | None:
+def log_target(value: object) -> Path | None:
     """A log file, or "-" for JSON lines on stdout only (containers)."""
     return None if value in ("-", None) else _path(value)
 
 
-def ip_addresses(value: Any) -> tuple[str, ...]:
+def ip_addresses(value: object) -> tuple[str, ...]:
     """A list of IP addresses, e.g. ["127.0.0.1", "::1"] (or a comma-separated string)."""
     if not isinstance(value, list | tuple | str):
         raise ValueError(f"{value!r} must be a list of IP addresses")
@@ -168,7 +168,7 @@ def ip_addresses(value: Any) -> tuple[str, ...]:
     return tuple(out)
 
 
-def _boolean(value: Any) -> bool:
+def _boolean(value: object) -> bool:
     if isinstance(value, bool):
         return value
     if isinstance(value, str) and value.lower() in ("true", "false", "yes", "no", "1", "0"):
@@ -191,7 +191,7 @@ Flag = Annotated[bool, BeforeValidator(_boolean)]
 OptionalFile = Annotated[Path | None, BeforeValidator(_optional_file)]
 
 
-def templates_folder(value: Any) -> Path:
+def templates_folder(value: object) -> Path:
     """The notice templates' folder; the templates shipped with the code where it does not exist
     (an install that keeps only its settings file elsewhere)."""
     folder = _path(value)

@@ -9,7 +9,6 @@ import sys
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 from relay import __version__, config, config_values, logs
 from relay.admin import tail, views
@@ -196,7 +195,7 @@ def cmd_tail(settings: config.Settings, args: argparse.Namespace) -> int:
     keep = tail.Filter(case=args.case, event=args.event, level=args.level, since=since)
     terminal = sys.stdout.isatty() and not args.json
 
-    def show(raw: str, entry: dict[str, Any]) -> str:
+    def show(raw: str, entry: tail.Entry) -> str:
         if args.json:
             return raw
         text = tail.render(entry)
@@ -249,8 +248,9 @@ def _refusals(settings: config.Settings, since: datetime) -> dict[str, int]:
         return {}
     counts: dict[str, int] = {}
     for _, entry in tail.last_lines(Path(path), 1_000_000, tail.Filter(event="inbound.", since=since)):
-        if str(entry.get("reply", ""))[:1] in ("4", "5") and entry.get("outcome"):
-            counts[entry["outcome"]] = counts.get(entry["outcome"], 0) + 1
+        outcome = str(entry.get("outcome") or "")
+        if str(entry.get("reply", ""))[:1] in ("4", "5") and outcome:
+            counts[outcome] = counts.get(outcome, 0) + 1
     return counts
 
 

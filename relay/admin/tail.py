@@ -11,13 +11,14 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TextIO
 
 from relay.logs import render
 
 __all__ = ["Filter", "colour", "follow", "last_lines", "render"]
 
-Line = tuple[str, dict[str, Any]]
+Entry = dict[str, object]  # one JSON log line
+Line = tuple[str, Entry]
 LEVELS = {"debug": 10, "info": 20, "warning": 30, "error": 40}
 _COLOURS = {"warning": "\033[33m", "error": "\033[31m", "debug": "\033[2m"}
 
@@ -29,7 +30,7 @@ class Filter:
     level: str | None = None   # this level and above
     since: datetime | None = None  # naive UTC
 
-    def __call__(self, entry: dict[str, Any]) -> bool:
+    def __call__(self, entry: Entry) -> bool:
         if self.case is not None and str(entry.get("case")) != self.case:
             return False
         if self.event is not None and not str(entry.get("event", "")).startswith(self.event):
@@ -39,7 +40,7 @@ class Filter:
         return self.since is None or _when(entry) >= self.since
 
 
-def _when(entry: dict[str, Any]) -> datetime:
+def _when(entry: Entry) -> datetime:
     try:
         return datetime.fromisoformat(str(entry.get("ts", "")).replace("Z", "+00:00")).astimezone(UTC) \
             .replace(tzinfo=None)
@@ -47,7 +48,7 @@ def _when(entry: dict[str, Any]) -> datetime:
         return datetime.min
 
 
-def parse_line(line: str) -> dict[str, Any] | None:
+def parse_line(line: str) -> Entry | None:
     try:
         entry = json.loads(line)
     except json.JSONDecodeError:
@@ -55,7 +56,7 @@ def parse_line(line: str) -> dict[str, Any] | None:
     return entry if isinstance(entry, dict) else None
 
 
-def colour(entry: dict[str, Any], text: str) -> str:
+def colour(entry: Entry, text: str) -> str:
     """Level colours for a terminal (callers use it only when stdout is one)."""
     start = _COLOURS.get(str(entry.get("level")))
     return f"{start}{text}\033[0m" if start else text
@@ -68,7 +69,7 @@ def _files(path: Path) -> list[Path]:
     return [path, *[p for p in rotated if p.suffix[1:].isdigit()]]
 
 
-def last_lines(path: Path, count: int, keep: Callable[[dict[str, Any]], bool]) -> list[Line]:
+def last_lines(path: Path, count: int, keep: Callable[[Entry], bool]) -> list[Line]:
     """The last `count` matching lines, reaching into rotated files when the current one is short."""
     found: deque[Line] = deque()
     for file in _files(path):
@@ -93,7 +94,7 @@ def _next_newer(path: Path, inode: int | None) -> Path | None:
     return path if path.exists() else None
 
 
-def follow(path: Path, keep: Callable[[dict[str, Any]], bool], poll: float = 0.25,
+def follow(path: Path, keep: Callable[[Entry], bool], poll: float = 0.25,
            stop: Callable[[], bool] = lambda: False) -> Iterator[Line]:
     """New lines from the end of `path` on; when the file is rotated, the rest of the old file is
     read and then the new one from its start, so no line is skipped."""

@@ -11,11 +11,11 @@ from relay.core.vocabulary import DeliveryState
 from relay.store.records import CaseDetail, CaseRow, DeliveryEntry, Record
 
 
-def to_json(value: Any) -> str:
+def to_json(value: object) -> str:
     return json.dumps(_plain(value), default=_json_default, ensure_ascii=False, indent=None)
 
 
-def _plain(value: Any) -> Any:
+def _plain(value: object) -> object:
     """Records as the dictionaries JSON shows them."""
     if isinstance(value, Record):
         return value.as_dict()
@@ -26,7 +26,7 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def _json_default(value: Any) -> Any:
+def _json_default(value: object) -> object:
     if isinstance(value, datetime):
         return value.isoformat(timespec="seconds") + "Z"
     if isinstance(value, bytes):
@@ -34,7 +34,7 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"cannot serialise {type(value).__name__}")
 
 
-def _cell(value: Any) -> str:
+def _cell(value: object) -> str:
     if value is None:
         return "-"
     if isinstance(value, datetime):
