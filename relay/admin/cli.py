@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -267,12 +268,26 @@ def cmd_outbox(settings: config.Settings, args: argparse.Namespace) -> int:
         logs.event(Event.DELIVERY_RETRY, f"delivery {args.id} retried by an admin")
         worker = Worker.for_app(app)
         counts = asyncio.run(then_close(worker, worker.run_pass(only=args.id)))
-        state = DeliveryState.SENT if counts.sent else (
-            DeliveryState.FAILED if counts.failed else "deferred (see relay outbox)")
+        if counts.sent or counts.failed or counts.deferred:
+            state: str = DeliveryState.SENT if counts.sent else (
+                DeliveryState.FAILED if counts.failed else "deferred (see relay outbox)")
+        else:  # a running relay's worker took it first: its outcome is the answer
+            state = _settled(app, args.id)
         print(f"delivery {args.id}: {state}")
-        return 0 if counts.sent else 1
+        return 0 if state == DeliveryState.SENT else 1
     finally:
         app.close()
+
+
+def _settled(app: App, delivery_id: int, wait: float = 30.0) -> str:
+    """The state another process's attempt left a delivery in (waiting at most `wait` seconds)."""
+    deadline = time.monotonic() + wait
+    while True:
+        facts = outbox_store.delivery_facts(delivery_id)
+        state = facts.state if facts else DeliveryState.FAILED
+        if state not in (DeliveryState.QUEUED, DeliveryState.SENDING) or time.monotonic() > deadline:
+            return state if state != DeliveryState.QUEUED else "deferred (see relay outbox)"
+        time.sleep(0.2)
 
 
 def cmd_forget(settings: config.Settings, args: argparse.Namespace) -> int:
