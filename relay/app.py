@@ -32,9 +32,10 @@ class App:
     executor: Executor | None = None
 
     @classmethod
-    def open(cls, settings: Settings, clock: Clock | None = None) -> App:
-        """Open (and if needed create) the database; raises StorageUnavailable."""
-        database.open_database(settings.storage.database)
+    def open(cls, settings: Settings, clock: Clock | None = None, create: bool = True) -> App:
+        """Open (and if needed create and migrate) the database; raises StorageUnavailable.
+        `create=False` opens an existing, current database only (commands that only read)."""
+        database.open_database(settings.storage.database, create)
         return cls(settings=settings, clock=clock or SystemClock(), key=database.instance_key())
 
     def mask(self, address: str) -> str:

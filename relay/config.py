@@ -2,7 +2,8 @@
 
 Each section is a frozen, typed object (pydantic), loaded by pydantic-settings: the TOML file's
 tables are the initial values, the environment overrides them key by key. Values are parsed once
-(durations become timedeltas, relative paths are resolved against the settings file's folder), and
+(durations become timedeltas, relative paths are resolved against `[relay] home`, by default
+the settings file's folder), and
 an unknown key, a malformed duration or an out-of-range port stops start-up with one line that
 names the key and the problem, instead of surfacing later as a confusing runtime error.
 """
@@ -31,6 +32,7 @@ from relay.config_values import (
     between,
     database_url,
     domain_name,
+    home_folder,
     ip_addresses,
     log_target,
     one_of,
@@ -62,6 +64,7 @@ class Section(BaseModel):
 
 
 class RelaySection(Section):
+    home: Annotated[Path, BeforeValidator(home_folder)] = Path(".")
     domain: Annotated[str, BeforeValidator(domain_name)] = "relay.localhost"
     platform_name: Text = "ReviewHub"
     timezone: Annotated[str, BeforeValidator(time_zone)] = "Europe/Berlin"
@@ -185,7 +188,7 @@ def load(path: str | os.PathLike[str] | None = None, environ: Mapping[str, str] 
 def from_mapping(raw: Mapping[str, Any], base: Path, environ: Mapping[str, str] | None = None) -> Settings:
     """Validate a parsed TOML mapping plus environment overrides; relative paths against `base`."""
     _check_names(raw, environ or {})
-    with _context(base, environ or {}):
+    with _context(_home(raw, base, environ or {}), environ or {}):
         try:
             given: dict[str, Any] = {section: dict(keys) for section, keys in raw.items()}
             return Settings(**given)
@@ -212,6 +215,23 @@ def _check_names(raw: Mapping[str, Any], environ: Mapping[str, str]) -> None:
         for section, model in SECTIONS.items():
             if rest.startswith(section + "_") and rest[len(section) + 1:] not in model.model_fields:
                 raise ConfigError(f"{name}: [{section}] has no key {rest[len(section) + 1:]!r}")
+
+
+def _home(raw: Mapping[str, Any], base: Path, environ: Mapping[str, str]) -> Path:
+    """The folder relative paths resolve against: `[relay] home` (itself relative to the settings
+    file's folder), else that folder. An install with its settings in /etc/relay and its storage in
+    /srv/relay sets `home = "/srv/relay"`."""
+    names = {name.upper(): value for name, value in environ.items()}
+    section = raw.get("relay", {})
+    given = names.get(f"{ENV_PREFIX}RELAY_HOME") or (section.get("home") if isinstance(section, dict) else None)
+    if given in (None, ""):
+        return base
+    if not isinstance(given, str):
+        raise ConfigError(f"[relay] home: {given!r} must be a folder's path")
+    home = base / Path(given).expanduser()
+    if not home.is_dir():
+        raise ConfigError(f"[relay] home: {home} is not a folder")
+    return home
 
 
 def _one_line(exc: ValidationError) -> str:

@@ -191,6 +191,12 @@ Flag = Annotated[bool, BeforeValidator(_boolean)]
 OptionalFile = Annotated[Path | None, BeforeValidator(_optional_file)]
 
 
+def home_folder(value: object) -> Path:
+    """`[relay] home`: the folder relative paths resolve against. relay.config resolves it (from
+    the file or the environment) before anything else is validated, so here it is that folder."""
+    return BASE.get(Path.cwd())
+
+
 def templates_folder(value: object) -> Path:
     """The notice templates' folder; the templates shipped with the code where it does not exist
     (an install that keeps only its settings file elsewhere)."""

@@ -48,6 +48,7 @@ async def serve(app: App, stop: asyncio.Event | None = None, ready: asyncio.Even
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        await handler.refusals.close()
         await worker.transport.close()
         logs.event(Event.SERVE_STOPPED, "relay stopped")
 

@@ -5,20 +5,22 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import os
 import sys
 import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from relay import __version__, config, config_values, logs
-from relay.admin import tail, views
+from relay import config, logs
+from relay.admin import guard, options, tail, views
 from relay.app import App
 from relay.core.cases import validate_open_case
-from relay.core.errors import InvalidInput, Refused, RelayError
+from relay.core.errors import Refused, RelayError
 from relay.core.vocabulary import DeliveryState, Event
 from relay.store import case_records as case_store
-from relay.store import database, migrations
+from relay.store import database, migrations, refusal_counts
 from relay.store import outbox as outbox_store
 
 
@@ -26,88 +28,68 @@ class Failure(Refused):
     """A command that cannot do what it was asked (a port taken, a delivery that is not pending)."""
 
 
-class BadOption(InvalidInput):
-    """An option's value the command cannot use; the message names the option."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__("option", message, message)
-
-
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="relay", description="Review-contact mail relay.")
-    parser.add_argument("--config", metavar="PATH",
-                        help="settings file (default: $RELAY_CONFIG or ./settings.toml)")
-    parser.add_argument("--version", action="version", version=f"relay {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
-    sub.add_parser("serve", help="run inbound SMTP, the outbox worker and the scheduler")
-
-    oc = sub.add_parser("open-case", help="open a case and queue the contact request to the reviewer")
-    for name in ("review-id", "business-id", "business-name", "business-email", "reviewer-email",
-                 "reviewer-name", "message"):
-        oc.add_argument(f"--{name}", required=True)
-    oc.add_argument("--origin", default="organic", help="organic | invited_external | invited_platform")
-    oc.add_argument("--locale", default="de", help="de | en")
-    oc.add_argument("--request", action="append", default=[],
-                    help="what the business asks for: order_number | reference | contact_details")
-
-    cs = sub.add_parser("cases", help="list cases")
-    cs.add_argument("--status", help="awaiting_reply | replied | expired | closed")
-    cs.add_argument("--business", help="only this business id")
-    cs.add_argument("--review", help="only this review id")
-    cs.add_argument("--json", action="store_true")
-
-    case = sub.add_parser("case", help="show or close one case")
-    case_sub = case.add_subparsers(dest="action", required=True, metavar="ACTION")
-    show = case_sub.add_parser("show", help="a case's timeline")
-    show.add_argument("id", type=int)
-    show.add_argument("--json", action="store_true")
-    close = case_sub.add_parser("close", help="close a case; its relay addresses stop accepting mail")
-    close.add_argument("id", type=int)
-    close.add_argument("--reason", default=None)
-
-    sub.add_parser("run-jobs", help="one scheduler pass (deliveries due now), then exit")
-
-    tl = sub.add_parser("tail", help="the relay log, readable or raw")
-    tl.add_argument("-f", "--follow", action="store_true", help="keep printing new lines")
-    tl.add_argument("-n", "--lines", type=int, default=20, help="how many past lines (default 20)")
-    tl.add_argument("--case", help="only lines of this case")
-    tl.add_argument("--event", help="only events starting with this name (e.g. delivery)")
-    tl.add_argument("--level", choices=list(tail.LEVELS), help="only this level and above")
-    tl.add_argument("--since", metavar="DURATION", help="only the last DURATION (10m, 2h, 1d)")
-    tl.add_argument("--json", action="store_true", help="raw JSON lines (for jq)")
-
-    ob = sub.add_parser("outbox", help="pending and failed deliveries; retry one now")
-    ob.add_argument("--json", action="store_true")
-    ob_sub = ob.add_subparsers(dest="action", metavar="ACTION")
-    retry = ob_sub.add_parser("retry", help="send one delivery again now")
-    retry.add_argument("id", type=int)
-
-    fg = sub.add_parser("forget", help="erase a reviewer's address and their message bodies")
-    fg.add_argument("--reviewer-email", required=True)
-
-    sub.add_parser("migrate", help="bring the database's schema to this version (serve does it too)")
-
-    st = sub.add_parser("status", help="cases by state and the delivery queue")
-    st.add_argument("--json", action="store_true")
-    return parser
+READ_ONLY = frozenset({"status", "cases", "tail"})  # plus `case show` and `outbox` without retry
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    guard.restrict_umask()
+    args = options.parser().parse_args(argv)
+    settings: config.Settings | None = None
     try:
         settings = config.load(args.config)
+        if not _reads_only(args):
+            guard.refuse_root_in_foreign_storage(settings, args.command)
         return COMMANDS[args.command](settings, args)
     except RelayError as exc:  # every error meant for the person at the command line, mapped once
-        print(f"relay: {exc.prefix}{exc}", file=sys.stderr)
-        return exc.exit_code
+        return _fail(f"{exc.prefix}{exc}", exc.exit_code)
+    except BrokenPipeError:  # `relay case show 7 --json | head`: the reader has all it wanted
+        _quiet_stdout()
+        return 0
+    except OSError as exc:  # a file or folder the relay cannot use: its path, not a traceback
+        where = f"{exc.filename}: " if exc.filename else ""
+        return _fail(f"{where}{exc.strerror or exc}", 1)
+    except database.StorageError as exc:
+        where = f" {database.describe(settings.storage.database)}" if settings else ""
+        return _fail(f"database{where}: {_database_error(exc)}", 1)
     except KeyboardInterrupt:
         return 130
 
 
-def _open(settings: config.Settings, serving: bool = False) -> App:
-    """Logging and the database for one command; only `serve` prints to stderr and rotates."""
+def _reads_only(args: argparse.Namespace) -> bool:
+    action = getattr(args, "action", None)
+    return (args.command in READ_ONLY or (args.command == "case" and action == "show")
+            or (args.command == "outbox" and action != "retry"))
+
+
+def _fail(message: str, code: int) -> int:
+    with contextlib.suppress(BrokenPipeError):
+        print(f"relay: {message}", file=sys.stderr)
+    return code
+
+
+def _quiet_stdout() -> None:
+    """Point stdout at /dev/null, so the interpreter's final flush finds no closed pipe to complain about."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+
+
+def _database_error(exc: Exception) -> str:
+    text = " ".join(str(exc).split())
+    if "readonly database" in text or "read-only" in text:
+        text += " (the database file, its -wal and -shm files and their folder must be writable by this user)"
+    return text
+
+
+def _open(settings: config.Settings, serving: bool = False, create: bool = True) -> App:
+    """Logging and the database for one command; only `serve` prints to stderr and rotates. A
+    command that only reads (`create=False`) creates no log, folder or database: what is missing
+    is an error naming it."""
     log = settings.log
+    if not create:
+        guard.require_existing(settings)
+        logs.setup(None, "warning", stderr=False, stream=sys.stderr)
+        return App.open(settings, create=False)
     logs.setup(log.file, log.level, stderr=serving and log.stderr,
                rotate_bytes=log.max_bytes if serving else 0, backups=log.backups,
                stream=sys.stdout if serving else sys.stderr)  # a command's stdout stays its output
@@ -148,7 +130,7 @@ def cmd_open_case(settings: config.Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_cases(settings: config.Settings, args: argparse.Namespace) -> int:
-    app = _open(settings)
+    app = _open(settings, create=False)
     rows = case_store.case_rows(args.status, args.business, args.review)
     app.close()
     print(views.to_json(rows) if args.json else views.cases_table(rows))
@@ -156,7 +138,7 @@ def cmd_cases(settings: config.Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_case(settings: config.Settings, args: argparse.Namespace) -> int:
-    app = _open(settings)
+    app = _open(settings, create=args.action != "show")
     try:
         if args.action == "close":
             changed = case_store.close_case(args.id, args.reason, app.clock.now())
@@ -187,13 +169,12 @@ def cmd_tail(settings: config.Settings, args: argparse.Namespace) -> int:
     path = settings.log.file
     if path is None:
         raise Failure("the log goes to stdout ([log] file = \"-\"); read it where stdout is collected")
-    since = None
-    if args.since:
-        try:
-            since = datetime.now(UTC).replace(tzinfo=None) - config_values.parse_duration(args.since)
-        except ValueError as exc:
-            raise BadOption(f"--since: {exc}") from None
-    keep = tail.Filter(case=args.case, event=args.event, level=args.level, since=since)
+    if not Path(path).is_file():
+        raise guard.MissingStorage(f"log file {path} does not exist (check [log] file; the relay creates it "
+                                   "when it first logs)")
+    since = datetime.now(UTC).replace(tzinfo=None) - args.since if args.since else None
+    keep = tail.Filter(case=None if args.case is None else str(args.case), event=args.event, level=args.level,
+                       since=since)
     terminal = sys.stdout.isatty() and not args.json
 
     def show(raw: str, entry: tail.Entry) -> str:
@@ -202,7 +183,7 @@ def cmd_tail(settings: config.Settings, args: argparse.Namespace) -> int:
         text = tail.render(entry)
         return tail.colour(entry, text) if terminal else text
 
-    for raw, entry in tail.last_lines(Path(path), max(0, args.lines), keep):
+    for raw, entry in tail.last_lines(Path(path), args.lines, keep):
         print(show(raw, entry))
     if args.follow:
         sys.stdout.flush()
@@ -226,7 +207,7 @@ def cmd_migrate(settings: config.Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_status(settings: config.Settings, args: argparse.Namespace) -> int:
-    app = _open(settings)
+    app = _open(settings, create=False)
     try:
         now = app.clock.now()
         day = case_store.event_counts([Event.DELIVERY_FAILED, Event.BOUNCE_RECEIVED, Event.AUTOREPLY_DROPPED],
@@ -235,29 +216,17 @@ def cmd_status(settings: config.Settings, args: argparse.Namespace) -> int:
                   "oldest_pending": outbox_store.oldest_pending(),
                   "last_24h": {"deliveries_failed": day[Event.DELIVERY_FAILED], "bounces": day[Event.BOUNCE_RECEIVED],
                                "autoreplies_dropped": day[Event.AUTOREPLY_DROPPED]},
-                  "refusals_last_hour": _refusals(settings, now - timedelta(hours=1))}
+                  "refusals_last_hour": refusal_counts.since(now - timedelta(hours=1)),
+                  "windows": views.STATUS_WINDOWS}
     finally:
         app.close()
     print(views.to_json(status) if args.json else views.status_text(status))
     return 0
 
 
-def _refusals(settings: config.Settings, since: datetime) -> dict[str, int]:
-    """Refused SMTP transactions by reason, read from the log (refusals are not stored)."""
-    path = settings.log.file
-    if path is None:
-        return {}
-    counts: dict[str, int] = {}
-    for _, entry in tail.last_lines(Path(path), 1_000_000, tail.Filter(event="inbound.", since=since)):
-        outcome = str(entry.get("outcome") or "")
-        if str(entry.get("reply", ""))[:1] in ("4", "5") and outcome:
-            counts[outcome] = counts.get(outcome, 0) + 1
-    return counts
-
-
 def cmd_outbox(settings: config.Settings, args: argparse.Namespace) -> int:
     from relay.outbound.worker import Worker, then_close
-    app = _open(settings)
+    app = _open(settings, create=args.action == "retry")
     try:
         if args.action != "retry":
             rows = outbox_store.listing([DeliveryState.QUEUED, DeliveryState.SENDING, DeliveryState.FAILED])
@@ -297,8 +266,11 @@ def cmd_forget(settings: config.Settings, args: argparse.Namespace) -> int:
         counts = forget_reviewer(args.reviewer_email, app.clock.now())
     finally:
         app.close()
-    logs.event(Event.REVIEWER_FORGOTTEN, f"a reviewer was forgotten: {counts['cases']} case(s), "
-               f"{counts['message_bodies']} message bodies erased")
+    if counts["reviews"]:
+        logs.event(Event.REVIEWER_FORGOTTEN, f"a reviewer was forgotten: {counts['cases']} case(s), "
+                   f"{counts['message_bodies']} message bodies erased")
+    else:
+        print("relay: no review names this address: nothing was erased", file=sys.stderr)
     print(views.to_json(counts))
     return 0
 

@@ -92,10 +92,20 @@ def outbox_table(rows: Sequence[DeliveryEntry]) -> str:
     return table(rows, OUTBOX_COLUMNS) if rows else "outbox empty: nothing pending or failed"
 
 
+# what each count of `relay status` covers, said in its output too
+STATUS_WINDOWS = {
+    "cases": "every case in the database, by state",
+    "outbox": "every delivery still queued, being sent or failed, whatever its age (sent ones are not counted)",
+    "oldest_pending": "the oldest queued or sending delivery",
+    "last_24h": "events of the 24 hours before now",
+    "refusals_last_hour": "refused SMTP transactions of the last 60 minutes (counted to the minute), by outcome",
+}
+
+
 def status_text(status: dict[str, Any]) -> str:
     cases = ", ".join(f"{k} {v}" for k, v in sorted(status["cases"].items())) or "none"
     queue = ", ".join(f"{k} {v}" for k, v in sorted(status["outbox"].items())) or "empty"
-    lines = [f"cases:   {cases}", f"outbox:  {queue}"]
+    lines = [f"cases (all):   {cases}", f"outbox (queued, sending and failed, any age):  {queue}"]
     oldest = status.get("oldest_pending")
     if isinstance(oldest, DeliveryEntry):
         error = f", last error: {oldest.last_error}" if oldest.last_error else ""

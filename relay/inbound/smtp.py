@@ -21,6 +21,7 @@ from relay.core.outcomes import Outcome, reply
 from relay.core.redact import describe
 from relay.core.vocabulary import Conversation, DeliveryFacts, Event
 from relay.inbound import intake, returns
+from relay.inbound.refusal_tally import RefusalTally
 
 Target = Conversation | DeliveryFacts  # what an accepted RCPT TO stands for
 
@@ -56,6 +57,8 @@ class RelaySMTP(SMTP):
             if outcome is not None:
                 logs.event(outcomes.event(outcome), f"refused: {outcome.value}", reply=translated,
                            outcome=outcome.value)
+                if isinstance(self.event_handler, InboundHandler):
+                    self.event_handler.refusals.note(outcome.value)
             status = translated
         await super().push(status)
         if isinstance(status, str) and status.startswith("421") and self.transport is not None:
@@ -78,6 +81,7 @@ class InboundHandler:
         self.probes = limits.ProbeCounter(app.settings.limits.unknown_recipients_per_client)
         # behind Postfix every connection comes from Postfix: it limits its clients itself
         self.exempt = frozenset(app.settings.limits.exempt_clients)
+        self.refusals = RefusalTally(app)
 
     async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope, address: str,
                           rcpt_options: list[str]) -> str:
@@ -166,4 +170,5 @@ class InboundHandler:
         level = logging.WARNING if outcomes.rule(outcome).warning else logging.INFO
         logs.event(outcomes.event(outcome), f"{why}; client {peer}", level=level, case=case, reply=answer,
                    outcome=outcome.value)
+        self.refusals.note(outcome.value)
         return answer

@@ -9,7 +9,7 @@ import functools
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from relay import logs
@@ -18,7 +18,7 @@ from relay.core import notices
 from relay.core.compose import Addressing, new_message_id, relayed_name
 from relay.core.redact import describe
 from relay.core.vocabulary import Event, Mail, Party
-from relay.store import events, outbox
+from relay.store import events, outbox, refusal_counts
 from relay.store import transitions as store
 from relay.store.records import NoticeFacts
 
@@ -202,7 +202,12 @@ def close_stale(app: App) -> int:
     return _each(lambda: store.stale_conversations(now, lifetime, BATCH), close)
 
 
+REFUSAL_HISTORY = timedelta(days=30)  # refusal counts are for monitoring: a month is plenty
+
+
 def purge(app: App) -> int:
+    """Message bodies past the retention (counted), and refusal counts past a month."""
+    refusal_counts.purge(app.clock.now() - REFUSAL_HISTORY)
     cutoff = app.clock.now() - app.settings.storage.retention
     total = 0
     while (purged := store.purge_bodies(cutoff, 1000)) > 0:

@@ -68,9 +68,11 @@ class MaildirTransport:
         if not batch:
             return
         for sub in ("tmp", "new", "cur"):
-            (self.path / sub).mkdir(parents=True, exist_ok=True)
+            (self.path / sub).mkdir(mode=0o750, parents=True, exist_ok=True)
         for name, data in batch.items():
-            with open(self.path / "tmp" / name, "wb") as handle:
+            # 0600: a message names its recipient; only the relay's user (and what it runs) reads them
+            flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
+            with open(os.open(self.path / "tmp" / name, flags, 0o600), "wb") as handle:
                 handle.write(data)
         durable.sync_files([self.path / "tmp" / name for name in batch])
         for name in batch:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import secrets
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
@@ -20,11 +21,39 @@ class StorageUnavailable(Unavailable):
     """The database cannot be reached or used right now (callers answer 451 / exit non-zero)."""
 
 
-def make_database(url: str) -> pw.Database:
-    """sqlite:///PATH (absolute after config resolution) or postgresql://user:pw@host:port/name."""
-    if url.startswith("sqlite:///"):
-        path = Path(url[len("sqlite:///"):])
-        path.parent.mkdir(parents=True, exist_ok=True)
+class NotMigrated(Unavailable):
+    """A command that only reads found a database without the relay's tables, or an older schema."""
+
+
+PRIVATE = 0o600  # the database holds reviewers' addresses and the instance's signing key
+
+
+def sqlite_path(url: str) -> Path | None:
+    """The file of a `sqlite:///PATH` URL; None for any other database."""
+    return Path(url[len("sqlite:///"):]) if url.startswith("sqlite:///") else None
+
+
+def _private_file(path: Path, create: bool) -> None:
+    """Create the database file 0600 before SQLite does (SQLite gives its WAL and shared-memory
+    files the database file's mode), and take group and world access from an existing one."""
+    if create and not path.exists():
+        path.parent.mkdir(mode=0o750, parents=True, exist_ok=True)
+        os.close(os.open(path, os.O_CREAT | os.O_WRONLY, PRIVATE))
+    for existing in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        try:
+            info = existing.stat()
+            if info.st_mode & 0o077 and info.st_uid == os.geteuid():
+                existing.chmod(PRIVATE)
+        except FileNotFoundError:
+            continue
+
+
+def make_database(url: str, create: bool = True) -> pw.Database:
+    """sqlite:///PATH (absolute after config resolution) or postgresql://user:pw@host:port/name.
+    With `create=False` a missing SQLite file stays missing (SQLite would create it)."""
+    path = sqlite_path(url)
+    if path is not None:
+        _private_file(path, create)
         # WAL lets readers work while the one writer commits; synchronous=FULL makes each commit
         # durable before we answer 250. IMMEDIATE transactions take the write lock up front, so
         # two processes never both read-then-write the same row.
@@ -54,20 +83,50 @@ def migrate(url: str) -> list[int]:
         database.connect(reuse_if_open=True)
         return migrations.migrate(database)
     except pw.OperationalError as exc:
-        raise StorageUnavailable("cannot open database: " + " ".join(str(exc).split())) from exc
+        raise StorageUnavailable(f"cannot open database {describe(url)}: " + " ".join(str(exc).split())) from exc
 
 
-def open_database(url: str) -> pw.Database:
+def open_database(url: str, create: bool = True) -> pw.Database:
     """Bind the models to the database and bring its schema to this code's version: create it,
-    or run the migrations it lacks (relay.store.migrations; safe when instances start at once)."""
-    database = make_database(url)
+    or run the migrations it lacks (relay.store.migrations; safe when instances start at once).
+
+    With `create=False` (the commands that only read) nothing is created or migrated: a database
+    without the relay's tables, or with an older schema, is refused with a sentence saying what to run.
+    """
+    database = make_database(url, create)
     db.initialize(database)
     try:
         database.connect(reuse_if_open=True)
-        migrations.migrate(database)
+        if create:
+            migrations.migrate(database)
+        else:
+            _check_schema(database, url)
     except pw.OperationalError as exc:
-        raise StorageUnavailable("cannot open database: " + " ".join(str(exc).split())) from exc
+        raise StorageUnavailable(f"cannot open database {describe(url)}: " + " ".join(str(exc).split())) from exc
     return database
+
+
+def _check_schema(database: pw.Database, url: str) -> None:
+    found = migrations.version(database)
+    if found is None:
+        raise NotMigrated(f"database {describe(url)} has no relay tables (check [storage] database; "
+                          "`relay serve` or `relay migrate` creates them)")
+    if found < migrations.CURRENT:
+        raise NotMigrated(f"database {describe(url)} has schema version {found}, this relay needs "
+                          f"{migrations.CURRENT}: run `relay migrate`")
+    if found > migrations.CURRENT:
+        raise migrations.SchemaTooNew(f"the database has schema version {found}, this relay knows up to "
+                                      f"{migrations.CURRENT}: run the newer relay")
+
+
+def describe(url: str) -> str:
+    """The database as an admin recognises it, without a password: its file, or user@host:port/name."""
+    path = sqlite_path(url)
+    if path is not None:
+        return str(path)
+    parts = urlsplit(url)
+    user = f"{unquote(parts.username)}@" if parts.username else ""
+    return f"{user}{parts.hostname or ''}:{parts.port or 5432}/{unquote(parts.path.lstrip('/'))}"
 
 
 def is_postgres() -> bool:

@@ -23,7 +23,7 @@ from playhouse.migrate import migrate as run
 from relay import logs
 from relay.core.errors import Unavailable
 from relay.core.vocabulary import Event
-from relay.store.models import MODELS, Setting
+from relay.store.models import MODELS, RefusalCount, Setting
 
 VERSION_KEY = "schema_version"
 _LOCK = 7_210_413_277  # PostgreSQL advisory lock id: any constant the relay alone uses
@@ -47,8 +47,15 @@ def _event_timeline_index(database: pw.Database, migrator: SchemaMigrator) -> No
         run(migrator.add_index("event", ("case_id", "at"), False))
 
 
+def _refusal_counts(database: pw.Database, migrator: SchemaMigrator) -> None:
+    """Refusals were only in the log file; counted in the database, `relay status` sees them when
+    the log goes to stdout or journald."""
+    database.create_tables([RefusalCount], safe=True)
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(2, "index a case's events by time", _event_timeline_index),
+    Migration(3, "count refusals per outcome and minute", _refusal_counts),
 )
 CURRENT = MIGRATIONS[-1].version if MIGRATIONS else 1
 

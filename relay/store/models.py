@@ -153,8 +153,20 @@ class Event(BaseModel):
         indexes = ((("case", "at"), False),)  # a case's timeline, in time order (schema version 2)
 
 
+class RefusalCount(BaseModel):
+    """Refused SMTP transactions per outcome and minute (schema version 3): `relay status` and
+    monitoring read them from here, wherever the log goes. Several instances add to one row."""
+
+    minute = pw.DateTimeField()
+    outcome = pw.CharField(max_length=40)
+    count = pw.IntegerField(default=0)
+
+    class Meta:
+        primary_key = pw.CompositeKey("minute", "outcome")
+
+
 MODELS: list[type[BaseModel]] = [Setting, Business, Review, Case, RelayAddress, Message, Delivery, Notice,
-                                  Event]
+                                  Event, RefusalCount]
 
 
 def rows(query: Any) -> list[dict[str, Any]]:

@@ -21,7 +21,7 @@ from relay.core.clock import ManualClock
 from relay.core.outcomes import Outcome
 from relay.inbound import intake
 from relay.outbound.worker import Worker
-from relay.store import migrations
+from relay.store import migrations, refusal_counts
 from relay.store.models import Case, RelayAddress, Setting, db
 from tests.helpers.cli import relay_cli, write_settings
 from tests.helpers.environment import REPO, Sink
@@ -47,8 +47,11 @@ def test_a_version_1_database_is_upgraded_and_carries_on(db_url: str, app_factor
     load_version_1(db_url)
     # a day after the old code opened the cases: they are within their reply window
     app = app_factory(db_url, ManualClock(datetime(2026, 11, 21, 9, 0)), outbound={"url": sink.url})  # migrates
-    assert migrations.version(db.obj) == migrations.CURRENT == 2
+    assert migrations.version(db.obj) == migrations.CURRENT == 3
     assert "event_case_id_at" in {index.name for index in db.obj.get_indexes("event")}
+    refusal_counts.add({(datetime(2026, 11, 21, 8, 30), "wrong_sender"): 2})  # version 3's table, in use
+    refusal_counts.add({(datetime(2026, 11, 21, 8, 30), "wrong_sender"): 1})
+    assert refusal_counts.since(datetime(2026, 11, 21, 8, 0)) == {"wrong_sender": 3}
     assert Setting.get(Setting.name == "secret").value  # the instance's signing key was kept
 
     counts = asyncio.run(Worker.for_app(app).run_pass())
@@ -75,8 +78,8 @@ def test_instances_starting_at_once_migrate_once(db_url: str, tmp_path: Path) ->
     outputs = [run.communicate(timeout=60) for run in runs]
     assert [run.returncode for run in runs] == [0, 0, 0], outputs
     said = sorted(out for out, _ in outputs)
-    assert said == ["migrated to schema version 2 (ran 2)\n", "schema version 2: nothing to do\n",
-                    "schema version 2: nothing to do\n"], said
+    assert said == ["migrated to schema version 3 (ran 2, 3)\n", "schema version 3: nothing to do\n",
+                    "schema version 3: nothing to do\n"], said
 
 
 def test_a_newer_schema_is_refused(db_url: str, app_factory: Any, tmp_path: Path) -> None:
