@@ -28,17 +28,14 @@ class Failure(Refused):
     """A command that cannot do what it was asked (a port taken, a delivery that is not pending)."""
 
 
-READ_ONLY = frozenset({"status", "cases", "tail"})  # plus `case show` and `outbox` without retry
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     guard.restrict_umask()
     args = options.parser().parse_args(argv)
     settings: config.Settings | None = None
     try:
         settings = config.load(args.config)
-        if not _reads_only(args):
-            guard.refuse_root_in_foreign_storage(settings, args.command)
+        # even a command that only reads may leave SQLite's -wal and -shm files behind
+        guard.refuse_root_in_foreign_storage(settings, args.command)
         return COMMANDS[args.command](settings, args)
     except RelayError as exc:  # every error meant for the person at the command line, mapped once
         return _fail(f"{exc.prefix}{exc}", exc.exit_code)
@@ -53,12 +50,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fail(f"database{where}: {_database_error(exc)}", 1)
     except KeyboardInterrupt:
         return 130
-
-
-def _reads_only(args: argparse.Namespace) -> bool:
-    action = getattr(args, "action", None)
-    return (args.command in READ_ONLY or (args.command == "case" and action == "show")
-            or (args.command == "outbox" and action != "retry"))
 
 
 def _fail(message: str, code: int) -> int:

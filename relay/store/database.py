@@ -57,11 +57,12 @@ def make_database(url: str, create: bool = True) -> pw.Database:
         # WAL lets readers work while the one writer commits; synchronous=FULL makes each commit
         # durable before we answer 250. IMMEDIATE transactions take the write lock up front, so
         # two processes never both read-then-write the same row.
+        # (a database that is only read keeps the journal mode it has: setting it would write)
+        pragmas = {"journal_mode": "wal"} if create else {}
         return pw.SqliteDatabase(
             str(path),
             lock_type="IMMEDIATE",
-            pragmas={"journal_mode": "wal", "synchronous": 2, "busy_timeout": 30000,
-                     "foreign_keys": 1},
+            pragmas={**pragmas, "synchronous": 2, "busy_timeout": 30000, "foreign_keys": 1},
         )
     parts = urlsplit(url)
     if parts.scheme in ("postgresql", "postgres"):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import site
 import socket
 import subprocess
 import sys
@@ -35,10 +36,24 @@ def write_settings(folder: Path, db_url: str, outbound: str, **extra: dict[str, 
     return path
 
 
-def relay_cli(config: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "relay", "--config", str(config), *args],
-                          capture_output=True, text=True, timeout=60, cwd=config.parent,
-                          env={**os.environ, **(env or {}), "PYTHONPATH": str(REPO)})
+def relay_cli(config: Path, *args: str, env: dict[str, str] | None = None,
+              user: str | None = None) -> subprocess.CompletedProcess[str]:
+    """`relay --config CONFIG ARGS...` in the settings file's folder (as `user`, when given)."""
+    python, path = as_user(user)
+    return subprocess.run([python, "-m", "relay", "--config", str(config), *args],
+                          capture_output=True, text=True, timeout=60, cwd=config.parent, user=user,
+                          env={**os.environ, **(env or {}), "PYTHONPATH": path})
+
+
+def as_user(user: str | None) -> tuple[str, str]:
+    """The interpreter and PYTHONPATH that run the relay as `user`: this one, or, for another user
+    (who may not reach this interpreter's folder), the system's Python of the same version with
+    this environment's packages on its path."""
+    if user is None:
+        return sys.executable, str(REPO)
+    system = f"/usr/bin/python{sys.version_info.major}.{sys.version_info.minor}"
+    assert Path(system).exists(), f"{system} is needed to run the relay as another user"
+    return system, os.pathsep.join([str(REPO), *site.getsitepackages()])
 
 
 def open_case(config: Path, review_id: str, reviewer: str = "max.mueller@example.de",
