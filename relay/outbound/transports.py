@@ -188,9 +188,11 @@ def _failure(exc: BaseException) -> str:
     """A connection that failed, in words; a certificate the relay does not trust says what to set
     (aiosmtplib wraps it in SMTPConnectError with smtps://, so the causes are looked at too)."""
     cause: BaseException | None = exc
-    while cause is not None and not isinstance(cause, ssl.SSLCertVerificationError):
+    for _ in range(10):  # a chain is short; the bound only guards against a cycle
+        if cause is None or isinstance(cause, ssl.SSLCertVerificationError):
+            break
         cause = cause.__cause__ or cause.__context__
-    if cause is None:
+    if not isinstance(cause, ssl.SSLCertVerificationError):
         return describe(exc)
     return f"{describe(exc)[:300]}; {UNTRUSTED}"
 
