@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import ssl
 from collections.abc import Callable, Mapping
 from contextvars import ContextVar
 from datetime import timedelta
@@ -16,7 +17,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BeforeValidator
 
-from relay.core import addresses
+from relay.core import addresses, smarthost
 
 BUNDLED_TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 
@@ -118,23 +119,36 @@ def database_url(value: object) -> str:
 
 
 def outbound_url(value: object) -> str:
-    """`maildir:PATH` (relative to the settings file), `smtp://host:port` or `smtps://host:port`."""
+    """`maildir:PATH` (relative to the settings file), or a smarthost: `smtp://host:port` or
+    `smtps://host:port` with the options relay.core.smarthost reads. A `?cafile=` is resolved like
+    every other path and checked here, so a missing or broken CA bundle stops start-up instead of
+    deferring every delivery."""
     text = _string(value)
     if text.startswith("maildir:"):
         path = text[len("maildir:"):]
         if not path:
             raise ValueError("maildir: needs a folder, for example maildir:storage/outbox")
         return "maildir:" + str(_resolve(Path(path)))
-    parts = urlsplit(text)
-    if parts.scheme not in ("smtp", "smtps") or not parts.hostname:
-        raise ValueError(f"{text!r} is neither maildir:PATH nor smtp://host:port")
+    target = smarthost.parse(text)
+    if target.cafile is None:
+        return text
+    cafile = _resolve(Path(target.cafile))
+    _check_ca_bundle(cafile)
+    return smarthost.with_cafile(text, str(cafile))
+
+
+def _check_ca_bundle(path: Path) -> None:
+    """A readable PEM file with at least one certificate, loaded the way the transport loads it."""
+    if not path.exists():
+        raise ValueError(f"?cafile={path}: no such file")
+    if not path.is_file():
+        raise ValueError(f"?cafile={path}: not a file")
     try:
-        port = parts.port
-    except ValueError:
-        raise ValueError(f"{text!r} has an invalid port") from None
-    if port is not None and not 1 <= port <= 65535:
-        raise ValueError(f"{text!r} has a port out of range 1-65535")
-    return text
+        ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_verify_locations(cafile=str(path))
+    except ssl.SSLError as exc:
+        raise ValueError(f"?cafile={path}: not a PEM file of CA certificates ({exc.reason or exc})") from None
+    except OSError as exc:
+        raise ValueError(f"?cafile={path}: cannot be read ({exc.strerror or exc})") from None
 
 
 def _optional_file(value: object) -> Path | None:

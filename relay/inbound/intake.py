@@ -26,9 +26,13 @@ from relay.store.database import StorageError
 
 @dataclass(frozen=True)
 class Result:
+    """What became of one message; the SMTP adapter answers with the outcome's reply and writes
+    the one log line about it (`level`: a permanent bounce is worth a warning)."""
+
     outcome: Outcome
     queue_id: str | None = None
     detail: str = ""
+    level: int = logging.INFO
 
 
 def lookup(app: App, local_part: str) -> Conversation | None:

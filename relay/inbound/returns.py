@@ -52,10 +52,12 @@ def _process(app: App, delivery: DeliveryFacts, envelope_from: str, raw: bytes) 
         return Result(Outcome.BOUNCE_IGNORED, detail=report.detail)
     what = f"{delivery.kind} to the {delivery.recipient_party}: {report.detail}"
     with events.transaction():
-        events.record(case_id, Event.BOUNCE_RECEIVED, now, what, message=what, qid=delivery.queue_id,
-                      level=logging.WARNING if report.permanent else logging.INFO)
+        # stored, not logged here: the SMTP adapter writes the one log line of every outcome, with
+        # the reply it gave (logging here as well wrote bounce.received twice for one report)
+        events.record(case_id, Event.BOUNCE_RECEIVED, now, what)
         if report.permanent:
             outbox.mark_bounced(delivery.id, f"bounced: {report.status} {report.detail}")
             if delivery.recipient_party is Party.REVIEWER and case_id is not None:
                 lifecycle.queue_notice(app, case_id, Mail.REVIEWER_UNREACHABLE, now)
-    return Result(Outcome.BOUNCE_RECORDED, detail=what)
+    return Result(Outcome.BOUNCE_RECORDED, queue_id=delivery.queue_id, detail=what,
+                  level=logging.WARNING if report.permanent else logging.INFO)

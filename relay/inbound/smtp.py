@@ -157,8 +157,9 @@ class InboundHandler:
             return answer
         if reply(result.outcome).code < 300:  # taken but not forwarded: auto-reply, delivery report
             answer = str(reply(result.outcome))
-            logs.event(outcomes.event(result.outcome), f"{result.outcome.value}: {result.detail}", case=case,
-                       reply=answer, outcome=result.outcome.value)
+            logs.event(outcomes.event(result.outcome), f"{result.outcome.value}: {result.detail}",
+                       level=result.level, case=case, qid=result.queue_id, reply=answer,
+                       outcome=result.outcome.value)
             self.on_queued()
             return answer
         sender = self.app.mask(envelope.mail_from or "")

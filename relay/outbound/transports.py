@@ -13,10 +13,10 @@ import ssl
 import time
 from pathlib import Path
 from typing import Protocol
-from urllib.parse import parse_qs, unquote, urlsplit
 
 import aiosmtplib
 
+from relay.core import smarthost
 from relay.core.redact import describe, scrub_addresses
 from relay.core.retries import Attempt, Result
 from relay.outbound import durable
@@ -84,7 +84,8 @@ IDLE_SECONDS = 10.0  # a connection idle for longer is closed, not reused (serve
 
 
 class SmtpTransport:
-    """aiosmtplib to a smarthost: smtp://[user:pass@]host:port[?starttls=require] or smtps://...
+    """aiosmtplib to a smarthost: smtp://[user:pass@]host:port[?starttls=require] or smtps://...,
+    with ?verify=no or ?cafile=PATH (read by relay.core.smarthost).
 
     Connections are kept for the next message (MAIL, RCPT and DATA on an open session instead of
     connect, greeting, EHLO, TLS and login each time) while they are in use or idle for less than
@@ -93,26 +94,22 @@ class SmtpTransport:
     """
 
     def __init__(self, url: str, timeout: float, helo: str, connections: int = 20) -> None:
-        parts = urlsplit(url)
-        query = parse_qs(parts.query)
-        self.host = parts.hostname or "127.0.0.1"
-        self.implicit_tls = parts.scheme == "smtps"
-        self.port = parts.port or (465 if self.implicit_tls else 25)
-        self.starttls = query.get("starttls", ["no"])[0].lower() in ("require", "required", "yes", "true")
-        self.verify = query.get("verify", ["yes"])[0].lower() not in ("no", "false", "0")
-        self.username = unquote(parts.username) if parts.username else None
-        self.password = unquote(parts.password) if parts.password else None
+        target = smarthost.parse(url)
+        self.host, self.port = target.host, target.port
+        self.implicit_tls, self.starttls = target.implicit_tls, target.starttls
+        self.username, self.password = target.username, target.password
         self.timeout = timeout
         self.helo = helo
         self.connections = connections
         self.loop: asyncio.AbstractEventLoop | None = None
         self.slots: asyncio.Semaphore | None = None
         self.idle: list[tuple[aiosmtplib.SMTP, float]] = []  # (connection, when it was last used)
-        # built once: loading the system's CA certificates costs milliseconds per call
+        # built once: loading the system's CA certificates costs milliseconds per call. A cafile
+        # replaces the system's list: a private smarthost's CA is all that is trusted then
         self.context: ssl.SSLContext | None = None
-        if self.implicit_tls or self.starttls:
-            self.context = ssl.create_default_context()
-            if not self.verify:
+        if target.tls:
+            self.context = ssl.create_default_context(cafile=target.cafile)
+            if not target.verify:
                 self.context.check_hostname = False
                 self.context.verify_mode = ssl.CERT_NONE
 
@@ -135,7 +132,7 @@ class SmtpTransport:
                 return _by_code(exc.code, f"{exc.code} {exc.message}",
                                 about_recipient=isinstance(exc, aiosmtplib.SMTPDataError))
             except (TimeoutError, aiosmtplib.SMTPException, OSError, ssl.SSLError) as exc:
-                return Attempt(Result.TEMPORARY, describe(exc))
+                return Attempt(Result.TEMPORARY, _failure(exc))
             finally:
                 if client is not None and reusable:
                     self.idle.append((client, time.monotonic()))
@@ -183,6 +180,23 @@ async def _close(client: aiosmtplib.SMTP) -> None:
             await client.quit(timeout=5)
     except (TimeoutError, aiosmtplib.SMTPException, OSError, ssl.SSLError):
         client.close()
+
+
+UNTRUSTED = ("the smarthost's certificate is not trusted: name its CA in [outbound] url with ?cafile=PATH "
+             "(or, on a trusted network only, ?verify=no)")
+
+
+def _failure(exc: BaseException) -> str:
+    """A connection that failed, in words; a certificate the relay does not trust says what to set
+    (aiosmtplib wraps it in SMTPConnectError with smtps://, so the causes are looked at too)."""
+    cause: BaseException | None = exc
+    for _ in range(10):  # a chain is short; the bound only guards against a cycle
+        if cause is None or isinstance(cause, ssl.SSLCertVerificationError):
+            break
+        cause = cause.__cause__ or cause.__context__
+    if not isinstance(cause, ssl.SSLCertVerificationError):
+        return describe(exc)
+    return f"{describe(exc)[:300]}; {UNTRUSTED}"
 
 
 def _by_code(code: int, detail: str, about_recipient: bool = False) -> Attempt:

@@ -8,6 +8,7 @@ import os
 import re
 import secrets
 import socket
+import ssl
 import threading
 import time
 from pathlib import Path
@@ -71,9 +72,11 @@ def new_case(app: App, reviewer: str = "max.mueller@example.de", business: str =
 
 
 class Sink:
-    """A real SMTP server that captures what the relay sends (the smarthost in tests)."""
+    """A real SMTP server that captures what the relay sends (the smarthost in tests). With `tls`
+    (a server context) it demands STARTTLS, or with `implicit_tls` speaks TLS from the start."""
 
-    def __init__(self, reply: str = "250 2.0.0 OK", hang: bool = False) -> None:
+    def __init__(self, reply: str = "250 2.0.0 OK", hang: bool = False, tls: ssl.SSLContext | None = None,
+                 implicit_tls: bool = False) -> None:
         from aiosmtpd.controller import Controller
         from aiosmtpd.smtp import SMTP
 
@@ -99,12 +102,24 @@ class Sink:
                                               "raw": envelope.original_content, "peer": session.peer})
                 return reply
 
-        self.controller = Controller(Handler(), hostname="127.0.0.1", port=self.port)
+        self.tls, self.implicit_tls = tls, implicit_tls
+        if tls is None:
+            self.controller = Controller(Handler(), hostname="127.0.0.1", port=self.port)
+        elif implicit_tls:
+            self.controller = Controller(Handler(), hostname="127.0.0.1", port=self.port, ssl_context=tls)
+        else:
+            self.controller = Controller(Handler(), hostname="127.0.0.1", port=self.port, tls_context=tls,
+                                         require_starttls=True)
         self.controller.start()
 
     @property
     def url(self) -> str:
-        return f"smtp://127.0.0.1:{self.port}"
+        """The URL that reaches it: smtps://, smtp:// with ?starttls=require, or plain smtp://."""
+        if self.tls is None:
+            return f"smtp://127.0.0.1:{self.port}"
+        if self.implicit_tls:
+            return f"smtps://127.0.0.1:{self.port}"
+        return f"smtp://127.0.0.1:{self.port}?starttls=require"
 
     def to(self, rcpt: str, kind: str = "any") -> list[dict[str, Any]]:
         """Messages to `rcpt`; kind "forward" (a party's message) or "notice" (the relay's own,

@@ -62,6 +62,8 @@ def test_environment_overrides_every_key(tmp_path: Path) -> None:
     ({"bogus": {"x": 1}}, {}, ["[bogus]", "unknown section"]),
     ({"storage": {"database": "mysql://x/y"}}, {}, ["[storage] database", "unknown scheme"]),
     ({"outbound": {"url": "ftp://x"}}, {}, ["[outbound] url"]),
+    ({"outbound": {"url": "smtp://x?startls=require"}}, {}, ["[outbound] url", "unknown option ?startls"]),
+    ({"outbound": {"url": "smtps://x?cafile=missing.pem"}}, {}, ["[outbound] url", "missing.pem", "no such file"]),
     ({"relay": {"domain": "not a domain"}}, {}, ["[relay] domain"]),
     ({"relay": {"timezone": "Mars/Olympus"}}, {}, ["[relay] timezone"]),
     ({"cases": {"late_replies": "maybe"}}, {}, ["[cases] late_replies"]),

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import email
 import email.policy
+import json
 import smtplib
 import socket
 import ssl
@@ -15,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from relay import logs
 from relay.core.clock import ManualClock
 from relay.store import case_records as case_store
 from relay.store import outbox as outbox_store
@@ -108,6 +110,25 @@ def test_a_forward_to_the_business_that_bounces_shows_in_the_case(db_url: str, a
     forward = next(d for d in detail.deliveries if d.kind == "forward")
     assert forward.state == "failed" and "5.2.2" in forward.last_error
     assert any(e.name == "bounce.received" and "forward to the business" in e.detail for e in detail.events)
+
+
+def test_one_bounce_is_one_log_line(app_factory: Any, relay_factory: Any, sink: Sink, tmp_path: Path) -> None:
+    """A delivery report at a bounce address writes bounce.received once (with the reply, the
+    delivery's queue id and, for a permanent failure, at warning level), and stores it once."""
+    app, relay = start(f"sqlite:///{tmp_path}/r.db", app_factory, relay_factory, sink)
+    opened = new_case(app)
+    request = sink.wait(REVIEWER)[0]
+    assert smtp_send(relay.port, "", request["from"], dsn("failed", "5.1.1"))[0] == 250
+    sink.wait(BUSINESS, kind="notice")  # the bounce's work is done, its line queued
+    logs.close()  # everything queued is written
+    lines = [json.loads(line) for line in (tmp_path / "relay.log").read_text().splitlines()]
+    bounces = [line for line in lines if line["event"] == "bounce.received"]
+    assert len(bounces) == 1, bounces
+    [line] = bounces
+    assert line["level"] == "warning" and line["case"] == opened.case_id
+    assert line["reply"].startswith("250 2.0.0") and line["outcome"] == "bounce_recorded"
+    assert line["qid"] == case_store.case_detail(opened.case_id).deliveries[0].queue_id
+    assert [e.name for e in case_store.case_detail(opened.case_id).events].count("bounce.received") == 1
 
 
 def test_loops_are_refused(app_factory: Any, relay_factory: Any, sink: Sink, tmp_path: Path) -> None:
