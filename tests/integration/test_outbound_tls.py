@@ -8,6 +8,8 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,6 +20,7 @@ from relay import config, logs
 from relay.core.clock import ManualClock
 from relay.outbound.worker import Worker
 from relay.store import case_records as case_store
+from tests.helpers.cli import relay_cli
 from tests.helpers.environment import Sink, new_case
 from tests.helpers.tls import self_signed, server_context
 
@@ -106,12 +109,24 @@ def test_a_bad_cafile_is_one_settings_line_naming_the_key_and_path(tmp_path: Pat
     assert "s3cret" not in message
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root reads any file")
-def test_an_unreadable_cafile_is_a_settings_error(tmp_path: Path) -> None:
-    cert, _ = self_signed(tmp_path / "conf", "ca")
-    cert.chmod(0)
-    message = _settings_error(tmp_path, "smtps://127.0.0.1?cafile=ca.pem")
-    assert "\n" not in message and "[outbound] url" in message and str(cert) in message and "cannot be read" in message
+def test_an_unreadable_cafile_is_a_settings_error() -> None:
+    """Read by a user who may not read the file (root reads any file: the relay runs as another user)."""
+    assert os.geteuid() == 0, "this test runs as root (tests/run does), to act as a second user"
+    folder = Path(tempfile.mkdtemp(prefix="relay-cafile-"))
+    try:
+        folder.chmod(0o755)
+        cert, _ = self_signed(folder / "conf", "ca")
+        (folder / "conf").chmod(0o755)
+        cert.chmod(0o600)  # root's alone
+        settings = folder / "conf" / "settings.toml"
+        settings.write_text('[outbound]\nurl = "smtps://127.0.0.1?cafile=ca.pem"\n')
+        settings.chmod(0o644)
+        result = relay_cli(settings, "status", user="nobody")
+        message = result.stderr.strip()
+        assert result.returncode == 2 and "\n" not in message, result.stderr
+        assert "[outbound] url" in message and str(cert) in message and "cannot be read" in message
+    finally:
+        shutil.rmtree(folder)
 
 
 def test_a_cafile_of_a_key_alone_is_a_settings_error(tmp_path: Path) -> None:
