@@ -23,6 +23,7 @@ import pytest
 from tests.helpers.environment import REPO, free_port
 
 USER = "nobody"  # an existing unprivileged account stands in for the `relay` user
+USER_GROUP = "nogroup"
 SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
@@ -73,7 +74,7 @@ def test_the_documented_install_runs_from_a_clean_clone(root: Path) -> None:
 
     log = root / "serve.out"
     with open(log, "wb") as out:
-        serving = subprocess.Popen(["runuser", "-u", USER, "--", str(relay), "--config", str(settings), "serve"],
+        serving = subprocess.Popen([str(relay), "--config", str(settings), "serve"], user=USER, group=USER_GROUP,
                                    cwd="/", stdout=out, stderr=subprocess.STDOUT, env={"PATH": SYSTEM_PATH},
                                    start_new_session=True)
     try:
@@ -92,7 +93,7 @@ def test_the_documented_install_runs_from_a_clean_clone(root: Path) -> None:
         [request] = new.iterdir()  # the contact request, written by the running relay
         assert b"max@example.de" in request.read_bytes()
     finally:
-        os.killpg(serving.pid, signal.SIGTERM)
+        serving.send_signal(signal.SIGTERM)
         assert serving.wait(timeout=30) == 0, log.read_text()[-800:]
 
     storage = home / "storage"
