@@ -15,6 +15,8 @@ from relay.inbound.smtp import InboundHandler, RelaySMTP, tls_context
 from relay.lifecycle import scheduler as jobs
 from relay.outbound.worker import Worker
 
+BACKGROUND_GRACE = 5.0  # seconds the outbox worker and the scheduler get to end their pass at a stop
+
 
 async def serve(app: App, stop: asyncio.Event | None = None, ready: asyncio.Event | None = None,
                 background: bool = True) -> None:
@@ -25,7 +27,8 @@ async def serve(app: App, stop: asyncio.Event | None = None, ready: asyncio.Even
     closed at once and the SMTP sessions are drained (relay.inbound.sessions: idle ones are told
     421 and closed, a message being sent is received and answered first, for at most `[inbound]
     drain_timeout`); the outbox worker and the scheduler go on meanwhile, so what the drain
-    accepts can still go out, and stop after it. A second SIGTERM ends the drain at once."""
+    accepts can still go out, and then end the pass they are in (for at most BACKGROUND_GRACE).
+    A second SIGTERM ends the waits at once."""
     stop = stop or asyncio.Event()
     hurry = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -69,8 +72,10 @@ async def serve(app: App, stop: asyncio.Event | None = None, ready: asyncio.Even
         server.close()
         with contextlib.suppress(TimeoutError):  # Python 3.12 on waits for the connections too
             await asyncio.wait_for(server.wait_closed(), 5)
-        drained.set()
-        for task in tasks:
+        drained.set()  # the worker and the scheduler end the pass they are in, for a while
+        if tasks and not hurry.is_set():
+            await asyncio.wait(tasks, timeout=BACKGROUND_GRACE)
+        for task in tasks:  # a delivery cut off mid-attempt is sent again after its lease
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         await worker.transport.close()
