@@ -91,7 +91,7 @@ def _on_signals(loop: asyncio.AbstractEventLoop, handlers: dict[signal.Signals, 
 
 def _reopen_log(app: App) -> None:
     """SIGHUP: reopen the log file, as logrotate's `postrotate` asks (its `create` mode renamed the
-    file and made a new one); the event is the first line in the new file."""
+    file and made a new one); the event goes to the new file."""
     logs.reopen()
     target = app.settings.log.file
     logs.event(Event.LOG_REOPENED, f"SIGHUP: log file {target} reopened" if target is not None
