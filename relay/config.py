@@ -29,6 +29,7 @@ from relay.config_values import (
     Flag,
     OptionalFile,
     Text,
+    at_most,
     between,
     database_url,
     domain_name,
@@ -78,6 +79,8 @@ class InboundSection(Section):
     tls_cert: OptionalFile = None
     tls_key: OptionalFile = None
     require_starttls: Flag = False
+    # on SIGTERM: how long SMTP sessions in a command (a message being sent) get to finish
+    drain_timeout: Annotated[timedelta, at_most(timedelta(minutes=10))] = timedelta(seconds=30)
 
 
 class LimitsSection(Section):

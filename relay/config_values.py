@@ -66,6 +66,15 @@ def _duration(value: object) -> timedelta:
     return parse_duration(value)
 
 
+def _duration_up_to(high: timedelta) -> Callable[[object], timedelta]:
+    def parse(value: object) -> timedelta:
+        duration = _duration(value)
+        if duration > high:
+            raise ValueError(f"{value!r} is longer than {format_duration(high)}")
+        return duration
+    return parse
+
+
 def _int_range(low: int, high: int) -> Callable[[object], int]:
     def parse(value: object) -> int:
         if isinstance(value, str) and value.strip().isdigit():
@@ -192,6 +201,11 @@ def _boolean(value: object) -> bool:
 
 def between(low: int, high: int) -> BeforeValidator:
     return BeforeValidator(_int_range(low, high))
+
+
+def at_most(high: timedelta) -> BeforeValidator:
+    """A duration no longer than `high` (a wait that a service manager's stop timeout must cover)."""
+    return BeforeValidator(_duration_up_to(high))
 
 
 def one_of(*options: str) -> BeforeValidator:

@@ -7,6 +7,7 @@ never pass a party's address in clear: they pass `App.mask(address)`.
 Records are formatted and written on a writer thread of their own (`Writer`), which writes whatever
 has queued up and then flushes once: the event loop and the database thread only append a record
 to a queue instead of waiting for file writes (and for the interpreter lock after each of them).
+The handlers it writes with, and the files they create (mode 0640), are in relay.logfiles.
 """
 
 from __future__ import annotations
@@ -16,13 +17,14 @@ import contextlib
 import json
 import logging
 import logging.handlers
-import os
 import queue
 import sys
 import threading
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
+
+from relay.logfiles import HeldFlush, RotatingFile, StreamOut, WatchedFile, reopen_file
 
 LOGGER = logging.getLogger("relay")
 
@@ -76,65 +78,12 @@ class ReadableFormatter(logging.Formatter):
         return render(entry(record))
 
 
-class _HeldFlush:
-    """Handler mixin: while `held`, a record is written to the stream's buffer but not flushed;
-    the writer thread flushes once per batch. What a file handler checks about its file (was it
-    moved away, is it still a regular file) it checks once per batch too, not once per record."""
-
-    held = False
-    checked = False  # the file was checked in this batch
-
-    def flush(self) -> None:
-        if not self.held:
-            super().flush()  # type: ignore[misc]
-
-    def hold(self, on: bool) -> None:
-        self.held = on
-        self.checked = False
-
-    def check_once(self) -> bool:
-        """True the first time in a batch (and always outside one)."""
-        first = not (self.held and self.checked)
-        self.checked = self.held
-        return first
+class _Reopen:
+    """Queued between records: the writer reopens its files there (SIGHUP after logrotate)."""
 
 
-class _Stream(_HeldFlush, logging.StreamHandler):  # type: ignore[type-arg]
-    pass
-
-
-class _Watched(_HeldFlush, logging.handlers.WatchedFileHandler):
-    def reopenIfNeeded(self) -> None:
-        if self.check_once():
-            super().reopenIfNeeded()
-
-
-class _Rotating(_HeldFlush, logging.handlers.RotatingFileHandler):
-    regular = True
-    size: int | None = None  # the file's length as this batch has written it
-
-    def shouldRollover(self, record: logging.LogRecord) -> int:
-        """The standard rule (only a regular file is rotated, once the record would take it past
-        `maxBytes`), with the file looked at once per batch: its type, and its length, which the
-        standard handler asks for with a seek per record (and a seek writes out what the batch
-        holds back). Within a batch the length is counted on."""
-        if self.check_once():
-            path = self.baseFilename
-            self.regular = not (os.path.exists(path) and not os.path.isfile(path))
-            self.size = None
-        if not self.regular or self.maxBytes <= 0:
-            return 0
-        if self.stream is None:
-            self.stream = self._open()
-        if self.size is None:
-            self.stream.seek(0, 2)
-            self.size = self.stream.tell()
-        needed = len(self.format(record)) + 1
-        if self.size + needed >= self.maxBytes:
-            self.size = needed  # the record opens the new file
-            return 1
-        self.size += needed
-        return 0
+REOPEN = _Reopen()
+Item = logging.LogRecord | _Reopen | None  # None: write what is queued, then stop
 
 
 class Writer:
@@ -142,7 +91,7 @@ class Writer:
 
     def __init__(self, handlers: list[logging.Handler]) -> None:
         self.handlers = handlers
-        self.queue: queue.SimpleQueue[logging.LogRecord | None] = queue.SimpleQueue()
+        self.queue: queue.SimpleQueue[Item] = queue.SimpleQueue()
         self.thread = threading.Thread(target=self._run, name="relay-log", daemon=True)
         self.thread.start()
 
@@ -152,22 +101,39 @@ class Writer:
             with contextlib.suppress(queue.Empty):
                 while len(batch) < 1000:
                     batch.append(self.queue.get_nowait())
-            self._write([r for r in batch if r is not None])
+            records: list[logging.LogRecord] = []
+            for item in batch:
+                if isinstance(item, logging.LogRecord):
+                    records.append(item)
+                elif item is REOPEN:  # the records before it go to the old file, those after to the new
+                    self._write(records)
+                    records = []
+                    self._reopen()
+            self._write(records)
             if None in batch:
                 return
 
     def _write(self, records: list[logging.LogRecord]) -> None:
+        if not records:
+            return
         for handler in self.handlers:
-            if isinstance(handler, _HeldFlush):
+            if isinstance(handler, HeldFlush):
                 handler.hold(True)
             try:
                 for record in records:
                     if record.levelno >= handler.level:
                         handler.handle(record)
             finally:
-                if isinstance(handler, _HeldFlush):
+                if isinstance(handler, HeldFlush):
                     handler.hold(False)
                 handler.flush()
+
+    def _reopen(self) -> None:
+        for handler in self.handlers:
+            failed = reopen_file(handler)
+            if failed:  # the lines keep going to the old file; the log itself cannot say so
+                print(f"relay: log file not reopened, still writing to the old one: {failed}",
+                      file=sys.stderr, flush=True)
 
     def close(self) -> None:
         """Write everything queued, then stop and close the handlers."""
@@ -199,6 +165,14 @@ def close() -> None:
 atexit.register(close)
 
 
+def reopen() -> None:
+    """Reopen the log file at its path, between the records logged before this call and those
+    after it (`relay serve` on SIGHUP: logrotate renamed the file and created a new one). The
+    writer thread does it, as it owns the files; a stream (stdout, stderr) is left as it is."""
+    for writer in _WRITERS:
+        writer.queue.put(REOPEN)
+
+
 def setup(file: Path | None, level: str = "info", stderr: bool = True, rotate_bytes: int = 0,
           backups: int = 0, stream: TextIO | None = None) -> None:
     """Configure the relay logger (idempotent: replaces handlers set up before).
@@ -216,17 +190,17 @@ def setup(file: Path | None, level: str = "info", stderr: bool = True, rotate_by
     LOGGER.propagate = False
     handler: logging.Handler
     if file is None:
-        handler = _Stream(stream or sys.stdout)
+        handler = StreamOut(stream or sys.stdout)
     else:
         file.parent.mkdir(parents=True, exist_ok=True)
         if rotate_bytes:
-            handler = _Rotating(file, maxBytes=rotate_bytes, backupCount=backups, encoding="utf-8")
+            handler = RotatingFile(file, maxBytes=rotate_bytes, backupCount=backups, encoding="utf-8")
         else:
-            handler = _Watched(file, encoding="utf-8")
+            handler = WatchedFile(file, encoding="utf-8")
     handler.setFormatter(JsonFormatter())
     handlers: list[logging.Handler] = [handler]
     if stderr and file is not None:
-        console = _Stream(sys.stderr)
+        console = StreamOut(sys.stderr)
         console.setFormatter(ReadableFormatter())
         handlers.append(console)
     _WRITERS.append(Writer(handlers))

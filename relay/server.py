@@ -5,52 +5,98 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+from collections.abc import Callable
 
 from relay import logs
 from relay.app import App
 from relay.core.vocabulary import Event
+from relay.inbound.sessions import Sessions
 from relay.inbound.smtp import InboundHandler, RelaySMTP, tls_context
 from relay.lifecycle import scheduler as jobs
 from relay.outbound.worker import Worker
+
+BACKGROUND_GRACE = 5.0  # seconds the outbox worker and the scheduler get to end their pass at a stop
 
 
 async def serve(app: App, stop: asyncio.Event | None = None, ready: asyncio.Event | None = None,
                 background: bool = True) -> None:
     """Run until `stop` is set or SIGTERM/SIGINT arrives. With `background=False` only inbound SMTP
-    runs (an intake-only instance; the outbox and the scheduler are driven from elsewhere)."""
+    runs (an intake-only instance; the outbox and the scheduler are driven from elsewhere).
+
+    On SIGHUP the log file is reopened (logrotate renamed it). On a stop the listening socket is
+    closed at once and the SMTP sessions are drained (relay.inbound.sessions: idle ones are told
+    421 and closed, a message being sent is received and answered first, for at most `[inbound]
+    drain_timeout`); the outbox worker and the scheduler go on meanwhile, so what the drain
+    accepts can still go out, and then end the pass they are in (for at most BACKGROUND_GRACE).
+    A second SIGTERM ends the waits at once."""
     stop = stop or asyncio.Event()
+    hurry = asyncio.Event()
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-            loop.add_signal_handler(sig, stop.set)
+
+    def on_stop() -> None:
+        if stop.is_set():
+            hurry.set()
+        stop.set()
+
+    _on_signals(loop, {signal.SIGTERM: on_stop, signal.SIGINT: on_stop,
+                       signal.SIGHUP: lambda: _reopen_log(app)})
     outbound = app.settings.outbound
     worker = Worker.for_app(app)
     handler = InboundHandler(app, on_queued=worker.wake.set)
     inbound = app.settings.inbound
     context = tls_context(inbound.tls_cert, inbound.tls_key)
+    sessions = Sessions()
     server = await loop.create_server(
-        lambda: RelaySMTP(handler, max_message_bytes=inbound.max_message_bytes, hostname=app.settings.relay.domain,
-                          ident="relay", enable_SMTPUTF8=True, tls_context=context,
-                          require_starttls=bool(context) and inbound.require_starttls),
+        lambda: RelaySMTP(handler, max_message_bytes=inbound.max_message_bytes, sessions=sessions,
+                          hostname=app.settings.relay.domain, ident="relay", enable_SMTPUTF8=True,
+                          tls_context=context, require_starttls=bool(context) and inbound.require_starttls),
         host=inbound.host, port=inbound.port)
-    tasks = [asyncio.create_task(worker.run_forever(stop)),
-             asyncio.create_task(jobs.run_scheduler(app, stop, lambda: jobs.run_once(app, worker)))
+    drained = asyncio.Event()  # the background parts stop after the sessions
+    tasks = [asyncio.create_task(worker.run_forever(drained)),
+             asyncio.create_task(jobs.run_scheduler(app, drained, lambda: jobs.run_once(app, worker)))
              ] if background else []
     logs.event(Event.SERVE_STARTED, f"listening on {inbound.host}:{inbound.port} for @{app.settings.relay.domain}, "
                f"outbound {_describe(outbound.url)}")
     if ready is not None:
         ready.set()
+    outcome = ""
     try:
         await stop.wait()
+        server.close()  # no new connections from here on
+        count, busy = sessions.census()
+        timeout = inbound.drain_timeout.total_seconds()
+        logs.event(Event.SERVE_STOPPING, f"stopping: no new connections; {count} SMTP session(s), {busy} in a "
+                   f"command, get up to {timeout:g}s to finish")
+        outcome = f"; {await sessions.drain(timeout, hurry)}"
     finally:
         server.close()
-        await server.wait_closed()
-        for task in tasks:
+        with contextlib.suppress(TimeoutError):  # Python 3.12 on waits for the connections too
+            await asyncio.wait_for(server.wait_closed(), 5)
+        drained.set()  # the worker and the scheduler end the pass they are in, for a while
+        if tasks and not hurry.is_set():
+            await asyncio.wait(tasks, timeout=BACKGROUND_GRACE)
+        for task in tasks:  # a delivery cut off mid-attempt is sent again after its lease
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         await handler.refusals.close()
         await worker.transport.close()
-        logs.event(Event.SERVE_STOPPED, "relay stopped")
+        logs.event(Event.SERVE_STOPPED, f"relay stopped{outcome}")
+
+
+def _on_signals(loop: asyncio.AbstractEventLoop, handlers: dict[signal.Signals, Callable[[], None]]) -> None:
+    """Install the signal handlers where the loop can (the main thread; not in a test's thread)."""
+    for sig, handler in handlers.items():
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            loop.add_signal_handler(sig, handler)
+
+
+def _reopen_log(app: App) -> None:
+    """SIGHUP: reopen the log file, as logrotate's `postrotate` asks (its `create` mode renamed the
+    file and made a new one); the event goes to the new file."""
+    logs.reopen()
+    target = app.settings.log.file
+    logs.event(Event.LOG_REOPENED, f"SIGHUP: log file {target} reopened" if target is not None
+               else "SIGHUP: the log goes to stdout, nothing to reopen")
 
 
 def _describe(url: str) -> str:

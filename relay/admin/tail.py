@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TextIO
+from typing import BinaryIO
 
 from relay.logs import render
 
@@ -96,36 +96,43 @@ def _next_newer(path: Path, inode: int | None) -> Path | None:
 
 def follow(path: Path, keep: Callable[[Entry], bool], poll: float = 0.25,
            stop: Callable[[], bool] = lambda: False) -> Iterator[Line]:
-    """New lines from the end of `path` on; when the file is rotated, the rest of the old file is
-    read and then the new one from its start, so no line is skipped."""
-    handle: TextIO | None = None
+    """New lines from the end of `path` on, as `tail -F` follows a log. When the file is replaced
+    (rotated by the relay, or renamed by logrotate and created anew), the rest of the old file is
+    read and then the new one from its start, so no line is skipped; when it shrinks (truncated in
+    place, logrotate's `copytruncate`), it is read again from its start."""
+    handle: BinaryIO | None = None
     inode = None
-    pending = ""
+    pending = b""
     at_start = True
     try:
         while not stop():
             if handle is None and path.exists():
-                handle = open(path, encoding="utf-8", errors="replace")  # noqa: SIM115
+                handle = open(path, "rb")  # noqa: SIM115
                 inode = os.fstat(handle.fileno()).st_ino
                 if at_start:
                     handle.seek(0, os.SEEK_END)
             at_start = False
-            chunk = handle.readline() if handle else ""
+            chunk = handle.readline() if handle else b""
             if chunk:
                 pending += chunk
-                if pending.endswith("\n"):
-                    line, pending = pending.rstrip("\n"), ""
+                if pending.endswith(b"\n"):
+                    line, pending = pending.decode("utf-8", errors="replace").rstrip("\n"), b""
                     entry = parse_line(line)
                     if entry is not None and keep(entry):
                         yield line, entry
                 continue
             if handle is not None and (not path.exists() or path.stat().st_ino != inode):
-                # rotated: the old file is read to its end; go on with the file that came after it
+                # replaced: the old file is read to its end; go on with the file that came after it
                 # (several rotations may have happened since the last look), from its start
                 newer = _next_newer(path, inode)
                 handle.close()
-                handle = open(newer, encoding="utf-8", errors="replace") if newer else None  # noqa: SIM115
+                handle = open(newer, "rb") if newer else None  # noqa: SIM115
                 inode = os.fstat(handle.fileno()).st_ino if handle else None
+                pending = b""
+                continue
+            if handle is not None and os.fstat(handle.fileno()).st_size < handle.tell():
+                handle.seek(0)  # truncated under us: what is there now is new
+                pending = b""
                 continue
             time.sleep(poll)
     finally:

@@ -52,6 +52,7 @@ class Outcome(Enum):
     NULL_SENDER_REFUSED = "null_sender_refused"
     HEADER_TOO_LARGE = "header_too_large"
     TLS_REQUIRED = "tls_required"
+    SHUTTING_DOWN = "shutting_down"
 
 
 @dataclass(frozen=True)
@@ -120,6 +121,8 @@ _TABLE: dict[Outcome, Rule] = {
         Event.INBOUND_REFUSED),
     Outcome.TLS_REQUIRED: Rule(
         Reply(530, "5.7.0", "Must issue a STARTTLS command first"), Event.INBOUND_REFUSED),
+    Outcome.SHUTTING_DOWN: Rule(
+        Reply(421, "4.3.2", "The relay is shutting down; please try again later"), Event.INBOUND_DEFERRED),
 }
 
 

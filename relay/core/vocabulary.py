@@ -61,7 +61,9 @@ class Event(StrEnum):
     each; a test holds the two together)."""
 
     SERVE_STARTED = "serve.started"
+    SERVE_STOPPING = "serve.stopping"
     SERVE_STOPPED = "serve.stopped"
+    LOG_REOPENED = "log.reopened"
     CASE_OPENED = "case.opened"
     CASE_REPLIED = "case.replied"
     CASE_EXPIRED = "case.expired"

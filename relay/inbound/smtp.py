@@ -6,9 +6,11 @@ thread, so one slow client or a large message never stalls the other connections
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import logging
 import ssl
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +24,7 @@ from relay.core.redact import describe
 from relay.core.vocabulary import Conversation, DeliveryFacts, Event
 from relay.inbound import intake, returns
 from relay.inbound.refusal_tally import RefusalTally
+from relay.inbound.sessions import Sessions
 
 Target = Conversation | DeliveryFacts  # what an accepted RCPT TO stands for
 
@@ -43,9 +46,70 @@ class RelaySMTP(SMTP):
     guarantees (no smuggling). A 421 reply closes the connection, as RFC 5321 says it does.
     """
 
-    def __init__(self, handler: Any, *, max_message_bytes: int, **kwargs: Any) -> None:
+    def __init__(self, handler: Any, *, max_message_bytes: int, sessions: Sessions | None = None,
+                 **kwargs: Any) -> None:
         self.line_length_limit = max_message_bytes + 1024
         super().__init__(handler, data_size_limit=max_message_bytes, **kwargs)
+        self.sessions = sessions
+        self.command: str | None = None  # the command being carried out; None between commands
+        self.processing = False  # a complete message is being checked and stored (handle_DATA)
+        self.closing = False     # the relay is stopping: 421 and close once the command is done
+        # aiosmtpd dispatches every command through this table: wrapped, each tells the session
+        # whether it is between commands, which is what a stopping relay needs to know
+        self._smtp_methods = {name: self._tracked(name, method) for name, method in self._smtp_methods.items()}
+
+    def _tracked(self, name: str, method: Callable[[str | None], Awaitable[None]]
+                 ) -> Callable[[str | None], Awaitable[None]]:
+        @functools.wraps(method)  # keeps the syntax aiosmtpd's HELP reads from the method
+        async def run(arg: str | None) -> None:
+            self.command = name
+            try:
+                await method(arg)
+            finally:
+                self.command = None
+            if self.closing:
+                self._goodbye()
+        return run
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        if self.sessions is not None:
+            self.sessions.add(self)
+
+    def connection_lost(self, error: Exception | None) -> None:
+        if self.sessions is not None:
+            self.sessions.discard(self)
+        super().connection_lost(error)
+
+    def stop_after_command(self) -> None:
+        """The relay is stopping (relay.inbound.sessions): between commands the client is told
+        and the connection closed now; in a command, once the command's reply is out."""
+        self.closing = True
+        if self.command is None:
+            self._goodbye()
+
+    def cut_off(self) -> None:
+        """The drain timeout passed in the middle of a command (a client still sending its
+        message, or one that stopped): 421, nothing of the transaction was taken."""
+        peer = self.session.peer[0] if self.session and self.session.peer else "?"
+        logs.event(outcomes.event(Outcome.SHUTTING_DOWN), f"cut off in {self.command} at the drain timeout "
+                   f"while the relay stops; client {peer}", reply=str(reply(Outcome.SHUTTING_DOWN)),
+                   outcome=Outcome.SHUTTING_DOWN.value)
+        self._goodbye()
+
+    def abort(self) -> None:
+        if isinstance(self.transport, asyncio.WriteTransport):
+            self.transport.abort()
+        elif self.transport is not None:
+            self.transport.close()
+
+    def _goodbye(self) -> None:
+        """`421 4.3.2` and close. Written, not awaited: a client that does not read must not hold
+        up the stop (the drain aborts its connection in the end)."""
+        if self.transport is None or self.transport.is_closing():
+            return
+        self._writer.write(f"{reply(Outcome.SHUTTING_DOWN)}\r\n".encode())
+        self.transport.close()
 
     def _create_envelope(self) -> RelayEnvelope:
         """aiosmtpd's documented hook for a richer envelope."""
@@ -128,6 +192,18 @@ class InboundHandler:
         return outcome, conversation, conversation.case_id if conversation else None
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        """The message is complete: check and store it. Meanwhile the session is `processing`, which
+        a stopping relay lets finish (relay.inbound.sessions)."""
+        tracked = server if isinstance(server, RelaySMTP) else None
+        if tracked is not None:
+            tracked.processing = True
+        try:
+            return await self._data(session, envelope)
+        finally:
+            if tracked is not None:
+                tracked.processing = False
+
+    async def _data(self, session: Session, envelope: Envelope) -> str:
         target = envelope.target if isinstance(envelope, RelayEnvelope) else None
         if target is None:
             return self._refuse(Outcome.UNKNOWN_ADDRESS, session, "DATA without an accepted recipient")

@@ -92,6 +92,14 @@ class Serve:
     def kill(self, sig: int = signal.SIGTERM) -> int:
         if self.proc.poll() is None:
             os.killpg(self.proc.pid, sig)
-        code = self.proc.wait(timeout=20)
+        return self.wait(20)
+
+    def signal(self, sig: int) -> None:
+        """Send `sig` to the relay process alone (as systemd's `kill -s` or logrotate's postrotate do)."""
+        os.kill(self.proc.pid, sig)
+
+    def wait(self, timeout: float) -> int:
+        """The exit status, waiting at most `timeout` seconds for it."""
+        code = self.proc.wait(timeout=timeout)
         self.log.close()
         return code

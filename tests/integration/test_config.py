@@ -71,6 +71,8 @@ def test_environment_overrides_every_key(tmp_path: Path) -> None:
     ({"limits": {"exempt_clients": ["not-an-ip"]}}, {}, ["[limits] exempt_clients", "not an IP address"]),
     ({"inbound": {"tls_cert": "missing.pem"}}, {}, ["[inbound] tls_cert", "no such file"]),
     ({}, {"RELAY_INBOUND_PROT": "25"}, ["RELAY_INBOUND_PROT", "no key"]),
+    ({"inbound": {"drain_timeout": "1h"}}, {}, ["[inbound] drain_timeout", "longer than 10m"]),
+    ({}, {"RELAY_INBOUND_DRAIN_TIMEOUT": "30"}, ["[inbound] drain_timeout", "not a duration"]),
 ])
 def test_bad_values_name_the_key(tmp_path: Path, raw: dict, env: dict, words: list[str]) -> None:
     with pytest.raises(config.ConfigError) as info:
