@@ -17,6 +17,7 @@ import contextlib
 import json
 import logging
 import logging.handlers
+import os
 import queue
 import sys
 import threading
@@ -76,6 +77,39 @@ class JsonFormatter(logging.Formatter):
 class ReadableFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         return render(entry(record))
+
+
+# syslog priorities by level: journald reads a leading "<N>" on a line of a service's stdout or
+# stderr as the line's priority, so `journalctl -p warning` finds the relay's warnings
+_PRIORITIES = {logging.DEBUG: 7, logging.INFO: 6, logging.WARNING: 4, logging.ERROR: 3, logging.CRITICAL: 2}
+
+
+class JournalPriority(logging.Formatter):
+    """Another formatter's line behind its syslog priority, for a stream systemd hands to journald."""
+
+    def __init__(self, inner: logging.Formatter) -> None:
+        super().__init__()
+        self.inner = inner
+
+    def format(self, record: logging.LogRecord) -> str:
+        return f"<{_PRIORITIES.get(record.levelno, 6)}>{self.inner.format(record)}"
+
+
+def goes_to_journal(stream: TextIO, environ: dict[str, str] | None = None) -> bool:
+    """True when `stream` is the journal stream systemd gave the service: systemd names it in
+    JOURNAL_STREAM as "device:inode", which the stream's file must match (a pipe to another program
+    inherits the variable but is another file)."""
+    named = (os.environ if environ is None else environ).get("JOURNAL_STREAM", "")
+    try:
+        info = os.fstat(stream.fileno())
+    except (OSError, ValueError, AttributeError):
+        return False
+    return named == f"{info.st_dev}:{info.st_ino}"
+
+
+def _formatted(handler: logging.Handler, formatter: logging.Formatter, stream: TextIO | None) -> logging.Handler:
+    handler.setFormatter(JournalPriority(formatter) if stream is not None and goes_to_journal(stream) else formatter)
+    return handler
 
 
 class _Reopen:
@@ -190,18 +224,17 @@ def setup(file: Path | None, level: str = "info", stderr: bool = True, rotate_by
     LOGGER.propagate = False
     handler: logging.Handler
     if file is None:
-        handler = StreamOut(stream or sys.stdout)
+        out = stream or sys.stdout
+        handler = _formatted(StreamOut(out), JsonFormatter(), out)
     else:
-        file.parent.mkdir(parents=True, exist_ok=True)
+        file.parent.mkdir(mode=0o750, parents=True, exist_ok=True)
         if rotate_bytes:
             handler = RotatingFile(file, maxBytes=rotate_bytes, backupCount=backups, encoding="utf-8")
         else:
             handler = WatchedFile(file, encoding="utf-8")
-    handler.setFormatter(JsonFormatter())
+        handler.setFormatter(JsonFormatter())
     handlers: list[logging.Handler] = [handler]
     if stderr and file is not None:
-        console = StreamOut(sys.stderr)
-        console.setFormatter(ReadableFormatter())
-        handlers.append(console)
+        handlers.append(_formatted(StreamOut(sys.stderr), ReadableFormatter(), sys.stderr))
     _WRITERS.append(Writer(handlers))
     LOGGER.addHandler(_Enqueue(_WRITERS[0].queue))

@@ -7,6 +7,7 @@ Every line is one JSON object with the event's fields, written by the writer thr
 from __future__ import annotations
 
 import json
+import logging
 import os
 import queue
 import stat
@@ -170,3 +171,28 @@ def test_follow_goes_on_in_a_replaced_or_truncated_file(tmp_path: Path) -> None:
 
 def entry_line(event: str) -> str:
     return json.dumps({"ts": "2026-01-01T00:00:00.000Z", "level": "info", "event": event, "msg": event}) + "\n"
+
+
+def test_lines_for_journald_carry_their_syslog_priority(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Under systemd with `[log] file = "-"`, stdout is the journal stream systemd names in
+    JOURNAL_STREAM ("device:inode"); journald reads a line's leading <N> as its priority. A stream
+    that is not the named one (a pipe, a file) gets the plain JSON lines."""
+    journal = tmp_path / "journal"
+    with open(journal, "w", encoding="utf-8") as stream:
+        info = os.fstat(stream.fileno())
+        monkeypatch.setenv("JOURNAL_STREAM", f"{info.st_dev}:{info.st_ino}")
+        logs.setup(None, "info", stream=stream)
+        logs.event("delivery.sent", "sent")
+        logs.event("delivery.deferred", "deferred", level=logging.WARNING)
+        logs.event("inbound.error", "failed", level=logging.ERROR)
+        logs.close()
+    lines = journal.read_text().splitlines()
+    assert [line[:3] for line in lines] == ["<6>", "<4>", "<3>"]
+    assert json.loads(lines[1][3:])["event"] == "delivery.deferred"
+
+    elsewhere = tmp_path / "elsewhere"
+    with open(elsewhere, "w", encoding="utf-8") as stream:  # JOURNAL_STREAM names another file
+        logs.setup(None, "info", stream=stream)
+        logs.event("delivery.sent", "sent")
+        logs.close()
+    assert json.loads(elsewhere.read_text())["event"] == "delivery.sent"
