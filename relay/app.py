@@ -61,6 +61,8 @@ class App:
                 self.executor = GroupCommitExecutor()
             else:
                 self.executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="relay-db")
+        if isinstance(self.executor, ThreadPoolExecutor):  # PostgreSQL: a connection per thread
+            return await asyncio.get_running_loop().run_in_executor(self.executor, _revived, fn, *args)
         return await asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
 
     def close(self) -> None:
@@ -68,3 +70,9 @@ class App:
             self.executor.shutdown(wait=True)
             self.executor = None
         database.close()
+
+
+def _revived(fn: Callable[..., T], *args: Any) -> T:
+    """Run `fn` on a live connection: one the server ended is replaced first (see database.revive)."""
+    database.revive()
+    return fn(*args)

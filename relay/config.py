@@ -34,6 +34,7 @@ from relay.config_values import (
     database_url,
     domain_name,
     home_folder,
+    http_url,
     ip_addresses,
     log_target,
     one_of,
@@ -112,6 +113,15 @@ class CasesSection(Section):
     conversation_lifetime: Duration = timedelta(days=30)
 
 
+class ApiSection(Section):
+    enabled: Flag = True
+    host: Text = "127.0.0.1"
+    port: Annotated[int, between(1, 65535)] = 8025
+    public_url: Annotated[str, BeforeValidator(http_url)] = "http://127.0.0.1:8025"
+    requests_per_minute: Annotated[int, between(1, 1_000_000)] = 600
+    metrics: Flag = True
+
+
 class SchedulerSection(Section):
     interval: Duration = timedelta(minutes=1)
 
@@ -138,6 +148,7 @@ class Settings(BaseSettings):
     outbound: OutboundSection = Field(default_factory=OutboundSection)
     storage: StorageSection = Field(default_factory=StorageSection)
     cases: CasesSection = Field(default_factory=CasesSection)
+    api: ApiSection = Field(default_factory=ApiSection)
     scheduler: SchedulerSection = Field(default_factory=SchedulerSection)
     log: LogSection = Field(default_factory=LogSection)
 

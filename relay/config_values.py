@@ -160,6 +160,15 @@ def _check_ca_bundle(path: Path) -> None:
         raise ValueError(f"?cafile={path}: cannot be read ({exc.strerror or exc})") from None
 
 
+def http_url(value: object) -> str:
+    """An absolute http(s) URL without a trailing slash (links are built by appending paths)."""
+    text = _string(value).rstrip("/")
+    parts = urlsplit(text)
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
+        raise ValueError(f"{text!r} is not an http:// or https:// base URL")
+    return text
+
+
 def _optional_file(value: object) -> Path | None:
     """A file that may be left out ("" = not configured)."""
     if value in ("", None):

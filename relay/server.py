@@ -8,7 +8,9 @@ import signal
 from collections.abc import Callable
 
 from relay import logs
+from relay.api.service import HttpService, build
 from relay.app import App
+from relay.core.errors import Unavailable
 from relay.core.vocabulary import Event
 from relay.inbound.sessions import Sessions
 from relay.inbound.smtp import InboundHandler, RelaySMTP, tls_context
@@ -55,6 +57,13 @@ async def serve(app: App, stop: asyncio.Event | None = None, ready: asyncio.Even
     tasks = [asyncio.create_task(worker.run_forever(drained)),
              asyncio.create_task(jobs.run_scheduler(app, drained, lambda: jobs.run_once(app, worker)))
              ] if background else []
+    try:
+        http = _http(app, dict(zip(("outbox_worker", "scheduler"), tasks, strict=False)))
+    except BaseException:
+        server.close()
+        for task in tasks:
+            task.cancel()
+        raise
     logs.event(Event.SERVE_STARTED, f"listening on {inbound.host}:{inbound.port} for @{app.settings.relay.domain}, "
                f"outbound {_describe(outbound.url)}")
     if ready is not None:
@@ -63,24 +72,50 @@ async def serve(app: App, stop: asyncio.Event | None = None, ready: asyncio.Even
     try:
         await stop.wait()
         server.close()  # no new connections from here on
+        if http is not None:
+            http.server.should_exit = True  # the API finishes the requests it has, takes no more
         count, busy = sessions.census()
         timeout = inbound.drain_timeout.total_seconds()
         logs.event(Event.SERVE_STOPPING, f"stopping: no new connections; {count} SMTP session(s), {busy} in a "
                    f"command, get up to {timeout:g}s to finish")
         outcome = f"; {await sessions.drain(timeout, hurry)}"
     finally:
-        server.close()
-        with contextlib.suppress(TimeoutError):  # Python 3.12 on waits for the connections too
-            await asyncio.wait_for(server.wait_closed(), 5)
-        drained.set()  # the worker and the scheduler end the pass they are in, for a while
-        if tasks and not hurry.is_set():
-            await asyncio.wait(tasks, timeout=BACKGROUND_GRACE)
-        for task in tasks:  # a delivery cut off mid-attempt is sent again after its lease
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await _shut_down(server, http, tasks, drained, hurry)
         await handler.refusals.close()
         await worker.transport.close()
         logs.event(Event.SERVE_STOPPED, f"relay stopped{outcome}")
+
+
+async def _shut_down(server: asyncio.Server, http: HttpService | None, tasks: list[asyncio.Task[None]],
+                     drained: asyncio.Event, hurry: asyncio.Event) -> None:
+    """After the drain: the SMTP listener and the API closed, then the worker and the scheduler."""
+    server.close()
+    with contextlib.suppress(TimeoutError):  # Python 3.12 on waits for the connections too
+        await asyncio.wait_for(server.wait_closed(), 5)
+    if http is not None:
+        await http.stop()
+    drained.set()  # the worker and the scheduler end the pass they are in, for a while
+    if tasks and not hurry.is_set():
+        await asyncio.wait(tasks, timeout=BACKGROUND_GRACE)
+    for task in tasks:  # a delivery cut off mid-attempt is sent again after its lease
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def _http(app: App, parts: dict[str, asyncio.Task[None]]) -> HttpService | None:
+    """The HTTP API, listening, or None where `[api] enabled = false`."""
+    settings = app.settings.api
+    if not settings.enabled:
+        return None
+    alive = {name: (lambda task=task: not task.done()) for name, task in parts.items()}
+    try:
+        http = HttpService(app, build(app, alive))
+    except OSError as exc:
+        raise Unavailable(f"cannot listen on {settings.host}:{settings.port} for the API ([api] port): "
+                          f"{exc.strerror or exc}") from None
+    http.start()
+    logs.event(Event.API_STARTED, f"API on {settings.host}:{settings.port}, links to {settings.public_url}")
+    return http
 
 
 def _on_signals(loop: asyncio.AbstractEventLoop, handlers: dict[signal.Signals, Callable[[], None]]) -> None:

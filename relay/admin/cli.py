@@ -251,25 +251,32 @@ def _settled(app: App, delivery_id: int, wait: float = 30.0) -> str:
 
 
 def cmd_forget(settings: config.Settings, args: argparse.Namespace) -> int:
-    from relay.store.privacy import forget_reviewer
+    from relay.lifecycle.erasure import forget
     app = _open(settings)
     try:
-        counts = forget_reviewer(args.reviewer_email, app.clock.now())
+        counts = forget(app, args.reviewer_email)
     finally:
         app.close()
-    if counts["reviews"]:
-        logs.event(Event.REVIEWER_FORGOTTEN, f"a reviewer was forgotten: {counts['cases']} case(s), "
-                   f"{counts['message_bodies']} message bodies erased")
-    else:
+    if not counts["reviews"]:
         print("relay: no review names this address: nothing was erased", file=sys.stderr)
     print(views.to_json(counts))
+    return 0
+
+
+def cmd_api_key(settings: config.Settings, args: argparse.Namespace) -> int:
+    from relay.admin import keys
+    app = _open(settings, create=args.action != "list")
+    try:
+        print(keys.run(app, args))
+    finally:
+        app.close()
     return 0
 
 
 COMMANDS: dict[str, Callable[[config.Settings, argparse.Namespace], int]] = {
     "serve": cmd_serve, "open-case": cmd_open_case, "cases": cmd_cases, "case": cmd_case,
     "run-jobs": cmd_run_jobs, "tail": cmd_tail, "status": cmd_status, "outbox": cmd_outbox,
-    "forget": cmd_forget, "migrate": cmd_migrate,
+    "forget": cmd_forget, "migrate": cmd_migrate, "api-key": cmd_api_key,
 }
 
 

@@ -13,7 +13,7 @@ from datetime import timedelta
 
 from relay import __version__, config_values
 from relay.admin import tail
-from relay.core import addresses
+from relay.core import addresses, credentials
 from relay.core.errors import RelayError
 from relay.core.vocabulary import Event, State
 
@@ -61,6 +61,7 @@ count = _checked("count", lambda text: _whole(text, 0))
 address = _checked("address", addresses.validate)
 event_prefix = _checked("event", _event_prefix)
 duration = _checked("duration", _duration)
+key_name = _checked("name", credentials.key_name)
 STATES = [state.value for state in State]
 
 
@@ -116,6 +117,15 @@ def parser() -> argparse.ArgumentParser:
 
     fg = sub.add_parser("forget", help="erase a reviewer's address and their message bodies")
     fg.add_argument("--reviewer-email", type=address, required=True)
+
+    keys = sub.add_parser("api-key", help="keys for the HTTP API: create (printed once), list, revoke")
+    keys_sub = keys.add_subparsers(dest="action", required=True, metavar="ACTION")
+    created = keys_sub.add_parser("create", help="make a new key and print it once")
+    created.add_argument("name", type=key_name, help="who uses it, e.g. platform-prod")
+    listed = keys_sub.add_parser("list", help="names, created, last used (never the keys)")
+    listed.add_argument("--json", action="store_true")
+    revoked = keys_sub.add_parser("revoke", help="stop a key working (within 10 s on every instance)")
+    revoked.add_argument("name", type=key_name)
 
     sub.add_parser("migrate", help="bring the database's schema to this version (serve does it too)")
 

@@ -89,7 +89,7 @@ def validate_open_case(*, review_id: str | None, business_id: str | None, busine
     business_email_ok = _email("business_email", business_email)
     reviewer_email_ok = _email("reviewer_email", reviewer_email)
     if business_email_ok == reviewer_email_ok:
-        raise InvalidInput("reviewer_email", "is the same as --business-email")
+        raise InvalidInput("reviewer_email", "is the same as the business's address")
     return OpenCaseRequest(
         review_id=_text("review_id", review_id, 200),
         business_id=_text("business_id", business_id, 200),

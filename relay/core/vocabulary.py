@@ -90,6 +90,11 @@ class Event(StrEnum):
     OUTBOX_ERROR = "outbox.error"
     JOBS_ERROR = "jobs.error"
     JOBS_PASS = "jobs.pass"  # noqa: S105 (an event name, not a password)
+    API_STARTED = "api.started"
+    API_REQUEST = "api.request"
+    API_ERROR = "api.error"
+    API_KEY_CREATED = "api.key_created"
+    API_KEY_REVOKED = "api.key_revoked"
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from relay.app import App
@@ -29,10 +30,12 @@ class Opened:
                 "queue_id": self.queue_id}
 
 
-def open_case(app: App, req: OpenCaseRequest) -> Opened:
-    """Raises CaseAlreadyOpen, TemplateProblem or a database error; nothing is stored then."""
+def open_case(app: App, req: OpenCaseRequest, reply_window: timedelta | None = None) -> Opened:
+    """Raises CaseAlreadyOpen, TemplateProblem or a database error; nothing is stored then. The
+    case keeps its own deadline: `reply_window` (the platform's choice for this case), else
+    `[cases] reply_window`."""
     now = app.clock.now()
-    deadline = cases.deadline(now, app.settings.cases.reply_window)
+    deadline = cases.deadline(now, reply_window or app.settings.cases.reply_window)
     reviewer_token, business_token = new_token(), new_token()
     reviewer_address = f"{reviewer_token}@{app.settings.relay.domain}"
     rendered = notices.render(app.settings.relay.templates, Mail.CONTACT_REQUEST, req.locale, {

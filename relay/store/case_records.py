@@ -18,7 +18,11 @@ from relay.store.records import CaseDetail, CaseRow, DeliveryEntry, EventEntry, 
 
 
 class CaseAlreadyOpen(Refused):
-    """The review already has a case that is not closed."""
+    """The review already has a case that is not closed (`case_id`)."""
+
+    def __init__(self, message: str, case_id: int | None = None) -> None:
+        super().__init__(message)
+        self.case_id = case_id
 
 
 class NoSuchCase(Refused):
@@ -58,7 +62,10 @@ def create_case(req: OpenCaseRequest, reviewer_token: str, business_token: str,
                                requests=",".join(req.requests), message=req.message,
                                opened_at=opened_at, deadline=deadline, last_activity_at=opened_at)
     except pw.IntegrityError:
-        raise CaseAlreadyOpen(f"review {req.review_id} already has an open case") from None
+        existing = Case.get_or_none(Case.open_review_key == req.review_id)
+        case_id = existing.id if existing is not None else None
+        raise CaseAlreadyOpen(f"review {req.review_id} already has an open case"
+                              + (f" (case {case_id})" if case_id else ""), case_id) from None
     RelayAddress.create(local_part=reviewer_token, case=case, party=Party.REVIEWER.value)
     RelayAddress.create(local_part=business_token, case=case, party=Party.BUSINESS.value)
     return NewCase(case_id=case.id, reviewer_token=reviewer_token, business_token=business_token)

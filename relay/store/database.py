@@ -130,6 +130,22 @@ def describe(url: str) -> str:
     return f"{user}{parts.hostname or ''}:{parts.port or 5432}/{unquote(parts.path.lstrip('/'))}"
 
 
+def ping() -> None:
+    """One round trip to the database (for /readyz); raises what the database raises."""
+    revive()
+    db.obj.execute_sql("SELECT 1")
+
+
+def revive() -> None:
+    """Drop this thread's PostgreSQL connection if the server has ended it (a restart, a failover,
+    an admin's pg_terminate_backend): psycopg2 marks it closed after the failure that found out,
+    and peewee would go on handing it out. The next statement then connects anew."""
+    obj = db.obj
+    if (isinstance(obj, pw.PostgresqlDatabase) and not obj.is_closed() and obj.transaction_depth() == 0
+            and getattr(obj.connection(), "closed", 0)):  # type: ignore[no-untyped-call, arg-type]
+        obj.close()
+
+
 def is_postgres() -> bool:
     return isinstance(db.obj, pw.PostgresqlDatabase)
 

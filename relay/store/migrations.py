@@ -23,7 +23,7 @@ from playhouse.migrate import migrate as run
 from relay import logs
 from relay.core.errors import Unavailable
 from relay.core.vocabulary import Event
-from relay.store.models import MODELS, RefusalCount, Setting
+from relay.store.models import MODELS, ApiKey, IdempotentResponse, RefusalCount, Setting
 
 VERSION_KEY = "schema_version"
 _LOCK = 7_210_413_277  # PostgreSQL advisory lock id: any constant the relay alone uses
@@ -53,9 +53,15 @@ def _refusal_counts(database: pw.Database, migrator: SchemaMigrator) -> None:
     database.create_tables([RefusalCount], safe=True)
 
 
+def _api_tables(database: pw.Database, migrator: SchemaMigrator) -> None:
+    """The HTTP API's keys (as digests) and its stored responses for idempotent retries."""
+    database.create_tables([ApiKey, IdempotentResponse], safe=True)
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(2, "index a case's events by time", _event_timeline_index),
     Migration(3, "count refusals per outcome and minute", _refusal_counts),
+    Migration(5, "API keys and idempotent responses", _api_tables),
 )
 CURRENT = MIGRATIONS[-1].version if MIGRATIONS else 1
 

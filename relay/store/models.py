@@ -165,8 +165,37 @@ class RefusalCount(BaseModel):
         primary_key = pw.CompositeKey("minute", "outcome")
 
 
+class ApiKey(BaseModel):
+    """A platform's key to the HTTP API (schema version 5). Only its SHA-256 is kept: keys are
+    random and long, so the digest cannot be searched back, and a stolen database opens no door."""
+
+    id = pw.AutoField()
+    name = pw.CharField(max_length=100, unique=True)
+    digest = pw.CharField(max_length=64, unique=True)
+    created_at = pw.DateTimeField()
+    last_used_at = pw.DateTimeField(null=True)
+    revoked_at = pw.DateTimeField(null=True)
+
+
+class IdempotentResponse(BaseModel):
+    """The first response to a request with an `Idempotency-Key` (schema version 5), replayed for
+    the same key and body within a day. Stored in the transaction that did the work, so a second
+    request with the key finds either nothing (and waits on the key's unique index) or this."""
+
+    id = pw.AutoField()
+    api_key = pw.ForeignKeyField(ApiKey, on_delete="CASCADE", index=False)
+    key = pw.CharField(max_length=200)
+    request_digest = pw.CharField(max_length=64)
+    status = pw.IntegerField()
+    body = pw.TextField()
+    created_at = pw.DateTimeField(index=True)
+
+    class Meta:
+        indexes = ((("api_key", "key"), True),)
+
+
 MODELS: list[type[BaseModel]] = [Setting, Business, Review, Case, RelayAddress, Message, Delivery, Notice,
-                                  Event, RefusalCount]
+                                  Event, RefusalCount, ApiKey, IdempotentResponse]
 
 
 def rows(query: Any) -> list[dict[str, Any]]:

@@ -20,6 +20,7 @@ def write_settings(folder: Path, db_url: str, outbound: str, **extra: dict[str, 
     sections: dict[str, dict[str, Any]] = {
         "relay": {"domain": "relay.test", "platform_name": "ReviewHub"},
         "inbound": {"host": "127.0.0.1", "port": free_port(), "max_message_bytes": 1048576},
+        "api": {"port": free_port()},
         "outbound": {"url": outbound},
         "storage": {"database": db_url},
         "scheduler": {"interval": "1s"},

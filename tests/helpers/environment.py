@@ -50,6 +50,7 @@ def make_settings(tmp_path: Path, db_url: str, **sections: dict[str, Any]) -> co
     raw: dict[str, dict[str, Any]] = {
         "relay": {"domain": DOMAIN, "platform_name": "ReviewHub", "templates": str(REPO / "templates")},
         "inbound": {"host": "127.0.0.1", "port": free_port(), "max_message_bytes": 1024 * 1024},
+        "api": {"port": free_port()},
         "outbound": {"url": f"maildir:{tmp_path}/outbox"},
         "storage": {"database": db_url},
         "scheduler": {"interval": "1s"},

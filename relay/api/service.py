@@ -1,0 +1,104 @@
+"""The HTTP API in `relay serve`: a FastAPI application served by uvicorn on the relay's own
+event loop, next to SMTP (ADR 16).
+
+`/v1/...` needs a key; `/healthz`, `/readyz`, `/metrics` and `/openapi.json` do not (they say
+nothing about cases). There is no interactive documentation page: FastAPI's loads its scripts
+from a CDN, which an isolated relay host cannot reach; the OpenAPI document is the documentation.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
+
+import uvicorn
+from fastapi import FastAPI
+from fastapi.responses import JSONResponse
+
+from relay import __version__
+from relay.api import problems
+from relay.api.access import Access
+from relay.api.middleware import Envelope
+from relay.api.routes import router
+from relay.app import App
+from relay.store import database
+
+READY_TIMEOUT = 2.0  # seconds the database gets to answer /readyz
+
+
+def build(app: App, alive: Mapping[str, Callable[[], bool]] | None = None) -> FastAPI:
+    """The application; `alive` names the parts of the process /readyz asks (outbox worker, scheduler)."""
+    api = FastAPI(title="Review contact relay", version=__version__, docs_url=None, redoc_url=None,
+                  openapi_url="/openapi.json",
+                  description="Open, follow and close review-contact cases. Keys: `relay api-key create NAME`; "
+                              "send `Authorization: Bearer <key>`. Errors are RFC 9457 problem details.")
+    problems.install(api)
+    api.include_router(router(app, Access(app, app.settings.api.requests_per_minute)))
+
+    @api.get("/healthz", tags=["health"])
+    async def healthz() -> dict[str, str]:
+        """200 while the process runs."""
+        return {"status": "ok"}
+
+    @api.get("/readyz", tags=["health"], responses={503: {"description": "a part is not ready"}})
+    async def readyz() -> JSONResponse:
+        """200 when the database answers and the outbox worker and the scheduler run; else 503
+        naming what is not ready."""
+        checks = {name: "ok" if check() else "stopped" for name, check in (alive or {}).items()}
+        try:
+            await asyncio.wait_for(app.blocking(database.ping), READY_TIMEOUT)
+            checks["database"] = "ok"
+        except Exception as exc:  # any failure to answer is "not ready", with its kind
+            checks["database"] = f"unavailable ({type(exc).__name__})"
+        ready = all(state == "ok" for state in checks.values())
+        return JSONResponse({"status": "ok" if ready else "unavailable", "checks": checks},
+                            status_code=200 if ready else 503)
+
+    return api
+
+
+class _Server(uvicorn.Server):
+    """uvicorn without its own signal handling: `relay serve` handles the signals and stops it."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def listen(host: str, port: int) -> socket.socket:
+    """Bind the API's socket up front, so a taken port fails `relay serve` at start with its OSError."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+        sock.listen(1024)
+    except OSError:
+        sock.close()
+        raise
+    sock.setblocking(False)
+    return sock
+
+
+class HttpService:
+    """The API's uvicorn server as a task of `relay serve`."""
+
+    def __init__(self, app: App, api: Any) -> None:
+        settings = app.settings.api
+        self.sock = listen(settings.host, settings.port)
+        config = uvicorn.Config(Envelope(api), log_config=None, access_log=False, lifespan="off",
+                                timeout_graceful_shutdown=5, server_header=False)
+        self.server = _Server(config)
+        self.task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self.task = asyncio.create_task(self.server.serve(sockets=[self.sock]))
+
+    async def stop(self) -> None:
+        self.server.should_exit = True
+        if self.task is not None:
+            await asyncio.gather(self.task, return_exceptions=True)
+        self.sock.close()
