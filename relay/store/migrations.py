@@ -5,9 +5,10 @@ version 1, the schema before migrations existed). `migrate` brings a database to
 this code: a new database gets the tables as the models describe them; an older one runs the
 migrations it has not run, each in its own transaction (peewee's `playhouse.migrate`). Several
 instances starting at once on PostgreSQL take turns: one migrates under an advisory lock, the
-others wait for it and then find nothing left to do. On SQLite the write lock of the migration's
-transaction does the same. A database newer than the code is refused: old code must not write
-into a schema it does not know.
+others wait for it and then find nothing left to do. On SQLite one transaction around all the
+steps holds the write lock from the version check to the last step (each step's transaction is a
+savepoint in it) and does the same. A database newer than the code is refused: old code must not
+write into a schema it does not know.
 """
 
 from __future__ import annotations
@@ -84,15 +85,16 @@ def migrate(database: pw.Database) -> list[int]:
         done = []
         migrator = SchemaMigrator.from_database(database)
         for step in MIGRATIONS:
-            with database.atomic():  # on SQLite the write lock: another process waits here
+            with database.atomic():
                 if (version(database) or 0) >= step.version:
                     continue  # done meanwhile by another process
                 step.apply(database, migrator)
                 _set_version(step.version)
-            done.append(step.version)
-            logs.event(Event.STORAGE_MIGRATED, f"database schema migrated to version {step.version}: "
-                       f"{step.description}", version=step.version)
-        return done
+            done.append(step)
+    for step in done:  # once committed (on SQLite the turn's transaction commits the steps)
+        logs.event(Event.STORAGE_MIGRATED, f"database schema migrated to version {step.version}: "
+                   f"{step.description}", version=step.version)
+    return [step.version for step in done]
 
 
 def _set_version(number: int) -> None:
@@ -102,16 +104,24 @@ def _set_version(number: int) -> None:
 
 class _turn:
     """Hold the migration lock: a PostgreSQL advisory lock (released however the block ends); on
-    SQLite each step's transaction takes the database's write lock, which serialises as well."""
+    SQLite, which has no such lock, one IMMEDIATE transaction around every step. A write lock
+    taken per step let a second process slip in between two steps and run the later ones itself.
+    A step that fails there rolls back the steps before it as well; the next start runs them all."""
 
     def __init__(self, database: pw.Database) -> None:
         self.database: Any = database  # peewee's execute_sql has no type annotations
         self.postgres = isinstance(database, pw.PostgresqlDatabase)
+        self.transaction: Any = None
 
     def __enter__(self) -> None:
         if self.postgres:
             self.database.execute_sql("SELECT pg_advisory_lock(%s)", (_LOCK,))
+        else:
+            self.transaction = self.database.atomic()
+            self.transaction.__enter__()
 
-    def __exit__(self, *_: object) -> None:
+    def __exit__(self, *exc: Any) -> None:
         if self.postgres:
             self.database.execute_sql("SELECT pg_advisory_unlock(%s)", (_LOCK,))
+        else:
+            self.transaction.__exit__(*exc)

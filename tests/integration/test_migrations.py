@@ -34,6 +34,10 @@ def load_version_1(db_url: str) -> None:
     if db_url.startswith("sqlite:///"):
         with sqlite3.connect(db_url[len("sqlite:///"):]) as conn:
             conn.executescript((FIXTURES / "sqlite.sql").read_text())
+            # the old relay kept its database in WAL mode too; a dump does not carry the mode, and
+            # processes starting at once on a file still in rollback mode all try to switch it,
+            # which SQLite refuses some of them at once ("database is locked")
+            conn.execute("PRAGMA journal_mode=wal")
         return
     conn = psycopg2.connect(db_url)
     conn.autocommit = True
