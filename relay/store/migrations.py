@@ -54,9 +54,32 @@ def _refusal_counts(database: pw.Database, migrator: SchemaMigrator) -> None:
     database.create_tables([RefusalCount], safe=True)
 
 
+def _business_email_per_case(database: pw.Database, migrator: SchemaMigrator) -> None:
+    """Each case keeps the business address it was opened with: the business's one address, which
+    every new case overwrote, sent the answers of a colleague's earlier cases to whoever asked last.
+    Existing cases get the address they are answered at today, their business's.
+
+    The column is added NOT NULL with a default of '' (both databases allow that on a table with
+    rows; without a default neither does), filled in the same transaction, and on PostgreSQL the
+    default is dropped again, so the schema is the one a new database gets from the models. SQLite
+    keeps the default: dropping it means rebuilding the table, which inside a transaction with
+    foreign keys on would delete every row that refers to a case. The relay always writes the
+    column, so the default is never used."""
+    if "business_email" not in {column.name for column in database.get_columns("case")}:
+        column = pw.CharField(max_length=320, constraints=[pw.SQL("DEFAULT ''")])
+        run(migrator.add_column("case", "business_email", column, allow_not_null=True))
+    case, business = pw.Table("case"), pw.Table("business")  # the tables as they are, not the models
+    filled = business.select(business.c.email).where(business.c.id == case.c.business_id)
+    (case.update({case.c.business_email: filled}).where(case.c.business_email == "")
+     .execute(database))  # only rows not filled yet: run twice, it fills once
+    if isinstance(database, pw.PostgresqlDatabase):
+        run(migrator.drop_column_default("case", "business_email"))
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(2, "index a case's events by time", _event_timeline_index),
     Migration(3, "count refusals per outcome and minute", _refusal_counts),
+    Migration(4, "keep the business's address per case", _business_email_per_case),
 )
 CURRENT = MIGRATIONS[-1].version if MIGRATIONS else 1
 
