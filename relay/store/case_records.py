@@ -72,7 +72,7 @@ def _conversation_query(local_part: Any) -> Any:
     other = RelayAddress.alias("other")
     return (RelayAddress.select(RelayAddress.local_part, RelayAddress.party, Case.id.alias("case_id"), Case.state,
                                 Case.last_activity_at, Case.locale, Case.deadline, Review.reviewer_email,
-                                Review.reviewer_name, Business.email.alias("business_email"),
+                                Review.reviewer_name, Case.business_email,
                                 Business.name.alias("business_name"), other.local_part.alias("other"))
             .join(Case).join(Review).switch(Case).join(Business).switch(Case)
             .join(other, pw.JOIN.LEFT_OUTER, on=(other.case == Case.id) & (other.party != RelayAddress.party))

@@ -26,7 +26,7 @@ from relay.outbound.worker import Worker
 from relay.store import migrations, refusal_counts
 from relay.store.models import Case, RelayAddress, Setting, db
 from tests.helpers.cli import relay_cli, write_settings
-from tests.helpers.environment import REPO, Sink
+from tests.helpers.environment import REPO, Sink, new_case
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "schema_1"
 
@@ -69,6 +69,8 @@ def test_a_version_1_database_is_upgraded_and_carries_on(db_url: str, app_factor
     counts = asyncio.run(Worker.for_app(app).run_pass())
     assert counts.sent == 4 and counts.failed == 0  # three contact requests and the queued forward
     assert len(sink.to("max.mueller@example.de")) == 1 and len(sink.to("service2@shop.example")) == 1
+    # a colleague's new case from another address leaves case 1 its own
+    new_case(app, reviewer="jonas@example.net", business="kollegin@shop.example", review_id="R-9")
 
     first = Case.get(Case.id == 1)
     reviewer_side = RelayAddress.get((RelayAddress.case == first.id) & (RelayAddress.party == "reviewer"))
@@ -78,6 +80,8 @@ def test_a_version_1_database_is_upgraded_and_carries_on(db_url: str, app_factor
               "Subject: Re: Anfrage\r\n\r\nBestellnummer BE-1.\r\n").encode()
     assert intake.process(app, conversation, "max.mueller@example.de", answer).outcome is Outcome.ACCEPTED
     assert Case.get(Case.id == 1).state == "replied"
+    asyncio.run(Worker.for_app(app).run_pass())
+    assert len(sink.to("service1@shop.example")) == 1 and sink.to("kollegin@shop.example") == []
     assert migrations.migrate(db.obj) == []  # a second start finds nothing to do
     with db.obj.atomic():  # version 4 run again adds nothing and overwrites no case's own address
         Case.update(business_email="kollegin@shop.example").where(Case.id == 3).execute()
