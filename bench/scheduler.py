@@ -52,8 +52,9 @@ def fill(size: int, now: datetime) -> None:
                        "VALUES (1, 'B-1', 'Bench Shop', 'shop@bench.example')")
         db.execute_sql(seq + "INSERT INTO review (id, external_id, business_id, reviewer_email, reviewer_name, origin) "
                        "SELECT x, 'R-' || x, 1, 'r' || x || '@example.org', 'R.', 'organic' FROM seq")
-        db.execute_sql(seq + 'INSERT INTO "case" (id, review_id, business_id, state, open_review_key, locale, requests, '
-                       "message, opened_at, deadline, last_activity_at) SELECT x, x, 1, 'awaiting_reply', 'R-' || x, "
+        db.execute_sql(seq + 'INSERT INTO "case" (id, review_id, business_id, business_email, state, open_review_key, '
+                       "locale, requests, message, opened_at, deadline, last_activity_at) "
+                       "SELECT x, x, 1, 'shop@bench.example', 'awaiting_reply', 'R-' || x, "
                        f"'de', 'order_number', 'Bestellnummer?', '{past}', "
                        f"CASE WHEN x <= {DUE} THEN datetime('{due}', '-' || x || ' seconds') ELSE '{later}' END, '{recent}' "
                        "FROM seq")  # each due case with a deadline of its own, as in real life

@@ -38,7 +38,11 @@ class NewCase:
 
 def create_case(req: OpenCaseRequest, reviewer_token: str, business_token: str,
                 opened_at: datetime, deadline: datetime) -> NewCase:
-    """Insert business, review, case and both addresses. Call inside a transaction."""
+    """Insert business, review, case and both addresses. Call inside a transaction.
+
+    The case keeps the business address it was opened with: colleagues of one business may open
+    cases from addresses of their own, and each case's answers and notices go to, and its business
+    side is checked against, the address that asked."""
     business = Business.get_or_none(Business.external_id == req.business_id)
     if business is None:
         business = Business.create(external_id=req.business_id, name=req.business_name,
@@ -57,8 +61,8 @@ def create_case(req: OpenCaseRequest, reviewer_token: str, business_token: str,
             Review.id == review.id).execute()
     try:
         with db.atomic():
-            case = Case.create(review=review, business=business, state=State.AWAITING_REPLY.value,
-                               open_review_key=req.review_id, locale=req.locale,
+            case = Case.create(review=review, business=business, business_email=req.business_email,
+                               state=State.AWAITING_REPLY.value, open_review_key=req.review_id, locale=req.locale,
                                requests=",".join(req.requests), message=req.message,
                                opened_at=opened_at, deadline=deadline, last_activity_at=opened_at)
     except pw.IntegrityError:
@@ -75,7 +79,7 @@ def _conversation_query(local_part: Any) -> Any:
     other = RelayAddress.alias("other")
     return (RelayAddress.select(RelayAddress.local_part, RelayAddress.party, Case.id.alias("case_id"), Case.state,
                                 Case.last_activity_at, Case.locale, Case.deadline, Review.reviewer_email,
-                                Review.reviewer_name, Business.email.alias("business_email"),
+                                Review.reviewer_name, Case.business_email,
                                 Business.name.alias("business_name"), other.local_part.alias("other"))
             .join(Case).join(Review).switch(Case).join(Business).switch(Case)
             .join(other, pw.JOIN.LEFT_OUTER, on=(other.case == Case.id) & (other.party != RelayAddress.party))

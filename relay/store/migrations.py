@@ -5,9 +5,10 @@ version 1, the schema before migrations existed). `migrate` brings a database to
 this code: a new database gets the tables as the models describe them; an older one runs the
 migrations it has not run, each in its own transaction (peewee's `playhouse.migrate`). Several
 instances starting at once on PostgreSQL take turns: one migrates under an advisory lock, the
-others wait for it and then find nothing left to do. On SQLite the write lock of the migration's
-transaction does the same. A database newer than the code is refused: old code must not write
-into a schema it does not know.
+others wait for it and then find nothing left to do. On SQLite one transaction around all the
+steps holds the write lock from the version check to the last step (each step's transaction is a
+savepoint in it) and does the same. A database newer than the code is refused: old code must not
+write into a schema it does not know.
 """
 
 from __future__ import annotations
@@ -53,6 +54,28 @@ def _refusal_counts(database: pw.Database, migrator: SchemaMigrator) -> None:
     database.create_tables([RefusalCount], safe=True)
 
 
+def _business_email_per_case(database: pw.Database, migrator: SchemaMigrator) -> None:
+    """Each case keeps the business address it was opened with: the business's one address, which
+    every new case overwrote, sent the answers of a colleague's earlier cases to whoever asked last.
+    Existing cases get the address they are answered at today, their business's.
+
+    The column is added NOT NULL with a default of '' (both databases allow that on a table with
+    rows; without a default neither does), filled in the same transaction, and on PostgreSQL the
+    default is dropped again, so the schema is the one a new database gets from the models. SQLite
+    keeps the default: dropping it means rebuilding the table, which inside a transaction with
+    foreign keys on would delete every row that refers to a case. The relay always writes the
+    column, so the default is never used."""
+    if "business_email" not in {column.name for column in database.get_columns("case")}:
+        column = pw.CharField(max_length=320, constraints=[pw.SQL("DEFAULT ''")])
+        run(migrator.add_column("case", "business_email", column, allow_not_null=True))
+    case, business = pw.Table("case"), pw.Table("business")  # the tables as they are, not the models
+    filled = business.select(business.c.email).where(business.c.id == case.c.business_id)
+    (case.update({case.c.business_email: filled}).where(case.c.business_email == "")
+     .execute(database))  # only rows not filled yet: run twice, it fills once
+    if isinstance(database, pw.PostgresqlDatabase):
+        run(migrator.drop_column_default("case", "business_email"))
+
+
 def _api_tables(database: pw.Database, migrator: SchemaMigrator) -> None:
     """The HTTP API's keys (as digests) and its stored responses for idempotent retries."""
     database.create_tables([ApiKey, IdempotentResponse], safe=True)
@@ -61,6 +84,7 @@ def _api_tables(database: pw.Database, migrator: SchemaMigrator) -> None:
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(2, "index a case's events by time", _event_timeline_index),
     Migration(3, "count refusals per outcome and minute", _refusal_counts),
+    Migration(4, "keep the business's address per case", _business_email_per_case),
     Migration(5, "API keys and idempotent responses", _api_tables),
 )
 CURRENT = MIGRATIONS[-1].version if MIGRATIONS else 1
@@ -90,15 +114,16 @@ def migrate(database: pw.Database) -> list[int]:
         done = []
         migrator = SchemaMigrator.from_database(database)
         for step in MIGRATIONS:
-            with database.atomic():  # on SQLite the write lock: another process waits here
+            with database.atomic():
                 if (version(database) or 0) >= step.version:
                     continue  # done meanwhile by another process
                 step.apply(database, migrator)
                 _set_version(step.version)
-            done.append(step.version)
-            logs.event(Event.STORAGE_MIGRATED, f"database schema migrated to version {step.version}: "
-                       f"{step.description}", version=step.version)
-        return done
+            done.append(step)
+    for step in done:  # once committed (on SQLite the turn's transaction commits the steps)
+        logs.event(Event.STORAGE_MIGRATED, f"database schema migrated to version {step.version}: "
+                   f"{step.description}", version=step.version)
+    return [step.version for step in done]
 
 
 def _set_version(number: int) -> None:
@@ -108,16 +133,24 @@ def _set_version(number: int) -> None:
 
 class _turn:
     """Hold the migration lock: a PostgreSQL advisory lock (released however the block ends); on
-    SQLite each step's transaction takes the database's write lock, which serialises as well."""
+    SQLite, which has no such lock, one IMMEDIATE transaction around every step. A write lock
+    taken per step let a second process slip in between two steps and run the later ones itself.
+    A step that fails there rolls back the steps before it as well; the next start runs them all."""
 
     def __init__(self, database: pw.Database) -> None:
         self.database: Any = database  # peewee's execute_sql has no type annotations
         self.postgres = isinstance(database, pw.PostgresqlDatabase)
+        self.transaction: Any = None
 
     def __enter__(self) -> None:
         if self.postgres:
             self.database.execute_sql("SELECT pg_advisory_lock(%s)", (_LOCK,))
+        else:
+            self.transaction = self.database.atomic()
+            self.transaction.__enter__()
 
-    def __exit__(self, *_: object) -> None:
+    def __exit__(self, *exc: Any) -> None:
         if self.postgres:
             self.database.execute_sql("SELECT pg_advisory_unlock(%s)", (_LOCK,))
+        else:
+            self.transaction.__exit__(*exc)

@@ -29,6 +29,9 @@ class Setting(BaseModel):
 
 
 class Business(BaseModel):
+    """A business as the platform last named it; `email` is the address of its latest case (each
+    case keeps its own: `Case.business_email`)."""
+
     id = pw.AutoField()
     external_id = pw.CharField(unique=True, max_length=200)
     name = pw.CharField(max_length=200)
@@ -48,6 +51,10 @@ class Case(BaseModel):
     id = pw.AutoField()
     review = pw.ForeignKeyField(Review, backref="cases", on_delete="CASCADE")
     business = pw.ForeignKeyField(Business, backref="cases", on_delete="CASCADE")
+    # The business's address as given when this case was opened (schema version 4): the one that
+    # gets the case's forwards and notices and must send its answers. Not `Business.email`, which
+    # the next case of the same business overwrites with the address of whoever opened that one.
+    business_email = pw.CharField(max_length=320)
     state = pw.CharField(max_length=32, index=True)
     # The review's id while the case is not closed: a unique index makes "one open case per
     # review" hold even when two `open-case` calls race.

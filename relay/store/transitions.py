@@ -86,14 +86,15 @@ def attach_deliveries(notice_deliveries: dict[int, int]) -> None:
 
 
 def notice_facts(case_ids: list[int]) -> dict[int, NoticeFacts]:
-    """What notice templates may say about each case (names, dates, ids) and where notices go."""
+    """What notice templates may say about each case (names, dates, ids) and where notices go (the
+    business's notices to the address its case was opened with)."""
     if not case_ids:
         return {}
     found = {r["id"]: {**r, "tokens": {}} for r in rows(
         Case.select(Case.id, Case.locale, Case.opened_at, Case.deadline, Case.replied_at,
                     Case.message, Case.requests, Review.external_id.alias("review_id"),
                     Review.reviewer_email, Review.reviewer_name,
-                    Business.name.alias("business_name"), Business.email.alias("business_email"))
+                    Business.name.alias("business_name"), Case.business_email)
         .join(Review).switch(Case).join(Business).where(Case.id.in_(case_ids)))}
     for r in rows(RelayAddress.select(RelayAddress.case, RelayAddress.party, RelayAddress.local_part)
                   .where(RelayAddress.case.in_(case_ids))):

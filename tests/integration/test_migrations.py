@@ -14,8 +14,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import peewee as pw
 import psycopg2
 import pytest
+from playhouse.migrate import SchemaMigrator
 
 from relay.core.clock import ManualClock
 from relay.core.outcomes import Outcome
@@ -24,7 +26,7 @@ from relay.outbound.worker import Worker
 from relay.store import migrations, refusal_counts
 from relay.store.models import Case, RelayAddress, Setting, db
 from tests.helpers.cli import relay_cli, write_settings
-from tests.helpers.environment import REPO, Sink
+from tests.helpers.environment import REPO, Sink, new_case
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "schema_1"
 
@@ -34,6 +36,10 @@ def load_version_1(db_url: str) -> None:
     if db_url.startswith("sqlite:///"):
         with sqlite3.connect(db_url[len("sqlite:///"):]) as conn:
             conn.executescript((FIXTURES / "sqlite.sql").read_text())
+            # the old relay kept its database in WAL mode too; a dump does not carry the mode, and
+            # processes starting at once on a file still in rollback mode all try to switch it,
+            # which SQLite refuses some of them at once ("database is locked")
+            conn.execute("PRAGMA journal_mode=wal")
         return
     conn = psycopg2.connect(db_url)
     conn.autocommit = True
@@ -47,16 +53,24 @@ def test_a_version_1_database_is_upgraded_and_carries_on(db_url: str, app_factor
     load_version_1(db_url)
     # a day after the old code opened the cases: they are within their reply window
     app = app_factory(db_url, ManualClock(datetime(2026, 11, 21, 9, 0)), outbound={"url": sink.url})  # migrates
-    assert migrations.version(db.obj) == migrations.CURRENT == 3
+    assert migrations.version(db.obj) == migrations.CURRENT == 5
     assert "event_case_id_at" in {index.name for index in db.obj.get_indexes("event")}
     refusal_counts.add({(datetime(2026, 11, 21, 8, 30), "wrong_sender"): 2})  # version 3's table, in use
     refusal_counts.add({(datetime(2026, 11, 21, 8, 30), "wrong_sender"): 1})
     assert refusal_counts.since(datetime(2026, 11, 21, 8, 0)) == {"wrong_sender": 3}
     assert Setting.get(Setting.name == "secret").value  # the instance's signing key was kept
+    # version 4: each case keeps the business address it is answered at today, its business's
+    assert {c.id: c.business_email for c in Case.select()} == {n: f"service{n}@shop.example" for n in (1, 2, 3)}
+    column = next(c for c in db.obj.get_columns("case") if c.name == "business_email")
+    assert column.null is False
+    if isinstance(db.obj, pw.PostgresqlDatabase):  # as a new database has it (SQLite keeps its default)
+        assert column.default is None
 
     counts = asyncio.run(Worker.for_app(app).run_pass())
     assert counts.sent == 4 and counts.failed == 0  # three contact requests and the queued forward
     assert len(sink.to("max.mueller@example.de")) == 1 and len(sink.to("service2@shop.example")) == 1
+    # a colleague's new case from another address leaves case 1 its own
+    new_case(app, reviewer="jonas@example.net", business="kollegin@shop.example", review_id="R-9")
 
     first = Case.get(Case.id == 1)
     reviewer_side = RelayAddress.get((RelayAddress.case == first.id) & (RelayAddress.party == "reviewer"))
@@ -66,7 +80,13 @@ def test_a_version_1_database_is_upgraded_and_carries_on(db_url: str, app_factor
               "Subject: Re: Anfrage\r\n\r\nBestellnummer BE-1.\r\n").encode()
     assert intake.process(app, conversation, "max.mueller@example.de", answer).outcome is Outcome.ACCEPTED
     assert Case.get(Case.id == 1).state == "replied"
+    asyncio.run(Worker.for_app(app).run_pass())
+    assert len(sink.to("service1@shop.example")) == 1 and sink.to("kollegin@shop.example") == []
     assert migrations.migrate(db.obj) == []  # a second start finds nothing to do
+    with db.obj.atomic():  # version 4 run again adds nothing and overwrites no case's own address
+        Case.update(business_email="kollegin@shop.example").where(Case.id == 3).execute()
+        migrations.MIGRATIONS[-1].apply(db.obj, SchemaMigrator.from_database(db.obj))
+    assert Case.get(Case.id == 3).business_email == "kollegin@shop.example"
 
 
 def test_instances_starting_at_once_migrate_once(db_url: str, tmp_path: Path) -> None:
@@ -78,8 +98,8 @@ def test_instances_starting_at_once_migrate_once(db_url: str, tmp_path: Path) ->
     outputs = [run.communicate(timeout=60) for run in runs]
     assert [run.returncode for run in runs] == [0, 0, 0], outputs
     said = sorted(out for out, _ in outputs)
-    assert said == ["migrated to schema version 3 (ran 2, 3)\n", "schema version 3: nothing to do\n",
-                    "schema version 3: nothing to do\n"], said
+    assert said == ["migrated to schema version 5 (ran 2, 3, 4, 5)\n", "schema version 5: nothing to do\n",
+                    "schema version 5: nothing to do\n"], said
 
 
 def test_a_newer_schema_is_refused(db_url: str, app_factory: Any, tmp_path: Path) -> None:
