@@ -66,6 +66,9 @@ async def serve(app: App, stop: asyncio.Event | None = None, ready: asyncio.Even
         raise
     logs.event(Event.SERVE_STARTED, f"listening on {inbound.host}:{inbound.port} for @{app.settings.relay.domain}, "
                f"outbound {_describe(outbound.url)}")
+    if http is not None:
+        api = app.settings.api
+        logs.event(Event.API_STARTED, f"API on {api.host}:{api.port}, links to {api.public_url}")
     if ready is not None:
         ready.set()
     outcome = ""
@@ -114,7 +117,6 @@ def _http(app: App, parts: dict[str, asyncio.Task[None]]) -> HttpService | None:
         raise Unavailable(f"cannot listen on {settings.host}:{settings.port} for the API ([api] port): "
                           f"{exc.strerror or exc}") from None
     http.start()
-    logs.event(Event.API_STARTED, f"API on {settings.host}:{settings.port}, links to {settings.public_url}")
     return http
 
 
