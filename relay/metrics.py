@@ -32,7 +32,7 @@ disable_created_metrics()  # type: ignore[no-untyped-call]  # the library leaves
 # what an inbound message (or one RCPT of it) can end as; RECIPIENT_OK is a step, not an end
 INBOUND_OUTCOMES = tuple(o.value for o in Outcome if o is not Outcome.RECIPIENT_OK)
 DELIVERY_RESULTS = ("sent", "deferred", "failed")
-NOTICE_KINDS = tuple(m.value for m in Mail if m is not Mail.FORWARD)
+NOTICE_KINDS = tuple(m.value for m in Mail if m.is_notice)
 # the outbox states a scrape reports: what is still to do, and what ended badly (sent rows pile
 # up for ever and say nothing about the relay's health)
 OUTBOX_STATES = (DeliveryState.QUEUED.value, DeliveryState.SENDING.value, DeliveryState.FAILED.value)
