@@ -19,7 +19,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
 from relay import __version__
-from relay.api import problems
+from relay.api import problems, schemas
 from relay.api.access import Access
 from relay.api.middleware import Envelope
 from relay.api.routes import router
@@ -45,7 +45,8 @@ def build(app: App, alive: Mapping[str, Callable[[], bool]] | None = None) -> Fa
         """200 while the process runs."""
         return {"status": "ok"}
 
-    @api.get("/readyz", tags=["health"], responses={503: {"description": "a part is not ready"}})
+    @api.get("/readyz", tags=["health"], response_model=schemas.Readiness,
+             responses={503: {"model": schemas.Readiness, "description": "a part is not ready"}})
     async def readyz() -> JSONResponse:
         """200 when the database answers and the outbox worker and the scheduler run; else 503
         naming what is not ready."""
