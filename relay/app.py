@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Callable
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from relay.config import Settings
 from relay.core import addresses
 from relay.core.clock import Clock
 from relay.store import database
 from relay.store.group_commit import GroupCommitExecutor
+
+if TYPE_CHECKING:
+    from relay.metrics import Metrics
 
 T = TypeVar("T")
 
@@ -37,6 +41,13 @@ class App:
         `create=False` opens an existing, current database only (commands that only read)."""
         database.open_database(settings.storage.database, create)
         return cls(settings=settings, clock=clock or SystemClock(), key=database.instance_key())
+
+    @functools.cached_property
+    def metrics(self) -> Metrics:
+        """This instance's own counters (relay.metrics), made at the first count: the commands that
+        only read the database never load prometheus_client. Used from the event loop's thread."""
+        from relay.metrics import Metrics
+        return Metrics()
 
     def mask(self, address: str) -> str:
         return addresses.mask(address, self.key)

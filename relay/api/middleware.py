@@ -19,6 +19,9 @@ from relay import logs
 from relay.api.problems import ProblemError, problem
 from relay.core.vocabulary import Event
 
+# A case's message may have 20,000 characters (relay.core.cases); sent as UTF-8, or escaped as
+# JSON encoders do with the odd umlaut, it fits in 64 KiB many times over. A body of only escaped
+# astral characters (12 bytes each) would not: the limit on bytes is the one that holds then (413).
 MAX_BODY = 64 * 1024
 _SANE_ID = re.compile(r"[A-Za-z0-9._:/+=-]{1,128}")
 

@@ -22,6 +22,7 @@ from relay.core.vocabulary import Event
 MEDIA_TYPE = "application/problem+json"
 TITLES = {
     "invalid-request": "The request has invalid fields",
+    "malformed": "The request body cannot be read",
     "not-contactable": "The review may not be contacted",
     "case-open": "The review already has an open case",
     "idempotency-mismatch": "The Idempotency-Key was used for another request",
@@ -32,7 +33,8 @@ TITLES = {
     "unavailable": "The relay cannot answer now",
     "internal": "The relay failed to answer",
 }
-_GENERIC = {404: "not-found", 401: "unauthorized", 413: "too-large", 429: "rate-limited", 503: "unavailable"}
+_GENERIC = {400: "malformed", 404: "not-found", 401: "unauthorized", 413: "too-large", 429: "rate-limited",
+            503: "unavailable"}
 
 
 class ProblemError(Exception):
@@ -88,10 +90,31 @@ def install(api: FastAPI) -> None:
                    level=logging.ERROR)
         return problem(500, "internal")
 
+    generate = api.openapi
+
+    def document() -> dict[str, Any]:
+        if api.openapi_schema is None:
+            api.openapi_schema = _as_sent(generate())
+        return api.openapi_schema
+
+    api.openapi = document  # type: ignore[method-assign]  # FastAPI's way to adjust its document
     api.add_exception_handler(ProblemError, on_problem)
     api.add_exception_handler(RequestValidationError, on_invalid)
     api.add_exception_handler(HTTPException, on_http)
     api.add_exception_handler(Exception, on_crash)
+
+
+def _as_sent(document: dict[str, Any]) -> dict[str, Any]:
+    """The OpenAPI document with each problem response under application/problem+json alone, with
+    the Problem schema: FastAPI files a response model under the route's media type
+    (application/json), which is not how a problem is sent, and would leave the body unchecked."""
+    for operations in document.get("paths", {}).values():
+        for operation in operations.values():
+            for response in operation.get("responses", {}).values():
+                content = response.get("content", {})
+                if MEDIA_TYPE in content and "application/json" in content:
+                    content[MEDIA_TYPE] = content.pop("application/json")
+    return document
 
 
 def _reason(status: int) -> str:

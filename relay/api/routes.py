@@ -12,8 +12,9 @@ import re
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Depends, Header, Path, Query, Request
+from fastapi import APIRouter, Body, Depends, Header, Path, Query, Request, Security
 from fastapi.responses import Response
+from fastapi.security import HTTPBearer
 
 from relay.api import schemas
 from relay.api.access import Access
@@ -29,20 +30,36 @@ from relay.store.api_keys import ActiveKey
 
 CaseId = Annotated[int, Path(ge=1, le=2**31 - 1)]
 _KEY = re.compile(r"[\x21-\x7e]{1,200}")
+_BEARER = HTTPBearer(auto_error=False, description="a key from `relay api-key create NAME`")
 PROBLEMS: dict[int | str, dict[str, Any]] = {
     status: {"model": schemas.Problem, "content": {MEDIA_TYPE: {}}, "description": what}
-    for status, what in ((401, "no valid key"), (404, "no such case"), (413, "body over 64 KiB"),
+    for status, what in ((401, "no valid key"), (404, "no such case"), (413, "body over 256 KiB"),
                          (422, "invalid fields"), (429, "rate limit reached"))}
+# what a route with a body can answer besides: a body that is not UTF-8 (FastAPI's own 400)
+MALFORMED: dict[int | str, dict[str, Any]] = {
+    400: {"model": schemas.Problem, "content": {MEDIA_TYPE: {}}, "description": "the body cannot be read"}}
+# OpenAPI links: where the id of a case just opened leads (clients and stateful tests follow them)
+_CASE_ID = {"case_id": "$response.body#/id"}
+CASE_LINKS = {"GetCase": {"operationId": "get_case", "parameters": _CASE_ID,
+                          "description": "the case just opened"},
+              "CloseCase": {"operationId": "close_case", "parameters": _CASE_ID,
+                            "description": "close the case just opened"},
+              "ListCaseEvents": {"operationId": "list_case_events", "parameters": _CASE_ID,
+                                 "description": "the events of the case just opened"}}
 
 
 def router(app: App, access: Access) -> APIRouter:
-    api = APIRouter(prefix="/v1", dependencies=[Depends(access.check)], responses=PROBLEMS)
+    # the bearer scheme is declared for the document (clients and their generators see it);
+    # relay.api.access checks the key
+    api = APIRouter(prefix="/v1", dependencies=[Security(_BEARER), Depends(access.check)], responses=PROBLEMS)
 
-    @api.post("/cases", status_code=201, response_model=schemas.CaseCreated,
-              responses={409: {"model": schemas.Problem, "content": {MEDIA_TYPE: {}},
+    @api.post("/cases", status_code=201, response_model=schemas.CaseCreated, operation_id="create_case",
+              responses={**MALFORMED, 201: {"links": CASE_LINKS},
+                         409: {"model": schemas.Problem, "content": {MEDIA_TYPE: {}},
                                "description": "the review already has an open case"}})
     async def create(request: Request, body: schemas.CaseRequest,
-                     idempotency_key: Annotated[str | None, Header(max_length=200)] = None) -> Response:
+                     idempotency_key: Annotated[str | None, Header(max_length=200, json_schema_extra={
+                         "pattern": "^[\\x21-\\x7e]{1,200}$"})] = None) -> Response:
         """Open a case and queue the contact request to the reviewer. Safe to retry with an
         `Idempotency-Key`: the same key and body within 24 hours get the first answer again."""
         if idempotency_key is not None and not _KEY.fullmatch(idempotency_key):
@@ -57,17 +74,18 @@ def router(app: App, access: Access) -> APIRouter:
         headers = {"Idempotent-Replayed": "true"} if replayed else None
         return Response(text, status_code=status, media_type="application/json", headers=headers)
 
-    @api.get("/cases/{case_id}", response_model=schemas.CaseView)
+    @api.get("/cases/{case_id}", response_model=schemas.CaseView, operation_id="get_case")
     async def read(case_id: CaseId) -> schemas.CaseView:
         """A case's state, times, message counts, notices and delivery problems."""
         return _view(await _summary(app, case_id))
 
-    @api.get("/cases", response_model=schemas.CasePage)
-    async def listing(review_id: Annotated[str | None, Query(max_length=200)] = None,
-                      business_id: Annotated[str | None, Query(max_length=200)] = None,
+    @api.get("/cases", response_model=schemas.CasePage, operation_id="list_cases")
+    async def listing(review_id: Annotated[str | None, Query(max_length=200, pattern=schemas.ID)] = None,
+                      business_id: Annotated[str | None, Query(max_length=200, pattern=schemas.ID)] = None,
                       state: Annotated[schemas.StateName | None, Query()] = None,  # type: ignore[valid-type]
                       limit: Annotated[int, Query(ge=1, le=200)] = 50,
-                      cursor: Annotated[str | None, Query(max_length=20, pattern=r"^[0-9]+$")] = None,
+                      # a case id: 18 digits stay within the 64-bit integers both databases compare with
+                      cursor: Annotated[str | None, Query(max_length=18, pattern=r"^[0-9]+$")] = None,
                       ) -> schemas.CasePage:
         """Cases in id order, `limit` at a time; `next_cursor` leads to the next page."""
         found = await app.blocking(case_summaries.page, int(cursor) if cursor else None, limit + 1,
@@ -76,7 +94,8 @@ def router(app: App, access: Access) -> APIRouter:
         items = [_view(s) for s in found[:limit]]
         return schemas.CasePage(items=items, next_cursor=str(items[-1].id) if more else None)
 
-    @api.post("/cases/{case_id}/close", response_model=schemas.CaseView)
+    @api.post("/cases/{case_id}/close", response_model=schemas.CaseView, operation_id="close_case",
+              responses=MALFORMED)
     async def close(case_id: CaseId, body: Annotated[schemas.CloseRequest | None, Body()] = None) -> schemas.CaseView:
         """Close a case (again: nothing changes); its relay addresses refuse mail from then on."""
         await _summary(app, case_id)
@@ -84,7 +103,7 @@ def router(app: App, access: Access) -> APIRouter:
         await app.blocking(_close, app, case_id, reason)
         return _view(await _summary(app, case_id))
 
-    @api.get("/cases/{case_id}/events", response_model=list[schemas.CaseEvent])
+    @api.get("/cases/{case_id}/events", response_model=list[schemas.CaseEvent], operation_id="list_case_events")
     async def timeline(case_id: CaseId) -> list[schemas.CaseEvent]:
         """The case's events, oldest first (what `relay case show` lists)."""
         try:
@@ -93,7 +112,8 @@ def router(app: App, access: Access) -> APIRouter:
             raise ProblemError(404, "not-found", f"no case {case_id}") from None
         return [schemas.CaseEvent(name=e.name, at=_utc(e.at), detail=e.detail) for e in detail.events]
 
-    @api.post("/erasure", response_model=schemas.ErasureResult)
+    @api.post("/erasure", response_model=schemas.ErasureResult, operation_id="erase_reviewer",
+              responses=MALFORMED)
     async def erasure(body: schemas.ErasureRequest) -> schemas.ErasureResult:
         """Forget a reviewer: their address, name and message bodies (what `relay forget` does)."""
         try:

@@ -16,7 +16,17 @@ OriginName = Literal[tuple(o.value for o in Origin)]  # type: ignore[valid-type]
 LocaleName = Literal[LOCALES]  # type: ignore[valid-type]
 RequestName = Literal[REQUESTS]  # type: ignore[valid-type]
 StateName = Literal[tuple([s.value for s in State] + ["declined"])]  # type: ignore[valid-type]
-Text = Annotated[str, Field(min_length=1, max_length=200)]
+# What relay.core.cases accepts, said in the document for clients (the core checks it, with its own
+# messages): surrounding whitespace is stripped; what remains has a visible character at each end
+# and no control characters but tabs, nor, on a line, any line break (NEL, U+2028 and U+2029 too).
+_EDGE = r"[^\s\x00-\x1f\x85\u2028\u2029]"
+LINE = rf"^\s*(?:{_EDGE}|{_EDGE}[^\x00-\x08\x0a-\x1f\x85\u2028\u2029]*{_EDGE})\s*$"
+LINES = rf"^\s*(?:{_EDGE}|{_EDGE}[^\x00-\x08\x0b\x0c\x0e-\x1f]*{_EDGE})\s*$"
+Text = Annotated[str, Field(min_length=1, max_length=200, json_schema_extra={"pattern": LINE})]
+# filters: no control characters but tabs, which no stored id has (and a NUL is not even a string
+# PostgreSQL can compare)
+ID = r"^[^\x00-\x08\x0a-\x1f]*$"
+Email = Annotated[str, Field(min_length=3, max_length=320, json_schema_extra={"format": "email"})]
 
 
 class Strict(BaseModel):
@@ -29,13 +39,13 @@ class CaseRequest(Strict):
     review_id: Text
     business_id: Text
     business_name: Text
-    business_email: Annotated[str, Field(min_length=3, max_length=320)]
-    reviewer_email: Annotated[str, Field(min_length=3, max_length=320)]
+    business_email: Email
+    reviewer_email: Email
     reviewer_name: Text
     origin: OriginName = "organic"  # type: ignore[valid-type]
     locale: LocaleName = "de"
     requests: list[RequestName] = Field(default_factory=list, max_length=len(REQUESTS))
-    message: Annotated[str, Field(min_length=1, max_length=20_000)]
+    message: Annotated[str, Field(min_length=1, max_length=20_000, json_schema_extra={"pattern": LINES})]
     reply_window_days: Annotated[int | None, Field(ge=1, le=14)] = None
 
 
@@ -90,7 +100,7 @@ class CaseEvent(BaseModel):
 
 
 class ErasureRequest(Strict):
-    reviewer_email: Annotated[str, Field(min_length=3, max_length=320)]
+    reviewer_email: Email
 
 
 class ErasureResult(BaseModel):
@@ -111,3 +121,8 @@ class Problem(BaseModel):
     status: int
     detail: str | None = None
     errors: list[dict[str, Any]] | None = None
+
+
+class Readiness(BaseModel):
+    status: Literal["ok", "unavailable"]
+    checks: dict[str, str] = Field(description="part -> `ok`, `stopped`, or `unavailable (kind of error)`")

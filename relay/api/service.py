@@ -15,18 +15,20 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import uvicorn
-from fastapi import FastAPI
-from fastapi.responses import JSONResponse
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
 from relay import __version__
-from relay.api import problems
+from relay.api import problems, schemas
 from relay.api.access import Access
 from relay.api.middleware import Envelope
 from relay.api.routes import router
 from relay.app import App
-from relay.store import database
+from relay.metrics import Census
+from relay.store import case_records, database, outbox
 
-READY_TIMEOUT = 2.0  # seconds the database gets to answer /readyz
+READY_TIMEOUT = 2.0  # seconds the database gets to answer /readyz (and /metrics its gauges)
+METRICS_MEDIA = ("text/plain", "application/openmetrics-text")  # what a scraper's Accept may choose
 
 
 def build(app: App, alive: Mapping[str, Callable[[], bool]] | None = None) -> FastAPI:
@@ -43,7 +45,8 @@ def build(app: App, alive: Mapping[str, Callable[[], bool]] | None = None) -> Fa
         """200 while the process runs."""
         return {"status": "ok"}
 
-    @api.get("/readyz", tags=["health"], responses={503: {"description": "a part is not ready"}})
+    @api.get("/readyz", tags=["health"], response_model=schemas.Readiness,
+             responses={503: {"model": schemas.Readiness, "description": "a part is not ready"}})
     async def readyz() -> JSONResponse:
         """200 when the database answers and the outbox worker and the scheduler run; else 503
         naming what is not ready."""
@@ -57,7 +60,28 @@ def build(app: App, alive: Mapping[str, Callable[[], bool]] | None = None) -> Fa
         return JSONResponse({"status": "ok" if ready else "unavailable", "checks": checks},
                             status_code=200 if ready else 503)
 
+    if app.settings.api.metrics:
+        @api.get("/metrics", tags=["health"], response_class=PlainTextResponse,
+                 responses={200: {"description": "the metrics (docs/operations.md, \"Health\")",
+                                  "content": {media: {"schema": {"type": "string"}} for media in METRICS_MEDIA}}})
+        async def metrics(request: Request) -> Response:
+            """Prometheus metrics: this instance's counters and the database's gauges, read now
+            (present while `[api] metrics = true`)."""
+            try:
+                census: Census | None = await asyncio.wait_for(app.blocking(_census, app), READY_TIMEOUT)
+            except Exception:  # the counters still go out; relay_database_up says 0
+                census = None
+            body, content_type = app.metrics.render(census, request.headers.get("accept", ""))
+            return Response(body, media_type=content_type)
+
     return api
+
+
+def _census(app: App) -> Census:
+    """The database gauges of one scrape: one grouped query over the cases, one over the outbox."""
+    outbox_counts, oldest = outbox.census()
+    age = max(0.0, (app.clock.now() - oldest).total_seconds()) if oldest is not None else 0.0
+    return Census(case_records.state_counts(), outbox_counts, age)
 
 
 class _Server(uvicorn.Server):
@@ -91,7 +115,8 @@ class HttpService:
     def __init__(self, app: App, api: Any) -> None:
         settings = app.settings.api
         self.sock = listen(settings.host, settings.port)
-        config = uvicorn.Config(Envelope(api), log_config=None, access_log=False, lifespan="off",
+        observe = app.metrics.api_request if settings.metrics else None
+        config = uvicorn.Config(Envelope(api, observe), log_config=None, access_log=False, lifespan="off",
                                 timeout_graceful_shutdown=5, server_header=False)
         self.server = _Server(config)
         self.task: asyncio.Task[None] | None = None

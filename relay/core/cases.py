@@ -50,8 +50,10 @@ def _text(field: str, value: str | None, max_len: int, single_line: bool = True)
     text = (value or "").strip()
     if not text:
         raise InvalidInput(field, "must not be empty")
-    if single_line and ("\r" in text or "\n" in text):
-        raise InvalidInput(field, "must be a single line (no CR or LF)")
+    # every line break Python knows (NEL, U+2028 and U+2029 too): a name goes into a mail header,
+    # where the email package refuses them all
+    if single_line and len(text.splitlines()) > 1:
+        raise InvalidInput(field, "must be a single line (no line breaks)")
     if any(ord(c) < 32 and c not in "\r\n\t" for c in text):
         raise InvalidInput(field, "contains control characters")
     if len(text) > max_len:

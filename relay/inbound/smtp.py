@@ -95,6 +95,8 @@ class RelaySMTP(SMTP):
         logs.event(outcomes.event(Outcome.SHUTTING_DOWN), f"cut off in {self.command} at the drain timeout "
                    f"while the relay stops; client {peer}", reply=str(reply(Outcome.SHUTTING_DOWN)),
                    outcome=Outcome.SHUTTING_DOWN.value)
+        if isinstance(self.event_handler, InboundHandler):
+            self.event_handler.app.metrics.inbound(Outcome.SHUTTING_DOWN)
         self._goodbye()
 
     def abort(self) -> None:
@@ -122,7 +124,7 @@ class RelaySMTP(SMTP):
                 logs.event(outcomes.event(outcome), f"refused: {outcome.value}", reply=translated,
                            outcome=outcome.value)
                 if isinstance(self.event_handler, InboundHandler):
-                    self.event_handler.refusals.note(outcome.value)
+                    self.event_handler.count(outcome)
             status = translated
         await super().push(status)
         if isinstance(status, str) and status.startswith("421") and self.transport is not None:
@@ -198,7 +200,8 @@ class InboundHandler:
         if tracked is not None:
             tracked.processing = True
         try:
-            return await self._data(session, envelope)
+            with self.app.metrics.smtp_data():
+                return await self._data(session, envelope)
         finally:
             if tracked is not None:
                 tracked.processing = False
@@ -229,6 +232,7 @@ class InboundHandler:
             logs.event(Event.INBOUND_ACCEPTED, f"{target.writer.value} message accepted ({size} bytes), "
                        f"forward queued to the {target.writer.other.value}",
                        case=case, qid=result.queue_id, reply=answer)
+            self.app.metrics.inbound(result.outcome)
             self.on_queued()
             return answer
         if reply(result.outcome).code < 300:  # taken but not forwarded: auto-reply, delivery report
@@ -236,6 +240,7 @@ class InboundHandler:
             logs.event(outcomes.event(result.outcome), f"{result.outcome.value}: {result.detail}",
                        level=result.level, case=case, qid=result.queue_id, reply=answer,
                        outcome=result.outcome.value)
+            self.app.metrics.inbound(result.outcome)
             self.on_queued()
             return answer
         sender = self.app.mask(envelope.mail_from or "")
@@ -247,5 +252,10 @@ class InboundHandler:
         level = logging.WARNING if outcomes.rule(outcome).warning else logging.INFO
         logs.event(outcomes.event(outcome), f"{why}; client {peer}", level=level, case=case, reply=answer,
                    outcome=outcome.value)
-        self.refusals.note(outcome.value)
+        self.count(outcome)
         return answer
+
+    def count(self, outcome: Outcome) -> None:
+        """A refusal: into the database's per-minute counts (`relay status`) and the metrics."""
+        self.refusals.note(outcome.value)
+        self.app.metrics.inbound(outcome)

@@ -152,12 +152,15 @@ class Worker:
                     store.mark_retry(item.id, token, step.next_attempt_at, step.reason)
 
     def _log(self, item: store.Claimed, step: Step) -> None:
+        """The attempt's log lines and its counts in the metrics."""
         where: dict[str, Any] = {"case": item.case_id, "qid": item.queue_id}
+        self.app.metrics.delivery(item.kind.value, step.state.value)
         if step.state == DeliveryState.SENT:
             logs.event(Event.DELIVERY_SENT, f"{item.kind} delivered to the {item.recipient_party} "
                        f"{self.app.shown(item.recipient, item.recipient_party)}", **where)
             if item.kind != Mail.FORWARD:
                 logs.event(Event.NOTICE_SENT, f"{item.kind} sent to the {item.recipient_party}", **where)
+                self.app.metrics.notice_sent(item.kind.value)
         elif step.state == DeliveryState.FAILED:
             logs.event(Event.DELIVERY_FAILED, f"{item.kind} to the {item.recipient_party} failed: {step.reason}",
                        level=logging.WARNING, **where)

@@ -191,3 +191,15 @@ def oldest_pending() -> DeliveryEntry | None:
                  .where(Delivery.state.in_([DeliveryState.QUEUED, DeliveryState.SENDING]))
                  .order_by(Delivery.created_at).limit(1))
     return build(DeliveryEntry, found[0]) if found else None
+
+
+def census() -> tuple[dict[str, int], datetime | None]:
+    """For /metrics: deliveries queued, sending and failed by state, and when the oldest queued or
+    sending one was created. One grouped query over the (state, next_attempt_at) index; sent
+    deliveries, the bulk of the table, are not read."""
+    pending = (DeliveryState.QUEUED.value, DeliveryState.SENDING.value)
+    found = rows(Delivery.select(Delivery.state, pw.fn.COUNT(Delivery.id).alias("n"),
+                                 pw.fn.MIN(Delivery.created_at).alias("oldest"))
+                 .where(Delivery.state.in_([*pending, DeliveryState.FAILED.value])).group_by(Delivery.state))
+    oldest = [r["oldest"] for r in found if r["state"] in pending and r["oldest"] is not None]
+    return {r["state"]: r["n"] for r in found}, min(oldest) if oldest else None

@@ -13,8 +13,9 @@ RELAY = Path(__file__).resolve().parents[2] / "relay"
 # what the core must never import: the shells, the wiring, the log writer, and libraries that talk
 # to the outside (network, database, scheduler)
 FORBIDDEN_IN_CORE = ("relay.inbound", "relay.outbound", "relay.lifecycle", "relay.admin", "relay.store",
-                     "relay.api", "fastapi", "starlette", "uvicorn", "prometheus_client", "httpx", "relay.app", "relay.config", "relay.logs", "relay.server", "relay.libc",
-                     "peewee", "playhouse", "psycopg2", "aiosmtpd", "aiosmtplib", "schedule", "asyncio", "socket",
+                     "relay.api", "relay.app", "relay.config", "relay.logs", "relay.metrics", "relay.server",
+                     "relay.libc", "peewee", "playhouse", "psycopg2", "aiosmtpd", "aiosmtplib", "schedule",
+                     "fastapi", "starlette", "uvicorn", "prometheus_client", "httpx", "asyncio", "socket",
                      "subprocess", "threading", "sqlite3", "smtplib")
 
 
