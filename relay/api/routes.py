@@ -33,7 +33,7 @@ _KEY = re.compile(r"[\x21-\x7e]{1,200}")
 _BEARER = HTTPBearer(auto_error=False, description="a key from `relay api-key create NAME`")
 PROBLEMS: dict[int | str, dict[str, Any]] = {
     status: {"model": schemas.Problem, "content": {MEDIA_TYPE: {}}, "description": what}
-    for status, what in ((401, "no valid key"), (404, "no such case"), (413, "body over 256 KiB"),
+    for status, what in ((401, "no valid key"), (404, "no such case"), (413, "body over 64 KiB"),
                          (422, "invalid fields"), (429, "rate limit reached"))}
 # what a route with a body can answer besides: a body that is not UTF-8 (FastAPI's own 400)
 MALFORMED: dict[int | str, dict[str, Any]] = {

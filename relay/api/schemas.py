@@ -26,7 +26,8 @@ Text = Annotated[str, Field(min_length=1, max_length=200, json_schema_extra={"pa
 # filters: no control characters but tabs, which no stored id has (and a NUL is not even a string
 # PostgreSQL can compare)
 ID = r"^[^\x00-\x08\x0a-\x1f]*$"
-Email = Annotated[str, Field(min_length=3, max_length=320, json_schema_extra={"format": "email"})]
+Email = Annotated[str, Field(min_length=3, max_length=320, pattern=r"^[^\x00-\x1f\x7f]*$",
+                             json_schema_extra={"format": "email"})]
 
 
 class Strict(BaseModel):
@@ -90,7 +91,7 @@ class CasePage(BaseModel):
 
 
 class CloseRequest(Strict):
-    reason: Annotated[str | None, Field(max_length=500)] = None
+    reason: Annotated[str | None, Field(max_length=500, pattern=ID)] = None  # checked: PostgreSQL stores no NUL
 
 
 class CaseEvent(BaseModel):
