@@ -183,10 +183,12 @@ def bare(folder: Path, args: argparse.Namespace) -> dict[str, float]:
 def relay(folder: Path, args: argparse.Namespace) -> dict[str, float]:
     if args.database == "postgresql":
         name = f"relay_bench_{os.getpid()}"
-        with psycopg2.connect(PG_URL) as conn:
-            conn.autocommit = True
-            conn.cursor().execute(f'DROP DATABASE IF EXISTS "{name}"')
-            conn.cursor().execute(f'CREATE DATABASE "{name}"')
+        conn = psycopg2.connect(PG_URL)
+        conn.autocommit = True  # CREATE DATABASE runs outside a transaction
+        with conn.cursor() as cur:
+            cur.execute(f'DROP DATABASE IF EXISTS "{name}"')
+            cur.execute(f'CREATE DATABASE "{name}"')
+        conn.close()
         database = f"{PG_URL.rsplit('/', 1)[0]}/{name}"
     else:
         database = "sqlite:///relay.db"
@@ -200,8 +202,16 @@ def relay(folder: Path, args: argparse.Namespace) -> dict[str, float]:
     env = {"PYTHONPATH": str(REPO)}
     key = subprocess.run([*cli, "api-key", "create", "bench"], cwd=folder, env={**os.environ, **env},
                          capture_output=True, text=True, check=True).stdout.strip()
-    with running([*cli, "serve"], port, folder, env):
-        return measure(f"http://127.0.0.1:{port}", {"Authorization": f"Bearer {key}"}, args, 0, args.requests)
+    try:
+        with running([*cli, "serve"], port, folder, env):
+            return measure(f"http://127.0.0.1:{port}", {"Authorization": f"Bearer {key}"}, args, 0, args.requests)
+    finally:
+        if args.database == "postgresql":
+            conn = psycopg2.connect(PG_URL)
+            conn.autocommit = True
+            with conn.cursor() as cur:
+                cur.execute(f'DROP DATABASE IF EXISTS "{name}"')
+            conn.close()
 
 
 def main() -> None:
