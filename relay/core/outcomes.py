@@ -53,6 +53,8 @@ class Outcome(Enum):
     HEADER_TOO_LARGE = "header_too_large"
     TLS_REQUIRED = "tls_required"
     SHUTTING_DOWN = "shutting_down"
+    AUTH_FAILED = "auth_failed"
+    AUTH_UNAVAILABLE = "auth_unavailable"
 
 
 @dataclass(frozen=True)
@@ -123,6 +125,13 @@ _TABLE: dict[Outcome, Rule] = {
         Reply(530, "5.7.0", "Must issue a STARTTLS command first"), Event.INBOUND_REFUSED),
     Outcome.SHUTTING_DOWN: Rule(
         Reply(421, "4.3.2", "The relay is shutting down; please try again later"), Event.INBOUND_DEFERRED),
+    Outcome.AUTH_FAILED: Rule(
+        Reply(550, "5.7.26", "This message fails the DMARC policy of its sender's domain: that domain asks "
+                             "to refuse mail in its name that it did not authenticate; please send it "
+                             "through your own provider's mail server"), Event.INBOUND_REFUSED),
+    Outcome.AUTH_UNAVAILABLE: Rule(
+        Reply(451, "4.4.3", "The sender's domain could not be checked right now (a DNS look-up failed); "
+                            "please try again later"), Event.INBOUND_DEFERRED, warning=True),
 }
 
 
