@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from relay.config import Settings
 from relay.core import addresses
 from relay.core.clock import Clock
-from relay.store import database
+from relay.store import database, webhook_queue
 from relay.store.group_commit import GroupCommitExecutor
 
 if TYPE_CHECKING:
@@ -40,6 +40,8 @@ class App:
         """Open (and if needed create and migrate) the database; raises StorageUnavailable.
         `create=False` opens an existing, current database only (commands that only read)."""
         database.open_database(settings.storage.database, create)
+        # case events write their webhooks from now on (relay.store.events), or, with no URL, none
+        webhook_queue.configure(settings.webhooks.enabled, settings.webhooks.max_age)
         return cls(settings=settings, clock=clock or SystemClock(), key=database.instance_key())
 
     @functools.cached_property

@@ -18,7 +18,16 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 from pydantic_settings import BaseSettings, EnvSettingsSource, PydanticBaseSettingsSource, SettingsConfigDict
 from pydantic_settings.sources.utils import parse_env_vars
 
@@ -31,6 +40,7 @@ from relay.config_values import (
     Text,
     at_most,
     between,
+    between_durations,
     database_url,
     domain_name,
     home_folder,
@@ -41,6 +51,8 @@ from relay.config_values import (
     outbound_url,
     templates_folder,
     time_zone,
+    webhook_secret,
+    webhook_url,
 )
 from relay.core.errors import InvalidInput
 
@@ -122,6 +134,29 @@ class ApiSection(Section):
     metrics: Flag = True
 
 
+class WebhooksSection(Section):
+    """Signed webhooks to the platform (Standard Webhooks); off while `url` is empty."""
+
+    url: Annotated[str, BeforeValidator(webhook_url)] = ""
+    # never shown by repr() or in a settings error (SecretStr; `.get_secret_value()` where it signs)
+    secret: Annotated[SecretStr, BeforeValidator(webhook_secret)] = SecretStr("")
+    timeout: Annotated[timedelta, between_durations(timedelta(seconds=1), timedelta(minutes=5))] = \
+        timedelta(seconds=10)
+    max_age: Annotated[timedelta, between_durations(timedelta(minutes=1), timedelta(days=30))] = timedelta(days=3)
+
+    @field_validator("secret")
+    @classmethod
+    def _needed(cls, secret: SecretStr, info: ValidationInfo) -> SecretStr:
+        if info.data.get("url") and not secret.get_secret_value():
+            raise ValueError("required when url is set: whsec_ and base64 of 24 to 64 random bytes "
+                             "(docs/api.md, \"Webhooks\", says how to make one)")
+        return secret
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.url)
+
+
 class SchedulerSection(Section):
     interval: Duration = timedelta(minutes=1)
 
@@ -149,6 +184,7 @@ class Settings(BaseSettings):
     storage: StorageSection = Field(default_factory=StorageSection)
     cases: CasesSection = Field(default_factory=CasesSection)
     api: ApiSection = Field(default_factory=ApiSection)
+    webhooks: WebhooksSection = Field(default_factory=WebhooksSection)
     scheduler: SchedulerSection = Field(default_factory=SchedulerSection)
     log: LogSection = Field(default_factory=LogSection)
 

@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BeforeValidator
 
-from relay.core import addresses, smarthost
+from relay.core import addresses, smarthost, webhooks
 
 BUNDLED_TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 
@@ -169,6 +169,31 @@ def http_url(value: object) -> str:
     return text
 
 
+def webhook_url(value: object) -> str:
+    """Where webhooks go: an absolute http(s) URL, or "" for none (webhooks off)."""
+    if value in ("", None):
+        return ""
+    text = _string(value)
+    parts = urlsplit(text)
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.fragment:
+        raise ValueError(f"{webhooks.endpoint(text)!r} is not an http:// or https:// URL")
+    return text
+
+
+def webhook_secret(value: object) -> str:
+    """A Standard Webhooks secret (`whsec_` and base64), or "" for none. The message never repeats
+    it: a settings error goes to the terminal and to service logs."""
+    if hasattr(value, "get_secret_value"):  # the default, or settings validated again
+        value = value.get_secret_value()
+    if value in ("", None):
+        return ""
+    if not isinstance(value, str):
+        raise ValueError("must be a string: whsec_ and base64")
+    text = value.strip()
+    webhooks.secret_key(text)
+    return text
+
+
 def _optional_file(value: object) -> Path | None:
     """A file that may be left out ("" = not configured)."""
     if value in ("", None):
@@ -215,6 +240,16 @@ def between(low: int, high: int) -> BeforeValidator:
 def at_most(high: timedelta) -> BeforeValidator:
     """A duration no longer than `high` (a wait that a service manager's stop timeout must cover)."""
     return BeforeValidator(_duration_up_to(high))
+
+
+def between_durations(low: timedelta, high: timedelta) -> BeforeValidator:
+    """A duration from `low` to `high`."""
+    def parse(value: object) -> timedelta:
+        duration = _duration(value)
+        if not low <= duration <= high:
+            raise ValueError(f"{value!r} is not between {format_duration(low)} and {format_duration(high)}")
+        return duration
+    return BeforeValidator(parse)
 
 
 def one_of(*options: str) -> BeforeValidator:

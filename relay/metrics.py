@@ -3,9 +3,10 @@
 Each App has a registry of its own (never prometheus_client's global one): several relays run in
 one test process, and each instance reports only what it did itself. The shells count with one
 call each (`app.metrics.inbound(outcome)`, `delivery(...)`, `notice_sent(...)`, `api_request(...)`,
-`smtp_data()`), so the wording of a metric never spreads through the code.
+`smtp_data()`, `webhook(...)`), so the wording of a metric never spreads through the code.
 
-What the database knows (cases and the outbox by state, the oldest pending delivery) is not
+What the database knows (cases, the outbox and the webhooks by state, the oldest pending delivery
+and webhook, whether the webhook endpoint is stopped) is not
 counted here but read at scrape time: the /metrics route reads a Census off the event loop (one
 grouped query per table) and `render` exposes it next to the counters. Those gauges are therefore
 the same on every instance that shares a database; counters are per process and start at zero.
@@ -23,7 +24,7 @@ from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from relay.core.outcomes import Outcome
-from relay.core.vocabulary import DeliveryState, Mail, State
+from relay.core.vocabulary import DeliveryState, Mail, State, WebhookState
 
 # `*_created` series would double what every scrape carries, for a timestamp nobody here reads.
 # The switch is process-wide; the relay is the only user of prometheus_client in its process.
@@ -37,6 +38,10 @@ NOTICE_KINDS = tuple(m.value for m in Mail if m.is_notice)
 # up for ever and say nothing about the relay's health)
 OUTBOX_STATES = (DeliveryState.QUEUED.value, DeliveryState.SENDING.value, DeliveryState.FAILED.value)
 CASE_STATES = (*(s.value for s in State), "declined")
+# webhooks still to send and those given up on (sent ones pile up like sent deliveries)
+WEBHOOK_STATES = (WebhookState.PENDING.value, WebhookState.SENDING.value, WebhookState.FAILED.value)
+# what one webhook attempt came to: `stopped` is a 410 Gone that stopped the endpoint
+WEBHOOK_RESULTS = ("sent", "deferred", "failed", "stopped")
 # a client may send any token as a method: others are counted as one label value
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
@@ -51,6 +56,9 @@ class Census:
     cases: dict[str, int] = field(default_factory=dict)
     outbox: dict[str, int] = field(default_factory=dict)
     oldest_pending_seconds: float = 0.0
+    webhooks: dict[str, int] = field(default_factory=dict)
+    webhooks_oldest_pending_seconds: float = 0.0
+    webhooks_stopped: bool = False
 
 
 class Metrics:
@@ -76,6 +84,9 @@ class Metrics:
         self.api_seconds = Histogram(
             "relay_api_request_seconds", "HTTP API request time by method and route template",
             ["method", "route"], buckets=API_BUCKETS, registry=r)
+        self.webhook_attempts = Counter(
+            "relay_webhook_attempts", "Webhook attempts of this instance by result (sent, deferred, failed for "
+            "good, stopped by a 410)", ["result"], registry=r)
         # known label values start at 0, so a rate over the first event is right
         for outcome in INBOUND_OUTCOMES:
             self.inbound_outcomes.labels(outcome)
@@ -84,6 +95,8 @@ class Metrics:
                 self.deliveries.labels(kind, result)
         for kind in NOTICE_KINDS:
             self.notices_sent.labels(kind)
+        for result in WEBHOOK_RESULTS:
+            self.webhook_attempts.labels(result)
 
     def inbound(self, outcome: Outcome) -> None:
         self.inbound_outcomes.labels(outcome.value).inc()
@@ -96,6 +109,10 @@ class Metrics:
         """One attempt's result, from the state it leaves the delivery in (queued again: deferred)."""
         result = state if state in (DeliveryState.SENT.value, DeliveryState.FAILED.value) else "deferred"
         self.deliveries.labels(kind, result).inc()
+
+    def webhook(self, result: str) -> None:
+        """One webhook attempt's result (one of WEBHOOK_RESULTS)."""
+        self.webhook_attempts.labels(result).inc()
 
     def notice_sent(self, kind: str) -> None:
         self.notices_sent.labels(kind).inc()
@@ -136,6 +153,16 @@ class _Scrape(Collector):
                                    "Age of the oldest queued or sending delivery; 0 when none is pending")
         oldest.add_metric([], self.census.oldest_pending_seconds)
         yield oldest
+        yield _by_state("relay_webhooks", "Webhooks in the database by state (pending, sending, failed)",
+                        WEBHOOK_STATES, self.census.webhooks)
+        age = GaugeMetricFamily("relay_webhooks_oldest_pending_age_seconds",
+                                "Age of the oldest pending or sending webhook; 0 when none is pending")
+        age.add_metric([], self.census.webhooks_oldest_pending_seconds)
+        yield age
+        stopped = GaugeMetricFamily("relay_webhooks_stopped", "1 while the webhook endpoint is stopped (it "
+                                    "answered 410 Gone; `relay webhooks enable` resumes)")
+        stopped.add_metric([], 1.0 if self.census.webhooks_stopped else 0.0)
+        yield stopped
 
 
 def _by_state(name: str, documentation: str, known: Iterable[str], counts: dict[str, int]) -> GaugeMetricFamily:

@@ -1,11 +1,13 @@
-"""`relay serve`: inbound SMTP, the outbox worker and the scheduler in one asyncio process."""
+"""`relay serve`: inbound SMTP, the outbox worker, the webhook worker (with `[webhooks] url`) and
+the scheduler in one asyncio process."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import signal
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 from relay import logs
 from relay.api.service import HttpService, build
@@ -15,9 +17,10 @@ from relay.core.vocabulary import Event
 from relay.inbound.sessions import Sessions
 from relay.inbound.smtp import InboundHandler, RelaySMTP, tls_context
 from relay.lifecycle import scheduler as jobs
+from relay.outbound.webhook_worker import WebhookWorker
 from relay.outbound.worker import Worker
 
-BACKGROUND_GRACE = 5.0  # seconds the outbox worker and the scheduler get to end their pass at a stop
+BACKGROUND_GRACE = 5.0  # seconds the workers and the scheduler get to end their pass at a stop
 
 
 async def serve(app: App, stop: asyncio.Event | None = None, ready: asyncio.Event | None = None,
@@ -54,11 +57,11 @@ async def serve(app: App, stop: asyncio.Event | None = None, ready: asyncio.Even
                           tls_context=context, require_starttls=bool(context) and inbound.require_starttls),
         host=inbound.host, port=inbound.port)
     drained = asyncio.Event()  # the background parts stop after the sessions
-    tasks = [asyncio.create_task(worker.run_forever(drained)),
-             asyncio.create_task(jobs.run_scheduler(app, drained, lambda: jobs.run_once(app, worker)))
-             ] if background else []
+    hooks = WebhookWorker.for_app(app) if background else None
+    named = _background(app, worker, hooks, drained) if background else {}
+    tasks = list(named.values())
     try:
-        http = _http(app, dict(zip(("outbox_worker", "scheduler"), tasks, strict=False)))
+        http = _http(app, named)
     except BaseException:
         server.close()
         for task in tasks:
@@ -86,7 +89,21 @@ async def serve(app: App, stop: asyncio.Event | None = None, ready: asyncio.Even
         await _shut_down(server, http, tasks, drained, hurry)
         await handler.refusals.close()
         await worker.transport.close()
+        if hooks is not None:
+            await hooks.close()
         logs.event(Event.SERVE_STOPPED, f"relay stopped{outcome}")
+
+
+def _background(app: App, worker: Worker, hooks: WebhookWorker | None,
+                drained: asyncio.Event) -> dict[str, asyncio.Task[None]]:
+    """The outbox worker, the scheduler and (with `[webhooks] url`) the webhook worker, as tasks
+    named for /readyz; they run until `drained` is set."""
+    parts: dict[str, Coroutine[Any, Any, None]] = {
+        "outbox_worker": worker.run_forever(drained),
+        "scheduler": jobs.run_scheduler(app, drained, lambda: jobs.run_once(app, worker))}
+    if hooks is not None:
+        parts["webhook_worker"] = hooks.run_forever(drained)
+    return {name: asyncio.create_task(work) for name, work in parts.items()}
 
 
 async def _shut_down(server: asyncio.Server, http: HttpService | None, tasks: list[asyncio.Task[None]],

@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from relay import config, logs
-from relay.admin import guard, options, tail, views
+from relay.admin import guard, options, tail, views, webhook_commands
 from relay.app import App
 from relay.core.cases import validate_open_case
 from relay.core.errors import Refused, RelayError
@@ -208,7 +208,7 @@ def cmd_status(settings: config.Settings, args: argparse.Namespace) -> int:
                   "last_24h": {"deliveries_failed": day[Event.DELIVERY_FAILED], "bounces": day[Event.BOUNCE_RECEIVED],
                                "autoreplies_dropped": day[Event.AUTOREPLY_DROPPED]},
                   "refusals_last_hour": refusal_counts.since(now - timedelta(hours=1)),
-                  "windows": views.STATUS_WINDOWS}
+                  "webhooks": webhook_commands.summary(app), "windows": views.STATUS_WINDOWS}
     finally:
         app.close()
     print(views.to_json(status) if args.json else views.status_text(status))
@@ -273,10 +273,20 @@ def cmd_api_key(settings: config.Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_webhooks(settings: config.Settings, args: argparse.Namespace) -> int:
+    app = _open(settings, create=args.action is not None)
+    try:
+        text, code = webhook_commands.run(app, args)
+    finally:
+        app.close()
+    print(text)
+    return code
+
+
 COMMANDS: dict[str, Callable[[config.Settings, argparse.Namespace], int]] = {
     "serve": cmd_serve, "open-case": cmd_open_case, "cases": cmd_cases, "case": cmd_case,
     "run-jobs": cmd_run_jobs, "tail": cmd_tail, "status": cmd_status, "outbox": cmd_outbox,
-    "forget": cmd_forget, "migrate": cmd_migrate, "api-key": cmd_api_key,
+    "forget": cmd_forget, "migrate": cmd_migrate, "api-key": cmd_api_key, "webhooks": cmd_webhooks,
 }
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 from datetime import timedelta
+from typing import Any
 
 from relay import __version__, config_values
 from relay.admin import tail
@@ -48,6 +49,13 @@ def _event_prefix(text: str) -> str:
     return text
 
 
+def _webhook(text: str) -> str:
+    text = text.strip()
+    if not (text.isdigit() and int(text) >= 1) and not (text.startswith("msg_") and text[4:].isalnum()):
+        raise ValueError(f"{text!r} is neither a webhook's number nor its webhook-id (msg_...)")
+    return text
+
+
 def _duration(text: str) -> timedelta:
     value = config_values.parse_duration(text)
     if not value:
@@ -62,7 +70,28 @@ address = _checked("address", addresses.validate)
 event_prefix = _checked("event", _event_prefix)
 duration = _checked("duration", _duration)
 key_name = _checked("name", credentials.key_name)
+webhook_ref = _checked("webhook", _webhook)
 STATES = [state.value for state in State]
+
+
+def _api_keys(sub: Any) -> None:
+    keys = sub.add_parser("api-key", help="keys for the HTTP API: create (printed once), list, revoke")
+    keys_sub = keys.add_subparsers(dest="action", required=True, metavar="ACTION")
+    created = keys_sub.add_parser("create", help="make a new key and print it once")
+    created.add_argument("name", type=key_name, help="who uses it, e.g. platform-prod")
+    listed = keys_sub.add_parser("list", help="names, created, last used (never the keys)")
+    listed.add_argument("--json", action="store_true")
+    revoked = keys_sub.add_parser("revoke", help="stop a key working (within 10 s on every instance)")
+    revoked.add_argument("name", type=key_name)
+
+
+def _webhooks(sub: Any) -> None:
+    wh = sub.add_parser("webhooks", help="pending and failed webhooks; retry one; resume after a 410 Gone")
+    wh.add_argument("--json", action="store_true")
+    wh_sub = wh.add_subparsers(dest="action", metavar="ACTION")
+    retry = wh_sub.add_parser("retry", help="send one webhook again now (its number or webhook-id)")
+    retry.add_argument("id", type=webhook_ref)
+    wh_sub.add_parser("enable", help="send to the endpoint again after it answered 410 Gone")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -72,7 +101,7 @@ def parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"relay {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    sub.add_parser("serve", help="run inbound SMTP, the outbox worker and the scheduler")
+    sub.add_parser("serve", help="run inbound SMTP, the API, the outbox and webhook workers and the scheduler")
 
     oc = sub.add_parser("open-case", help="open a case and queue the contact request to the reviewer")
     for name in ("review-id", "business-id", "business-name", "business-email", "reviewer-email",
@@ -118,15 +147,9 @@ def parser() -> argparse.ArgumentParser:
     fg = sub.add_parser("forget", help="erase a reviewer's address and their message bodies")
     fg.add_argument("--reviewer-email", type=address, required=True)
 
-    keys = sub.add_parser("api-key", help="keys for the HTTP API: create (printed once), list, revoke")
-    keys_sub = keys.add_subparsers(dest="action", required=True, metavar="ACTION")
-    created = keys_sub.add_parser("create", help="make a new key and print it once")
-    created.add_argument("name", type=key_name, help="who uses it, e.g. platform-prod")
-    listed = keys_sub.add_parser("list", help="names, created, last used (never the keys)")
-    listed.add_argument("--json", action="store_true")
-    revoked = keys_sub.add_parser("revoke", help="stop a key working (within 10 s on every instance)")
-    revoked.add_argument("name", type=key_name)
+    _api_keys(sub)
 
+    _webhooks(sub)
     sub.add_parser("migrate", help="bring the database's schema to this version (serve does it too)")
 
     st = sub.add_parser("status", help="cases by state and the delivery queue")

@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from relay.core.vocabulary import DeliveryState
-from relay.store.records import CaseDetail, CaseRow, DeliveryEntry, Record
+from relay.store.records import CaseDetail, CaseRow, DeliveryEntry, Record, WebhookEntry
 
 
 def to_json(value: object) -> str:
@@ -99,7 +99,28 @@ STATUS_WINDOWS = {
     "oldest_pending": "the oldest queued or sending delivery",
     "last_24h": "events of the 24 hours before now",
     "refusals_last_hour": "refused SMTP transactions of the last 60 minutes (counted to the minute), by outcome",
+    "webhooks": "every webhook still pending, being sent or failed, whatever its age (sent ones are not counted), "
+                "and whether the endpoint is stopped",
 }
+
+
+def webhooks_text(hooks: dict[str, Any]) -> str:
+    """The webhook lines of `relay status` and `relay webhooks`."""
+    if not hooks["enabled"]:
+        head = "webhooks: off ([webhooks] url is empty)"
+    elif hooks["stopped_since"] is not None:
+        head = (f"webhooks to {hooks['endpoint']}: STOPPED since {_cell(hooks['stopped_since'])} UTC "
+                f"({hooks['stopped_by']}); `relay webhooks enable` resumes")
+    else:
+        head = f"webhooks to {hooks['endpoint']}: sending"
+    lines = [head, f"webhooks (pending, sending and failed, any age): pending {hooks['pending']}, "
+                   f"sending {hooks['sending']}, failed {hooks['failed']}"]
+    oldest = hooks.get("oldest_pending")
+    if isinstance(oldest, WebhookEntry):
+        error = f", last error: {oldest.last_error}" if oldest.last_error else ""
+        lines.append(f"oldest pending webhook: {oldest.msg_id} ({oldest.type}, case {oldest.case}) since "
+                     f"{_cell(oldest.created_at)} UTC, {oldest.attempts} attempt(s){error}")
+    return "\n".join(lines)
 
 
 def status_text(status: dict[str, Any]) -> str:
@@ -118,4 +139,6 @@ def status_text(status: dict[str, Any]) -> str:
     refusals = status.get("refusals_last_hour", {})
     lines.append("refusals last hour: " + (", ".join(f"{k} {v}" for k, v in sorted(refusals.items()))
                                            or "none"))
+    if "webhooks" in status:
+        lines.append(webhooks_text(status["webhooks"]))
     return "\n".join(lines)

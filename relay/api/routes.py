@@ -25,8 +25,9 @@ from relay.core.cases import NotContactable, validate_open_case
 from relay.core.errors import InvalidInput
 from relay.lifecycle.erasure import forget
 from relay.lifecycle.opening import open_case
-from relay.store import case_records, case_summaries, events, idempotency
+from relay.store import case_records, case_summaries, events, idempotency, webhook_queue
 from relay.store.api_keys import ActiveKey
+from relay.store.records import CaseDetail
 
 CaseId = Annotated[int, Path(ge=1, le=2**31 - 1)]
 _KEY = re.compile(r"[\x21-\x7e]{1,200}")
@@ -105,12 +106,14 @@ def router(app: App, access: Access) -> APIRouter:
 
     @api.get("/cases/{case_id}/events", response_model=list[schemas.CaseEvent], operation_id="list_case_events")
     async def timeline(case_id: CaseId) -> list[schemas.CaseEvent]:
-        """The case's events, oldest first (what `relay case show` lists)."""
+        """The case's events, oldest first (what `relay case show` lists), each with the webhook it
+        made and that webhook's state."""
         try:
-            detail = await app.blocking(case_records.case_detail, case_id)
+            detail, hooks = await app.blocking(_timeline, case_id)
         except case_records.NoSuchCase:
             raise ProblemError(404, "not-found", f"no case {case_id}") from None
-        return [schemas.CaseEvent(name=e.name, at=_utc(e.at), detail=e.detail) for e in detail.events]
+        return [schemas.CaseEvent(name=e.name, at=_utc(e.at), detail=e.detail, webhook=hooks.get(e.id))
+                for e in detail.events]
 
     @api.post("/erasure", response_model=schemas.ErasureResult, operation_id="erase_reviewer",
               responses=MALFORMED)
@@ -156,6 +159,15 @@ def _open(app: App, body: schemas.CaseRequest, key: ActiveKey, idem: str | None,
         if idem is not None:
             idempotency.answer(row, 201, text)
     return 201, text, False
+
+
+def _timeline(case_id: int) -> tuple[CaseDetail, dict[int, schemas.WebhookRef]]:
+    """A case's events and their webhooks ({event id: webhook}); one `sending` is still `pending`
+    to the platform (no 2xx has confirmed it)."""
+    detail = case_records.case_detail(case_id)
+    found = webhook_queue.for_events([e.id for e in detail.events])
+    return detail, {event: schemas.WebhookRef(id=msg_id, state="pending" if state == "sending" else state)  # type: ignore[arg-type]
+                    for event, (msg_id, state) in found.items()}
 
 
 def _close(app: App, case_id: int, reason: str) -> None:

@@ -94,10 +94,22 @@ class CloseRequest(Strict):
     reason: Annotated[str | None, Field(max_length=500, pattern=ID)] = None  # checked: PostgreSQL stores no NUL
 
 
+class WebhookRef(BaseModel):
+    """The webhook an event made (docs/api.md, "Webhooks")."""
+
+    id: str = Field(description="its `webhook-id` header, the same on every attempt")
+    state: Literal["pending", "sent", "failed"] = Field(
+        description="pending: not yet confirmed by a 2xx (being sent, or waiting for its next attempt); "
+                    "sent: answered 2xx; failed: given up after `[webhooks] max_age`")
+
+
 class CaseEvent(BaseModel):
     name: str
     at: datetime
     detail: str
+    webhook: WebhookRef | None = Field(
+        default=None, description="the webhook this event made, if it made one (null for events that are none, "
+                                  "and while webhooks are off)")
 
 
 class ErasureRequest(Strict):

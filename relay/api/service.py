@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import socket
 from collections.abc import Callable, Iterator, Mapping
+from datetime import datetime
 from typing import Any
 
 import uvicorn
@@ -25,7 +26,7 @@ from relay.api.middleware import Envelope
 from relay.api.routes import router
 from relay.app import App
 from relay.metrics import Census
-from relay.store import case_records, database, outbox
+from relay.store import case_records, database, outbox, webhook_queue
 
 READY_TIMEOUT = 2.0  # seconds the database gets to answer /readyz (and /metrics its gauges)
 METRICS_MEDIA = ("text/plain", "application/openmetrics-text")  # what a scraper's Accept may choose
@@ -48,8 +49,8 @@ def build(app: App, alive: Mapping[str, Callable[[], bool]] | None = None) -> Fa
     @api.get("/readyz", tags=["health"], response_model=schemas.Readiness,
              responses={503: {"model": schemas.Readiness, "description": "a part is not ready"}})
     async def readyz() -> JSONResponse:
-        """200 when the database answers and the outbox worker and the scheduler run; else 503
-        naming what is not ready."""
+        """200 when the database answers and the outbox worker, the scheduler and the webhook worker
+        (where webhooks are on) run; else 503 naming what is not ready."""
         checks = {name: "ok" if check() else "stopped" for name, check in (alive or {}).items()}
         try:
             await asyncio.wait_for(app.blocking(database.ping), READY_TIMEOUT)
@@ -78,10 +79,18 @@ def build(app: App, alive: Mapping[str, Callable[[], bool]] | None = None) -> Fa
 
 
 def _census(app: App) -> Census:
-    """The database gauges of one scrape: one grouped query over the cases, one over the outbox."""
+    """The database gauges of one scrape: one grouped query over the cases, one over the outbox,
+    one over the webhooks (and the endpoint's stop flag)."""
+    now = app.clock.now()
     outbox_counts, oldest = outbox.census()
-    age = max(0.0, (app.clock.now() - oldest).total_seconds()) if oldest is not None else 0.0
-    return Census(case_records.state_counts(), outbox_counts, age)
+    hooks, oldest_hook = webhook_queue.census()
+    stopped = app.settings.webhooks.enabled and webhook_queue.stopped(app.settings.webhooks.url) is not None
+    return Census(case_records.state_counts(), outbox_counts, _age(now, oldest), hooks, _age(now, oldest_hook),
+                  stopped)
+
+
+def _age(now: datetime, since: datetime | None) -> float:
+    return max(0.0, (now - since).total_seconds()) if since is not None else 0.0
 
 
 class _Server(uvicorn.Server):

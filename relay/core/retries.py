@@ -39,6 +39,7 @@ class Step:
     next_attempt_at: datetime | None
     reason: str
     refused: bool = False         # failed: the recipient's side refused it for good (not expiry)
+    expired: bool = False         # failed: temporary failures until the queue lifetime was over
 
 
 def retry_delay(attempts: int) -> timedelta:
@@ -53,5 +54,5 @@ def next_step(attempt: Attempt, attempts: int, now: datetime, expires_at: dateti
         return Step(DeliveryState.FAILED, None, attempt.detail, refused=attempt.about_recipient)
     retry_at = now + retry_delay(attempts)
     if retry_at > expires_at:
-        return Step(DeliveryState.FAILED, None, f"queue lifetime over; last error: {attempt.detail}")
+        return Step(DeliveryState.FAILED, None, f"queue lifetime over; last error: {attempt.detail}", expired=True)
     return Step(DeliveryState.QUEUED, retry_at, attempt.detail)

@@ -67,6 +67,7 @@ class Event(StrEnum):
     CASE_OPENED = "case.opened"
     CASE_REPLIED = "case.replied"
     CASE_EXPIRED = "case.expired"
+    CASE_DECLINED = "case.declined"
     CASE_CLOSED = "case.closed"
     INBOUND_ACCEPTED = "inbound.accepted"
     INBOUND_REFUSED = "inbound.refused"
@@ -95,6 +96,40 @@ class Event(StrEnum):
     API_ERROR = "api.error"
     API_KEY_CREATED = "api.key_created"
     API_KEY_REVOKED = "api.key_revoked"
+    WEBHOOK_SENT = "webhook.sent"
+    WEBHOOK_DEFERRED = "webhook.deferred"
+    WEBHOOK_FAILED = "webhook.failed"
+    WEBHOOK_STOPPED = "webhook.stopped"
+    WEBHOOK_ENABLED = "webhook.enabled"
+    WEBHOOK_RETRY = "webhook.retry"
+    WEBHOOK_ERROR = "webhook.error"
+
+
+class WebhookType(StrEnum):
+    """What a webhook to the platform reports (its `type`); relay.core.webhooks says which case
+    event becomes which."""
+
+    CASE_OPENED = "case.opened"
+    CASE_REQUEST_DELIVERED = "case.request_delivered"
+    CASE_REMINDED = "case.reminded"
+    CASE_REPLIED = "case.replied"
+    CASE_EXPIRED = "case.expired"
+    CASE_DECLINED = "case.declined"
+    CASE_CLOSED = "case.closed"
+    MESSAGE_FORWARDED = "message.forwarded"
+    DELIVERY_FAILED = "delivery.failed"
+    REVIEWER_FORGOTTEN = "reviewer.forgotten"
+
+
+class WebhookState(StrEnum):
+    """A webhook: pending (due at next_attempt_at) -> sending (claimed under a lease) -> sent or
+    failed (given up after `[webhooks] max_age`); a failed attempt that may be retried goes back to
+    pending, and so does every attempt while the endpoint is stopped (it answered 410 Gone)."""
+
+    PENDING = "pending"
+    SENDING = "sending"
+    SENT = "sent"
+    FAILED = "failed"
 
 
 @dataclass(frozen=True)

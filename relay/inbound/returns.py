@@ -1,7 +1,8 @@
 """Mail to the relay's signed bounce addresses: delivery reports and automatic replies to what the
-relay sent. A permanent failure marks the delivery failed with its status; when something sent to
-the reviewer bounced, the business is told in the relay's own words (the bounce itself quotes the
-reviewer's address and is never passed on).
+relay sent. A permanent failure marks the delivery failed with its status (a `delivery.failed`
+event, and so the platform's webhook); when something sent to the reviewer bounced, the business
+is told in the relay's own words (the bounce itself quotes the reviewer's address and is never
+passed on).
 """
 
 from __future__ import annotations
@@ -12,7 +13,8 @@ from datetime import datetime, timedelta
 from relay.app import App
 from relay.core import bounces, classify, sanitize
 from relay.core.outcomes import Outcome
-from relay.core.vocabulary import DeliveryFacts, Event, Mail, Party
+from relay.core.vocabulary import DeliveryFacts, DeliveryState, Event, Mail, Party
+from relay.core.webhooks import Facts, FailureReason
 from relay.inbound.intake import Result, guarded
 from relay.lifecycle import jobs as lifecycle
 from relay.store import events, outbox
@@ -57,6 +59,10 @@ def _process(app: App, delivery: DeliveryFacts, envelope_from: str, raw: bytes) 
         events.record(case_id, Event.BOUNCE_RECEIVED, now, what)
         if report.permanent:
             outbox.mark_bounced(delivery.id, f"bounced: {report.status} {report.detail}")
+            if delivery.state is not DeliveryState.FAILED:  # failed now, by this report
+                events.record(case_id, Event.DELIVERY_FAILED, now, f"{delivery.kind} to the {delivery.recipient_party}",
+                              facts=Facts(kind=delivery.kind, party=delivery.recipient_party, status=report.status,
+                                          reason=FailureReason.BOUNCED))
             if delivery.recipient_party is Party.REVIEWER and case_id is not None:
                 lifecycle.queue_notice(app, case_id, Mail.REVIEWER_UNREACHABLE, now)
     return Result(Outcome.BOUNCE_RECORDED, queue_id=delivery.queue_id, detail=what,

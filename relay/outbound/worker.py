@@ -35,6 +35,7 @@ from relay.core import verp
 from relay.core.redact import describe
 from relay.core.retries import Attempt, Result, Step, next_step
 from relay.core.vocabulary import DeliveryState, Event, Mail, Party
+from relay.core.webhooks import Facts, FailureReason, enhanced_status
 from relay.lifecycle import jobs as lifecycle
 from relay.outbound.transports import Transport, from_url
 from relay.store import events
@@ -136,20 +137,33 @@ class Worker:
             notices = [item for item, _ in results if item.id in sent and item.kind != Mail.FORWARD]
             for kind in sorted({item.kind for item in notices}):
                 events.record_many([item.case_id for item in notices if item.kind == kind and item.case_id is not None],
-                                   Event.NOTICE_SENT, now, kind)
+                                   Event.NOTICE_SENT, now, kind, facts=Facts(kind=kind))
+            self._forwarded([item for item, _ in results if item.id in sent and item.kind == Mail.FORWARD], now)
             for item, step in results:
                 if step.state == DeliveryState.SENT:
                     continue
                 if step.state == DeliveryState.FAILED:
                     if store.mark_failed(item.id, token, step.reason):
+                        reason = FailureReason.EXPIRED if step.expired else FailureReason.REFUSED
                         events.record(item.case_id, Event.DELIVERY_FAILED, now,
-                                      f"{item.kind} to the {item.recipient_party}")
+                                      f"{item.kind} to the {item.recipient_party}",
+                                      facts=Facts(kind=item.kind, party=item.recipient_party,
+                                                  status=enhanced_status(step.reason), reason=reason))
                         if item.case_id in prepared:
                             lifecycle.store_notices(self.app, {item.case_id: prepared.pop(item.case_id)},
                                                     Mail.REVIEWER_UNREACHABLE, now)
                 else:
                     assert step.next_attempt_at is not None
                     store.mark_retry(item.id, token, step.next_attempt_at, step.reason)
+
+    @staticmethod
+    def _forwarded(forwards: list[store.Claimed], now: datetime) -> None:
+        """A forward handed to the other party's mail system is a case event (and the platform's
+        `message.forwarded` webhook): which way it went and whether the answer came late."""
+        late = store.late_sources([item.id for item in forwards]) if forwards else set()
+        for item in forwards:
+            events.record(item.case_id, Event.DELIVERY_SENT, now, f"forward to the {item.recipient_party}",
+                          facts=Facts(kind=Mail.FORWARD, party=item.recipient_party, late=item.id in late))
 
     def _log(self, item: store.Claimed, step: Step) -> None:
         """The attempt's log lines and its counts in the metrics."""

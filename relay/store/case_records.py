@@ -196,7 +196,7 @@ def case_detail(case_id: int) -> CaseDetail:
     found = rows(_case_query().where(Case.id == case_id))
     if not found:
         raise NoSuchCase(f"no case {case_id}")
-    events = rows(Event.select(Event.name, Event.at, Event.detail)
+    events = rows(Event.select(Event.id, Event.name, Event.at, Event.detail)
                   .where(Event.case == case_id).order_by(Event.at, Event.id))
     messages = rows(Message.select(Message.queue_id, Message.sender, Message.received_at, Message.size, Message.late)
                     .where(Message.case == case_id).order_by(Message.id))

@@ -9,6 +9,10 @@ flushes or drops the lines of each job with its commit.
 
 `transaction()` is how code outside the store groups several store calls into one transaction;
 nothing outside the store opens one on the database itself.
+
+A case event that the platform hears about also writes its webhook here, in the same transaction
+(relay.store.webhook_queue; which events are webhooks is relay.core.webhooks's table): recording
+the event is the one place a webhook is made, so none is missed and none outlives a rollback.
 """
 
 from __future__ import annotations
@@ -23,6 +27,8 @@ from typing import Any
 
 from relay import logs
 from relay.core.vocabulary import Event
+from relay.core.webhooks import NO_FACTS, Facts
+from relay.store import webhook_queue
 from relay.store.models import Event as EventRow
 from relay.store.models import db
 from relay.store.prepared import insert_one
@@ -85,16 +91,29 @@ def log(event: Event, message: str, *, level: int = logging.INFO, **fields: Any)
         flush()
 
 
+def _insert(case_id: int | None, event: Event, at: datetime, detail: str) -> int:
+    return int(_INSERT.rows(case_id, event.value, at, detail)[0]["id"])
+
+
 def record(case_id: int | None, event: Event, at: datetime, detail: str = "", *, message: str | None = None,
-           level: int = logging.INFO, **fields: Any) -> None:
-    """Store an event with its case and, with `message`, log it after the commit."""
-    _INSERT.rows(case_id, event.value, at, detail)
+           level: int = logging.INFO, facts: Facts = NO_FACTS, **fields: Any) -> None:
+    """Store an event with its case and its webhook, if it makes one (`facts`: what it adds to the
+    webhook's data); with `message`, log it after the commit."""
+    event_id = _insert(case_id, event, at, detail)
+    if case_id is not None and webhook_queue.enabled():
+        webhook_queue.add([webhook_queue.Recorded(event_id, case_id, event.value, at, facts)])
     if message is not None:
         log(event, message, level=level, case=case_id, **fields)
 
 
 def record_many(case_ids: list[int], event: Event, at: datetime, detail: str = "",
-                message: str | None = None) -> None:
-    """The same event for several cases (a prepared insert each: see relay.store.prepared)."""
-    for case_id in case_ids:
-        record(case_id, event, at, detail, message=message)
+                message: str | None = None, facts: Facts = NO_FACTS) -> None:
+    """The same event for several cases (a prepared insert each: see relay.store.prepared), their
+    webhooks with one read of the cases."""
+    recorded = [webhook_queue.Recorded(_insert(case_id, event, at, detail), case_id, event.value, at, facts)
+                for case_id in case_ids]
+    if webhook_queue.enabled():
+        webhook_queue.add(recorded)
+    if message is not None:
+        for case_id in case_ids:
+            log(event, message, case=case_id)

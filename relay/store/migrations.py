@@ -24,7 +24,7 @@ from playhouse.migrate import migrate as run
 from relay import logs
 from relay.core.errors import Unavailable
 from relay.core.vocabulary import Event
-from relay.store.models import MODELS, ApiKey, IdempotentResponse, RefusalCount, Setting
+from relay.store.models import MODELS, ApiKey, IdempotentResponse, RefusalCount, Setting, Webhook
 
 VERSION_KEY = "schema_version"
 _LOCK = 7_210_413_277  # PostgreSQL advisory lock id: any constant the relay alone uses
@@ -81,11 +81,17 @@ def _api_tables(database: pw.Database, migrator: SchemaMigrator) -> None:
     database.create_tables([ApiKey, IdempotentResponse], safe=True)
 
 
+def _webhooks(database: pw.Database, migrator: SchemaMigrator) -> None:
+    """The webhook outbox: signed webhooks to the platform, written with the events they report."""
+    database.create_tables([Webhook], safe=True)
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(2, "index a case's events by time", _event_timeline_index),
     Migration(3, "count refusals per outcome and minute", _refusal_counts),
     Migration(4, "keep the business's address per case", _business_email_per_case),
     Migration(5, "API keys and idempotent responses", _api_tables),
+    Migration(6, "the webhook outbox", _webhooks),
 )
 CURRENT = MIGRATIONS[-1].version if MIGRATIONS else 1
 

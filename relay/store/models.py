@@ -11,7 +11,7 @@ from typing import Any
 
 import peewee as pw
 
-from relay.core.vocabulary import DeliveryState
+from relay.core.vocabulary import DeliveryState, WebhookState
 
 db = pw.DatabaseProxy()
 
@@ -201,8 +201,32 @@ class IdempotentResponse(BaseModel):
         indexes = ((("api_key", "key"), True),)
 
 
+class Webhook(BaseModel):
+    """The webhook outbox (schema version 6): one signed POST to the platform per case event that is
+    one, written in the transaction that records the event, claimed and retried like a delivery."""
+
+    id = pw.AutoField()
+    msg_id = pw.CharField(max_length=64, unique=True)  # the `webhook-id` header, the same on every attempt
+    event = pw.ForeignKeyField(Event, null=True, on_delete="SET NULL", index=True)
+    case = pw.ForeignKeyField(Case, null=True, on_delete="SET NULL", index=False)
+    type = pw.CharField(max_length=40)
+    body = pw.TextField()
+    state = pw.CharField(max_length=16, default=WebhookState.PENDING.value)
+    attempts = pw.IntegerField(default=0)
+    created_at = pw.DateTimeField()
+    expires_at = pw.DateTimeField()
+    next_attempt_at = pw.DateTimeField()
+    lease_until = pw.DateTimeField(null=True)
+    claim_token = pw.CharField(max_length=32, null=True)
+    last_error = pw.TextField(null=True)
+    sent_at = pw.DateTimeField(null=True)
+
+    class Meta:
+        indexes = ((("state", "next_attempt_at"), False),)
+
+
 MODELS: list[type[BaseModel]] = [Setting, Business, Review, Case, RelayAddress, Message, Delivery, Notice,
-                                  Event, RefusalCount, ApiKey, IdempotentResponse]
+                                  Event, RefusalCount, ApiKey, IdempotentResponse, Webhook]
 
 
 def rows(query: Any) -> list[dict[str, Any]]:

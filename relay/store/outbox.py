@@ -17,7 +17,7 @@ import peewee as pw
 
 from relay.core.vocabulary import DeliveryFacts, DeliveryState, Mail, Party
 from relay.store.database import is_postgres
-from relay.store.models import Delivery, db, rows
+from relay.store.models import Delivery, Message, db, rows
 from relay.store.prepared import insert_one
 from relay.store.records import DeliveryEntry, build
 
@@ -141,6 +141,12 @@ def mark_retry(delivery_id: int, token: str, next_at: datetime, error: str) -> b
 
 def mark_failed(delivery_id: int, token: str, error: str) -> bool:
     return _finish(delivery_id, token, state=DeliveryState.FAILED, last_error=error)
+
+
+def late_sources(delivery_ids: list[int]) -> set[int]:
+    """Those of the deliveries that forward a message which came after the reply window."""
+    return {r["id"] for r in rows(Delivery.select(Delivery.id).join(Message, on=(Delivery.source == Message.id))
+                                  .where(Delivery.id.in_(delivery_ids) & (Message.late == True)))}  # noqa: E712
 
 
 def delivery_facts(delivery_id: int) -> DeliveryFacts | None:

@@ -41,6 +41,7 @@ class EventEntry(Record):
     name: str
     at: datetime
     detail: str
+    id: int = 0
 
 
 @dataclass(frozen=True)
@@ -67,6 +68,21 @@ class DeliveryEntry(Record):
     last_error: str | None = None
     next_attempt_at: datetime | None = None
     case: int | None = None
+
+
+@dataclass(frozen=True)
+class WebhookEntry(Record):
+    """A webhook as `relay webhooks` and `relay status` show it (never its body or the secret)."""
+
+    id: int
+    msg_id: str
+    case: int | None
+    type: str
+    state: str
+    attempts: int
+    created_at: datetime
+    next_attempt_at: datetime
+    last_error: str | None
 
 
 @dataclass(frozen=True)

@@ -197,7 +197,8 @@ def test_status_counts_refusals_with_the_log_on_stdout(db_url: str, tmp_path: Pa
                 break
             time.sleep(0.2)
         assert status["refusals_last_hour"] == {"wrong_sender": 1, "unknown_address": 1}
-        assert set(status["windows"]) == {"cases", "outbox", "oldest_pending", "last_24h", "refusals_last_hour"}
+        assert set(status["windows"]) == {"cases", "outbox", "oldest_pending", "last_24h", "refusals_last_hour",
+                                          "webhooks"}
         assert "refusals last hour" in relay_cli(config, "status").stdout
     finally:
         assert serve.kill() == 0

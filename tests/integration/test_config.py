@@ -73,6 +73,12 @@ def test_environment_overrides_every_key(tmp_path: Path) -> None:
     ({}, {"RELAY_INBOUND_PROT": "25"}, ["RELAY_INBOUND_PROT", "no key"]),
     ({"inbound": {"drain_timeout": "1h"}}, {}, ["[inbound] drain_timeout", "longer than 10m"]),
     ({}, {"RELAY_INBOUND_DRAIN_TIMEOUT": "30"}, ["[inbound] drain_timeout", "not a duration"]),
+    ({"webhooks": {"url": "https://platform.example/hooks"}}, {}, ["[webhooks] secret", "required when url is set"]),
+    ({"webhooks": {"url": "ftp://platform.example/hooks"}}, {}, ["[webhooks] url", "http"]),
+    ({}, {"RELAY_WEBHOOKS_URL": "https://p.example/h", "RELAY_WEBHOOKS_SECRET": "whsec_%%%"},
+     ["[webhooks] secret", "base64"]),
+    ({"webhooks": {"timeout": "1h"}}, {}, ["[webhooks] timeout", "between 1s and 5m"]),
+    ({}, {"RELAY_WEBHOOKS_MAX_AGE": "0s"}, ["[webhooks] max_age"]),
 ])
 def test_bad_values_name_the_key(tmp_path: Path, raw: dict, env: dict, words: list[str]) -> None:
     with pytest.raises(config.ConfigError) as info:
@@ -95,3 +101,17 @@ def test_start_up_stops_with_one_line_naming_the_key(tmp_path: Path) -> None:
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1
     assert "[cases] reply_window" in lines[0] and "5 dayz" in lines[0]
+
+
+def test_a_webhook_secret_is_never_repeated(tmp_path: Path) -> None:
+    """A secret of the wrong shape is named as the key, not shown: the line goes to terminals and
+    service logs. A good one is not shown by the settings' repr either."""
+    wrong = "whsec_" + "Zm9v" * 3  # base64, but 12 bytes
+    with pytest.raises(config.ConfigError) as info:
+        config.from_mapping({"webhooks": {"url": "https://p.example/h", "secret": wrong}}, tmp_path, {})
+    assert "[webhooks] secret" in str(info.value) and wrong not in str(info.value)
+    good = "whsec_" + "Zm9v" * 8
+    settings = config.from_mapping({}, tmp_path, {"RELAY_WEBHOOKS_URL": "https://p.example/h",
+                                                  "RELAY_WEBHOOKS_SECRET": good})
+    assert settings.webhooks.enabled and settings.webhooks.secret.get_secret_value() == good
+    assert good not in repr(settings)
