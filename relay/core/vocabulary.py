@@ -125,6 +125,9 @@ class Conversation:
     reader_alias: str             # the relay address the reader writes to (stands for the writer)
     locale: str
     deadline: datetime
+    # the reviewer has written into the case (in time or late): until then the contact request is
+    # the business's one message, and its relay address refuses mail (relay.core.policy)
+    reviewer_answered: bool
 
     def late(self, now: datetime) -> bool:
         """A reviewer's message is late when no answer came within the reply window."""

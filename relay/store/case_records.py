@@ -77,10 +77,14 @@ def create_case(req: OpenCaseRequest, reviewer_token: str, business_token: str,
 
 def _conversation_query(local_part: Any) -> Any:
     other = RelayAddress.alias("other")
+    # any message of the reviewer's, in time or late (a late one sets no replied_at): the (case,
+    # received_at) index finds the first one
+    answered = Message.select(Message.id).where((Message.case == Case.id) & (Message.sender == Party.REVIEWER.value))
     return (RelayAddress.select(RelayAddress.local_part, RelayAddress.party, Case.id.alias("case_id"), Case.state,
                                 Case.last_activity_at, Case.locale, Case.deadline, Review.reviewer_email,
                                 Review.reviewer_name, Case.business_email,
-                                Business.name.alias("business_name"), other.local_part.alias("other"))
+                                Business.name.alias("business_name"), other.local_part.alias("other"),
+                                pw.fn.EXISTS(answered).alias("reviewer_answered"))
             .join(Case).join(Review).switch(Case).join(Business).switch(Case)
             .join(other, pw.JOIN.LEFT_OUTER, on=(other.case == Case.id) & (other.party != RelayAddress.party))
             .where(RelayAddress.local_part == local_part))
@@ -93,7 +97,7 @@ _CONVERSATION = Prepared(_conversation_query, convert={"last_activity_at": Case.
 
 def conversation(local_part: str, domain: str) -> Conversation | None:
     """What the relay address `local_part@domain` stands for, or None if it is unknown (one query,
-    the other party's address included)."""
+    the other party's address and whether the reviewer has written included)."""
     row = _CONVERSATION.first(local_part.lower())
     if row is None:
         return None
@@ -107,7 +111,7 @@ def conversation(local_part: str, domain: str) -> Conversation | None:
         last_activity_at=row["last_activity_at"], writer=writer, writer_email=writer_email,
         writer_name=writer_name, reader_email=reader_email or "",
         reader_alias=f"{row['other']}@{domain}" if row["other"] else "", locale=row["locale"],
-        deadline=row["deadline"])
+        deadline=row["deadline"], reviewer_answered=bool(row["reviewer_answered"]))
 
 
 def thread_entries(message_ids: list[str]) -> dict[str, tuple[Party, Party | None, str | None]]:
