@@ -15,7 +15,7 @@ from relay.core.vocabulary import State
 OriginName = Literal[tuple(o.value for o in Origin)]  # type: ignore[valid-type]
 LocaleName = Literal[LOCALES]  # type: ignore[valid-type]
 RequestName = Literal[REQUESTS]  # type: ignore[valid-type]
-StateName = Literal[tuple([s.value for s in State] + ["declined"])]  # type: ignore[valid-type]
+StateName = Literal[tuple(s.value for s in State)]  # type: ignore[valid-type]
 Text = Annotated[str, Field(min_length=1, max_length=200)]
 
 
@@ -61,6 +61,7 @@ class CaseView(BaseModel):
     deadline: datetime
     replied_at: datetime | None
     expired_at: datetime | None
+    declined_at: datetime | None = Field(description="when the reviewer declined through their decline link")
     closed_at: datetime | None
     close_reason: str | None
     late: bool = Field(description="an answer came after the deadline")

@@ -23,11 +23,16 @@ class Party(StrEnum):
 
 
 class State(StrEnum):
-    """A case's state: awaiting_reply -> replied | expired, any of them -> closed."""
+    """A case's state: awaiting_reply -> replied | expired | declined, any of them -> closed.
+
+    `declined`: the reviewer said, on the page their decline link leads to, that they will not
+    answer. For mail it is as final as `closed` (relay.core.cases.accepts_mail); it stays a state of
+    its own so the platform and the business learn what happened, not merely that it ended."""
 
     AWAITING_REPLY = "awaiting_reply"
     REPLIED = "replied"
     EXPIRED = "expired"
+    DECLINED = "declined"
     CLOSED = "closed"
 
 
@@ -50,6 +55,7 @@ class Mail(StrEnum):
     EXPIRY_NOTICE = "expiry_notice"
     REMINDER = "reminder"
     REVIEWER_UNREACHABLE = "reviewer_unreachable"
+    DECLINED_NOTICE = "declined_notice"
 
     @property
     def is_notice(self) -> bool:
@@ -67,6 +73,7 @@ class Event(StrEnum):
     CASE_OPENED = "case.opened"
     CASE_REPLIED = "case.replied"
     CASE_EXPIRED = "case.expired"
+    CASE_DECLINED = "case.declined"
     CASE_CLOSED = "case.closed"
     INBOUND_ACCEPTED = "inbound.accepted"
     INBOUND_REFUSED = "inbound.refused"

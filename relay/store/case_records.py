@@ -37,8 +37,9 @@ class NewCase:
 
 
 def create_case(req: OpenCaseRequest, reviewer_token: str, business_token: str,
-                opened_at: datetime, deadline: datetime) -> NewCase:
+                opened_at: datetime, deadline: datetime, decline_value: str) -> NewCase:
     """Insert business, review, case and both addresses. Call inside a transaction.
+    `decline_value`: the random value behind the case's decline link (relay.core.decline_tokens).
 
     The case keeps the business address it was opened with: colleagues of one business may open
     cases from addresses of their own, and each case's answers and notices go to, and its business
@@ -64,7 +65,8 @@ def create_case(req: OpenCaseRequest, reviewer_token: str, business_token: str,
             case = Case.create(review=review, business=business, business_email=req.business_email,
                                state=State.AWAITING_REPLY.value, open_review_key=req.review_id, locale=req.locale,
                                requests=",".join(req.requests), message=req.message,
-                               opened_at=opened_at, deadline=deadline, last_activity_at=opened_at)
+                               opened_at=opened_at, deadline=deadline, last_activity_at=opened_at,
+                               decline_value=decline_value)
     except pw.IntegrityError:
         existing = Case.get_or_none(Case.open_review_key == req.review_id)
         case_id = existing.id if existing is not None else None
@@ -172,7 +174,7 @@ def mark_late(message_id: int) -> None:
 
 def _case_query() -> Any:
     return (Case.select(Case.id, Case.state, Case.locale, Case.requests, Case.opened_at, Case.deadline,
-                        Case.replied_at, Case.expired_at, Case.closed_at, Case.close_reason,
+                        Case.replied_at, Case.expired_at, Case.declined_at, Case.closed_at, Case.close_reason,
                         Case.last_activity_at, Review.external_id.alias("review"), Review.origin,
                         Business.external_id.alias("business"), Business.name.alias("business_name"))
             .join(Review).switch(Case).join(Business))
