@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from selenium.common.exceptions import TimeoutException, WebDriverException
 from selenium.webdriver.common.by import By
-from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.wait import WebDriverWait
 
 from relay.core import credentials
@@ -64,8 +64,15 @@ def test_a_reviewer_declines_in_a_real_browser(db_url: str, app_factory: Any, re
             assert api.get(f"/v1/cases/{opened.case_id}").json()["state"] == "awaiting_reply"
 
             button.click()
-            WebDriverWait(browser, 10).until(expected_conditions.text_to_be_present_in_element(
-                (By.TAG_NAME, "h1"), done))
+            # while the browser swaps pages, asking for the heading may fail in several ways (the old
+            # node gone, the new document not there yet): each is only "not yet"
+            try:
+                WebDriverWait(browser, 20, ignored_exceptions=(WebDriverException,)).until(
+                    lambda b, done=done: b.find_element(By.TAG_NAME, "h1").text == done)
+            except TimeoutException:
+                state = api.get(f"/v1/cases/{opened.case_id}").json()["state"]
+                raise AssertionError(f"no confirmation after the click (case {state}): {browser.current_url} "
+                                     f"{browser.page_source[:2000]}") from None
             assert browser.execute_script("return document.documentElement.lang") == locale
             assert browser.find_elements(By.TAG_NAME, "form") == []
             shots.append(screenshot(browser, tmp_path / f"decline-done-{locale}.png"))
