@@ -86,7 +86,9 @@ def install(api: FastAPI) -> None:
                        dict(exc.headers) if exc.headers else None)
 
     async def on_crash(request: Request, exc: Exception) -> Response:
-        logs.event(Event.API_ERROR, f"{request.method} {request.url.path} failed: {type(exc).__name__}",
+        # the route's template, never the path: a path may hold a capability (a decline token)
+        route = getattr(request.scope.get("route"), "path", None) or "(no route)"
+        logs.event(Event.API_ERROR, f"{request.method} {route} failed: {type(exc).__name__}",
                    level=logging.ERROR)
         return problem(500, "internal")
 

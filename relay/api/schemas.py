@@ -15,7 +15,7 @@ from relay.core.vocabulary import State
 OriginName = Literal[tuple(o.value for o in Origin)]  # type: ignore[valid-type]
 LocaleName = Literal[LOCALES]  # type: ignore[valid-type]
 RequestName = Literal[REQUESTS]  # type: ignore[valid-type]
-StateName = Literal[tuple([s.value for s in State] + ["declined"])]  # type: ignore[valid-type]
+StateName = Literal[tuple(s.value for s in State)]  # type: ignore[valid-type]
 # What relay.core.cases accepts, said in the document for clients (the core checks it, with its own
 # messages): surrounding whitespace is stripped; what remains has a visible character at each end
 # and no control characters but tabs, nor, on a line, any line break (NEL, U+2028 and U+2029 too).
@@ -72,6 +72,7 @@ class CaseView(BaseModel):
     deadline: datetime
     replied_at: datetime | None
     expired_at: datetime | None
+    declined_at: datetime | None = Field(description="when the reviewer declined through their decline link")
     closed_at: datetime | None
     close_reason: str | None
     late: bool = Field(description="an answer came after the deadline")

@@ -2,7 +2,8 @@
 event loop, next to SMTP (ADR 16).
 
 `/v1/...` needs a key; `/healthz`, `/readyz`, `/metrics` and `/openapi.json` do not (they say
-nothing about cases). There is no interactive documentation page: FastAPI's loads its scripts
+nothing about cases), nor do the reviewer's decline pages (`/decline/{token}`: the token is the
+key; relay.api.decline_pages). There is no interactive documentation page: FastAPI's loads its scripts
 from a CDN, which an isolated relay host cannot reach; the OpenAPI document is the documentation.
 """
 
@@ -20,7 +21,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
 from relay import __version__
-from relay.api import problems, schemas
+from relay.api import decline_pages, problems, schemas
 from relay.api.access import Access
 from relay.api.middleware import Envelope
 from relay.api.routes import router
@@ -40,6 +41,7 @@ def build(app: App, alive: Mapping[str, Callable[[], bool]] | None = None) -> Fa
                               "send `Authorization: Bearer <key>`. Errors are RFC 9457 problem details.")
     problems.install(api)
     api.include_router(router(app, Access(app, app.settings.api.requests_per_minute)))
+    api.include_router(decline_pages.router(app))
 
     @api.get("/healthz", tags=["health"])
     async def healthz() -> dict[str, str]:

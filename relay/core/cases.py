@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from enum import Enum
+from enum import Enum, StrEnum
 
 from relay.core import addresses
 from relay.core.errors import InvalidInput, Refused
@@ -110,6 +110,37 @@ def deadline(opened_at: datetime, reply_window: timedelta) -> datetime:
     return opened_at + reply_window
 
 
+FINAL_FOR_MAIL = frozenset({State.CLOSED, State.DECLINED})
+
+
 def accepts_mail(state: State, last_activity: datetime, now: datetime, lifetime: timedelta) -> bool:
-    """Relay addresses stop working when the case is closed or the conversation went quiet too long."""
-    return state is not State.CLOSED and now - last_activity <= lifetime
+    """Relay addresses stop working when the case is closed or declined (the reviewer said they will
+    not answer: nothing more reaches them, nor comes from them) or the conversation went quiet too
+    long."""
+    return state not in FINAL_FOR_MAIL and now - last_activity <= lifetime
+
+
+class Standing(StrEnum):
+    """What a decline link can do for a case at this moment (the page it leads to says which)."""
+
+    OPEN = "open"            # awaiting the first answer within the window: the reviewer may decline
+    DECLINED = "declined"    # declined already (a second confirm changes nothing)
+    ANSWERED = "answered"    # the reviewer has answered: there is nothing left to decline
+    EXPIRED = "expired"      # the window passed without an answer: the business was told so
+    CLOSED = "closed"        # the platform, an admin or the lifetime closed it
+
+
+def decline_standing(state: State, deadline: datetime, now: datetime, answered: bool,
+                     declined: bool) -> Standing:
+    """Declining is the reviewer's answer "no": it is open exactly while an answer is awaited, the
+    same window in which an answer makes the case `replied`. A case declined and later closed
+    still says it was declined, which is what the reviewer did."""
+    if declined or state is State.DECLINED:
+        return Standing.DECLINED
+    if state is State.CLOSED:
+        return Standing.CLOSED
+    if answered or state is State.REPLIED:
+        return Standing.ANSWERED
+    if state is State.EXPIRED or now >= deadline:
+        return Standing.EXPIRED
+    return Standing.OPEN

@@ -35,6 +35,7 @@ class Outcome(Enum):
     FOREIGN_DOMAIN = "foreign_domain"
     UNKNOWN_ADDRESS = "unknown_address"
     CONVERSATION_CLOSED = "conversation_closed"
+    REVIEWER_NOT_ANSWERED = "reviewer_not_answered"
     WRONG_SENDER = "wrong_sender"
     TOO_MANY_RECIPIENTS = "too_many_recipients"
     TOO_LARGE = "too_large"
@@ -76,6 +77,10 @@ _TABLE: dict[Outcome, Rule] = {
         Event.INBOUND_REFUSED, probe=True),
     Outcome.CONVERSATION_CLOSED: Rule(
         Reply(550, "5.1.1", "This conversation is closed; the relay address no longer accepts mail"),
+        Event.INBOUND_REFUSED),
+    Outcome.REVIEWER_NOT_ANSWERED: Rule(
+        Reply(550, "5.7.1", "The reviewer has not answered your request; "
+                            "this conversation opens only with their answer"),
         Event.INBOUND_REFUSED),
     Outcome.WRONG_SENDER: Rule(
         Reply(550, "5.7.1", "Sender not allowed for this conversation; "

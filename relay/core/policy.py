@@ -2,7 +2,9 @@
 
 This is where the relay stops being an open relay: an envelope recipient must be a relay address
 at the relay's own domain, belong to a live case, come alone in its transaction, and the message
-must come from the party that owns the address.
+must come from the party that owns the address. And the reviewer opens the conversation: until
+they have answered, the contact request is the business's one message, and the business's relay
+address refuses mail.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from datetime import datetime, timedelta
 from relay.core import addresses
 from relay.core.cases import accepts_mail
 from relay.core.outcomes import Outcome
-from relay.core.vocabulary import Conversation, Party
+from relay.core.vocabulary import Conversation, Party, State
 
 
 def is_relay_domain(address: str, domain: str) -> bool:
@@ -36,11 +38,23 @@ def check_recipient(address: str, domain: str, conversation: Conversation | None
         return Outcome.FOREIGN_DOMAIN
     if conversation is None:
         return Outcome.UNKNOWN_ADDRESS
-    if not accepts_mail(conversation.state, conversation.last_activity_at, now, lifetime):
+    if conversation.state is State.CLOSED or now - conversation.last_activity_at > lifetime:
         return Outcome.CONVERSATION_CLOSED
+    if waits_for_reviewer(conversation):
+        return Outcome.REVIEWER_NOT_ANSWERED  # also after expiry or a decline without an answer
+    if not accepts_mail(conversation.state, conversation.last_activity_at, now, lifetime):
+        return Outcome.CONVERSATION_CLOSED  # declined
     if addresses.is_null_sender(envelope_from):
         return Outcome.NULL_SENDER_REFUSED  # reports go to the bounce addresses, never to a party
     return Outcome.RECIPIENT_OK
+
+
+def waits_for_reviewer(conversation: Conversation) -> bool:
+    """The business's relay address before the reviewer has written: the business asked once (the
+    contact request) and may not follow it up with more mail until the reviewer answers, however
+    the case goes on (awaiting, expired or declined). Decided at RCPT, from the case's stored
+    messages, so a late answer opens the conversation as well."""
+    return conversation.writer is Party.BUSINESS and not conversation.reviewer_answered
 
 
 def check_sender(conversation: Conversation, envelope_from: str, header_from: Iterable[str],

@@ -23,11 +23,16 @@ class Party(StrEnum):
 
 
 class State(StrEnum):
-    """A case's state: awaiting_reply -> replied | expired, any of them -> closed."""
+    """A case's state: awaiting_reply -> replied | expired | declined, any of them -> closed.
+
+    `declined`: the reviewer said, on the page their decline link leads to, that they will not
+    answer. For mail it is as final as `closed` (relay.core.cases.accepts_mail); it stays a state of
+    its own so the platform and the business learn what happened, not merely that it ended."""
 
     AWAITING_REPLY = "awaiting_reply"
     REPLIED = "replied"
     EXPIRED = "expired"
+    DECLINED = "declined"
     CLOSED = "closed"
 
 
@@ -50,6 +55,7 @@ class Mail(StrEnum):
     EXPIRY_NOTICE = "expiry_notice"
     REMINDER = "reminder"
     REVIEWER_UNREACHABLE = "reviewer_unreachable"
+    DECLINED_NOTICE = "declined_notice"
 
     @property
     def is_notice(self) -> bool:
@@ -160,6 +166,9 @@ class Conversation:
     reader_alias: str             # the relay address the reader writes to (stands for the writer)
     locale: str
     deadline: datetime
+    # the reviewer has written into the case (in time or late): until then the contact request is
+    # the business's one message, and its relay address refuses mail (relay.core.policy)
+    reviewer_answered: bool
 
     def late(self, now: datetime) -> bool:
         """A reviewer's message is late when no answer came within the reply window."""

@@ -14,7 +14,7 @@ from typing import Any
 
 from relay import logs
 from relay.app import App
-from relay.core import notices
+from relay.core import decline_tokens, notices
 from relay.core.compose import Addressing, new_message_id, relayed_name
 from relay.core.redact import describe
 from relay.core.vocabulary import Event, Mail, Party
@@ -36,6 +36,7 @@ KINDS = {
     Mail.EXPIRY_NOTICE: NoticeKind(Party.BUSINESS, from_relay_address=False),
     Mail.REMINDER: NoticeKind(Party.REVIEWER, from_relay_address=True),
     Mail.REVIEWER_UNREACHABLE: NoticeKind(Party.BUSINESS, from_relay_address=False),
+    Mail.DECLINED_NOTICE: NoticeKind(Party.BUSINESS, from_relay_address=False),
 }
 
 
@@ -98,6 +99,9 @@ def compose_notice(app: App, kind: Mail, facts: NoticeFacts, now: datetime,
         "opened_on": localized(facts.opened_at, locale, timezone, False),
         "deadline": localized(facts.deadline, locale, timezone),
         "replied_at": localized(facts.replied_at or now, locale, timezone),
+        "declined_at": localized(facts.declined_at or now, locale, timezone),
+        "decline_url": decline_tokens.link(app.settings.api.public_url, facts.decline_value, app.key)
+        if facts.decline_value else None,
     }
     reviewer_alias = f"{facts.tokens.get(Party.REVIEWER.value, '')}@{app.settings.relay.domain}"
     if spec.recipient is Party.REVIEWER:

@@ -1,4 +1,5 @@
-"""Opening a case: two fresh relay addresses and the contact request, queued in one transaction."""
+"""Opening a case: two fresh relay addresses, the decline link's value and the contact request,
+queued in one transaction."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from datetime import timedelta
 from typing import Any
 
 from relay.app import App
-from relay.core import cases, notices
+from relay.core import cases, decline_tokens, notices
 from relay.core.addresses import new_token
 from relay.core.cases import OpenCaseRequest
 from relay.core.compose import Addressing, new_message_id, relayed_name
@@ -38,11 +39,13 @@ def open_case(app: App, req: OpenCaseRequest, reply_window: timedelta | None = N
     deadline = cases.deadline(now, reply_window or app.settings.cases.reply_window)
     reviewer_token, business_token = new_token(), new_token()
     reviewer_address = f"{reviewer_token}@{app.settings.relay.domain}"
+    decline_value = decline_tokens.new_value()
     rendered = notices.render(app.settings.relay.templates, Mail.CONTACT_REQUEST, req.locale, {
         "platform_name": app.settings.relay.platform_name, "business_name": req.business_name,
         "reviewer_name": req.reviewer_name, "review_id": req.review_id, "message": req.message,
         "requests": list(req.requests),
         "deadline": notices.localized(deadline, req.locale, app.settings.relay.timezone),
+        "decline_url": decline_tokens.link(app.settings.api.public_url, decline_value, app.key),
     })
     message_id = new_message_id(app.settings.relay.domain)
     body = notices.build(rendered, Addressing(
@@ -51,7 +54,7 @@ def open_case(app: App, req: OpenCaseRequest, reply_window: timedelta | None = N
         message_id, now)
     queue_id = outbox.new_queue_id()
     with events.transaction():
-        new = case_store.create_case(req, reviewer_token, business_token, now, deadline)
+        new = case_store.create_case(req, reviewer_token, business_token, now, deadline, decline_value)
         outbox.enqueue(case_id=new.case_id, source_id=None, kind=Mail.CONTACT_REQUEST,
                        recipient_party=Party.REVIEWER, recipient=req.reviewer_email,
                        message_id=message_id, queue_id=queue_id, body=body, now=now,

@@ -37,8 +37,9 @@ class NewCase:
 
 
 def create_case(req: OpenCaseRequest, reviewer_token: str, business_token: str,
-                opened_at: datetime, deadline: datetime) -> NewCase:
+                opened_at: datetime, deadline: datetime, decline_value: str) -> NewCase:
     """Insert business, review, case and both addresses. Call inside a transaction.
+    `decline_value`: the random value behind the case's decline link (relay.core.decline_tokens).
 
     The case keeps the business address it was opened with: colleagues of one business may open
     cases from addresses of their own, and each case's answers and notices go to, and its business
@@ -64,7 +65,8 @@ def create_case(req: OpenCaseRequest, reviewer_token: str, business_token: str,
             case = Case.create(review=review, business=business, business_email=req.business_email,
                                state=State.AWAITING_REPLY.value, open_review_key=req.review_id, locale=req.locale,
                                requests=",".join(req.requests), message=req.message,
-                               opened_at=opened_at, deadline=deadline, last_activity_at=opened_at)
+                               opened_at=opened_at, deadline=deadline, last_activity_at=opened_at,
+                               decline_value=decline_value)
     except pw.IntegrityError:
         existing = Case.get_or_none(Case.open_review_key == req.review_id)
         case_id = existing.id if existing is not None else None
@@ -77,10 +79,14 @@ def create_case(req: OpenCaseRequest, reviewer_token: str, business_token: str,
 
 def _conversation_query(local_part: Any) -> Any:
     other = RelayAddress.alias("other")
+    # any message of the reviewer's, in time or late (a late one sets no replied_at): the (case,
+    # received_at) index finds the first one
+    answered = Message.select(Message.id).where((Message.case == Case.id) & (Message.sender == Party.REVIEWER.value))
     return (RelayAddress.select(RelayAddress.local_part, RelayAddress.party, Case.id.alias("case_id"), Case.state,
                                 Case.last_activity_at, Case.locale, Case.deadline, Review.reviewer_email,
                                 Review.reviewer_name, Case.business_email,
-                                Business.name.alias("business_name"), other.local_part.alias("other"))
+                                Business.name.alias("business_name"), other.local_part.alias("other"),
+                                pw.fn.EXISTS(answered).alias("reviewer_answered"))
             .join(Case).join(Review).switch(Case).join(Business).switch(Case)
             .join(other, pw.JOIN.LEFT_OUTER, on=(other.case == Case.id) & (other.party != RelayAddress.party))
             .where(RelayAddress.local_part == local_part))
@@ -93,7 +99,7 @@ _CONVERSATION = Prepared(_conversation_query, convert={"last_activity_at": Case.
 
 def conversation(local_part: str, domain: str) -> Conversation | None:
     """What the relay address `local_part@domain` stands for, or None if it is unknown (one query,
-    the other party's address included)."""
+    the other party's address and whether the reviewer has written included)."""
     row = _CONVERSATION.first(local_part.lower())
     if row is None:
         return None
@@ -107,7 +113,7 @@ def conversation(local_part: str, domain: str) -> Conversation | None:
         last_activity_at=row["last_activity_at"], writer=writer, writer_email=writer_email,
         writer_name=writer_name, reader_email=reader_email or "",
         reader_alias=f"{row['other']}@{domain}" if row["other"] else "", locale=row["locale"],
-        deadline=row["deadline"])
+        deadline=row["deadline"], reviewer_answered=bool(row["reviewer_answered"]))
 
 
 def thread_entries(message_ids: list[str]) -> dict[str, tuple[Party, Party | None, str | None]]:
@@ -168,7 +174,7 @@ def mark_late(message_id: int) -> None:
 
 def _case_query() -> Any:
     return (Case.select(Case.id, Case.state, Case.locale, Case.requests, Case.opened_at, Case.deadline,
-                        Case.replied_at, Case.expired_at, Case.closed_at, Case.close_reason,
+                        Case.replied_at, Case.expired_at, Case.declined_at, Case.closed_at, Case.close_reason,
                         Case.last_activity_at, Review.external_id.alias("review"), Review.origin,
                         Business.external_id.alias("business"), Business.name.alias("business_name"))
             .join(Review).switch(Case).join(Business))

@@ -33,6 +33,7 @@ class CaseSummary:
     deadline: datetime
     replied_at: datetime | None
     expired_at: datetime | None
+    declined_at: datetime | None
     closed_at: datetime | None
     close_reason: str | None
     late: bool = False
@@ -43,8 +44,8 @@ class CaseSummary:
 
 def _cases() -> Any:
     return (Case.select(Case.id, Review.external_id.alias("review_id"), Business.external_id.alias("business_id"),
-                        Case.state, Case.opened_at, Case.deadline, Case.replied_at, Case.expired_at, Case.closed_at,
-                        Case.close_reason)
+                        Case.state, Case.opened_at, Case.deadline, Case.replied_at, Case.expired_at,
+                        Case.declined_at, Case.closed_at, Case.close_reason)
             .join(Review).switch(Case).join(Business))
 
 

@@ -22,6 +22,7 @@ from playhouse.migrate import SchemaMigrator
 from playhouse.migrate import migrate as run
 
 from relay import logs
+from relay.core import decline_tokens
 from relay.core.errors import Unavailable
 from relay.core.vocabulary import Event
 from relay.store.models import MODELS, ApiKey, IdempotentResponse, RefusalCount, Setting, Webhook
@@ -86,12 +87,37 @@ def _webhooks(database: pw.Database, migrator: SchemaMigrator) -> None:
     database.create_tables([Webhook], safe=True)
 
 
+def _decline_links(database: pw.Database, migrator: SchemaMigrator) -> None:
+    """The reviewer can decline: each case gets the random value behind its decline link and the
+    time it was declined. The value is unique (a link finds one case) and made here, in Python,
+    from `secrets` for every case that has none, so the reminders of cases opened before this
+    version carry a working link too; neither database has a random source of that quality in
+    plain SQL on every version the relay runs on. Nullable, as the model has it: a new case always
+    gets one, and the step run again fills only what is empty."""
+    columns = {column.name for column in database.get_columns("case")}
+    steps = []
+    if "decline_value" not in columns:
+        steps.append(migrator.add_column("case", "decline_value", pw.CharField(max_length=64, null=True)))
+    if "declined_at" not in columns:
+        steps.append(migrator.add_column("case", "declined_at", pw.DateTimeField(null=True)))
+    if steps:
+        run(*steps)
+    if "case_decline_value" not in {index.name for index in database.get_indexes("case")}:
+        run(migrator.add_index("case", ("decline_value",), True))
+    case = pw.Table("case")  # the table as it is, not the model
+    empty = [row[0] for row in case.select(case.c.id).where(case.c.decline_value.is_null())
+             .tuples().execute(database)]
+    for case_id in empty:
+        case.update({case.c.decline_value: decline_tokens.new_value()}).where(case.c.id == case_id).execute(database)
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(2, "index a case's events by time", _event_timeline_index),
     Migration(3, "count refusals per outcome and minute", _refusal_counts),
     Migration(4, "keep the business's address per case", _business_email_per_case),
     Migration(5, "API keys and idempotent responses", _api_tables),
     Migration(6, "the webhook outbox", _webhooks),
+    Migration(7, "decline links: a random value per case, the time it was declined", _decline_links),
 )
 CURRENT = MIGRATIONS[-1].version if MIGRATIONS else 1
 

@@ -69,6 +69,11 @@ class Case(BaseModel):
     expired_at = pw.DateTimeField(null=True)
     closed_at = pw.DateTimeField(null=True)
     close_reason = pw.TextField(null=True)
+    # The random value behind the case's decline link (relay.core.decline_tokens; schema version 7):
+    # the link is the value and its signature, so the value alone finds the case. Null only where a
+    # case predates it and the migration has not filled it yet.
+    decline_value = pw.CharField(max_length=64, null=True, unique=True)
+    declined_at = pw.DateTimeField(null=True)
 
     class Meta:
         indexes = ((("state", "deadline"), False), (("state", "last_activity_at"), False))

@@ -27,6 +27,7 @@ class CaseRow(Record):
     deadline: datetime
     replied_at: datetime | None
     expired_at: datetime | None
+    declined_at: datetime | None
     closed_at: datetime | None
     close_reason: str | None
     last_activity_at: datetime
@@ -109,6 +110,8 @@ class NoticeFacts:
     opened_at: datetime
     deadline: datetime
     replied_at: datetime | None
+    declined_at: datetime | None
+    decline_value: str | None  # behind the reviewer's decline link; None only in a case not migrated yet
     message: str
     requests: str
     review_id: str

@@ -26,6 +26,14 @@ def mark_replied(case_id: int, now: datetime) -> bool:
         (Case.id == case_id) & (Case.state == State.AWAITING_REPLY.value) & (Case.deadline > now)).execute())
 
 
+def mark_declined(case_id: int, now: datetime) -> bool:
+    """awaiting_reply -> declined, only while the reply window is open: the same condition under
+    which an answer makes the case `replied`, so a decline racing the answer or the expiry job ends
+    in exactly one of them. Declining is activity: the conversation's lifetime counts from it."""
+    return bool(Case.update(state=State.DECLINED.value, declined_at=now, last_activity_at=now).where(
+        (Case.id == case_id) & (Case.state == State.AWAITING_REPLY.value) & (Case.deadline > now)).execute())
+
+
 def expire_due_cases(case_ids: list[int], now: datetime) -> list[int]:
     """awaiting_reply -> expired for those of `case_ids` whose reply window is over; the ids this
     call moved (one statement for the batch; the WHERE clause decides each case)."""
@@ -92,7 +100,8 @@ def notice_facts(case_ids: list[int]) -> dict[int, NoticeFacts]:
         return {}
     found = {r["id"]: {**r, "tokens": {}} for r in rows(
         Case.select(Case.id, Case.locale, Case.opened_at, Case.deadline, Case.replied_at,
-                    Case.message, Case.requests, Review.external_id.alias("review_id"),
+                    Case.declined_at, Case.decline_value, Case.message, Case.requests,
+                    Review.external_id.alias("review_id"),
                     Review.reviewer_email, Review.reviewer_name,
                     Business.name.alias("business_name"), Case.business_email)
         .join(Review).switch(Case).join(Business).where(Case.id.in_(case_ids)))}
@@ -128,7 +137,8 @@ def due_reminders(now: datetime, before: timedelta, limit: int) -> list[int]:
         & ~pw.fn.EXISTS(reminded)).order_by(Case.deadline).limit(limit))]
 
 
-OPEN_STATES = [State.AWAITING_REPLY.value, State.REPLIED.value, State.EXPIRED.value]
+# a declined case is closed after the lifetime too: that frees its review for a new case
+OPEN_STATES = [State.AWAITING_REPLY.value, State.REPLIED.value, State.EXPIRED.value, State.DECLINED.value]
 
 
 def stale_conversations(now: datetime, lifetime: timedelta, limit: int) -> list[int]:

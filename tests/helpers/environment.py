@@ -47,10 +47,12 @@ def _reset_postgres(url: str) -> None:
 
 
 def make_settings(tmp_path: Path, db_url: str, **sections: dict[str, Any]) -> config.Settings:
+    api_port = free_port()
     raw: dict[str, dict[str, Any]] = {
         "relay": {"domain": DOMAIN, "platform_name": "ReviewHub", "templates": str(REPO / "templates")},
         "inbound": {"host": "127.0.0.1", "port": free_port(), "max_message_bytes": 1024 * 1024},
-        "api": {"port": free_port()},
+        # links in the mail (the decline link) lead to this relay's own API
+        "api": {"port": api_port, "public_url": f"http://127.0.0.1:{api_port}"},
         "outbound": {"url": f"maildir:{tmp_path}/outbox"},
         "storage": {"database": db_url},
         "scheduler": {"interval": "1s"},

@@ -53,7 +53,7 @@ def test_a_version_1_database_is_upgraded_and_carries_on(db_url: str, app_factor
     load_version_1(db_url)
     # a day after the old code opened the cases: they are within their reply window
     app = app_factory(db_url, ManualClock(datetime(2026, 11, 21, 9, 0)), outbound={"url": sink.url})  # migrates
-    assert migrations.version(db.obj) == migrations.CURRENT == 6
+    assert migrations.version(db.obj) == migrations.CURRENT == 7
     assert db.obj.table_exists("webhook")  # version 6: the webhook outbox
     assert "event_case_id_at" in {index.name for index in db.obj.get_indexes("event")}
     refusal_counts.add({(datetime(2026, 11, 21, 8, 30), "wrong_sender"): 2})  # version 3's table, in use
@@ -66,6 +66,15 @@ def test_a_version_1_database_is_upgraded_and_carries_on(db_url: str, app_factor
     assert column.null is False
     if isinstance(db.obj, pw.PostgresqlDatabase):  # as a new database has it (SQLite keeps its default)
         assert column.default is None
+
+    # version 7: every case has its own decline value (the reminders of old cases carry a working
+    # link), unique, and none declined yet
+    values = {c.id: c.decline_value for c in Case.select()}
+    assert len(set(values.values())) == 3 and all(v and len(v) == 32 for v in values.values())
+    assert all(c.declined_at is None for c in Case.select())
+    assert "case_decline_value" in {i.name for i in db.obj.get_indexes("case") if i.unique}
+    with pytest.raises(pw.IntegrityError), db.obj.atomic():
+        Case.update(decline_value=values[1]).where(Case.id == 2).execute()
 
     counts = asyncio.run(Worker.for_app(app).run_pass())
     assert counts.sent == 4 and counts.failed == 0  # three contact requests and the queued forward
@@ -89,6 +98,12 @@ def test_a_version_1_database_is_upgraded_and_carries_on(db_url: str, app_factor
         version_4 = next(m for m in migrations.MIGRATIONS if m.version == 4)
         version_4.apply(db.obj, SchemaMigrator.from_database(db.obj))
     assert Case.get(Case.id == 3).business_email == "kollegin@shop.example"
+    with db.obj.atomic():  # version 7 run again adds nothing and fills only an empty value
+        Case.update(decline_value=None).where(Case.id == 3).execute()
+        version_7 = next(m for m in migrations.MIGRATIONS if m.version == 7)
+        version_7.apply(db.obj, SchemaMigrator.from_database(db.obj))
+    again = {c.id: c.decline_value for c in Case.select().where(Case.id <= 3)}
+    assert again[1] == values[1] and again[2] == values[2] and again[3] and again[3] != values[3]
 
 
 def test_instances_starting_at_once_migrate_once(db_url: str, tmp_path: Path) -> None:
@@ -100,8 +115,8 @@ def test_instances_starting_at_once_migrate_once(db_url: str, tmp_path: Path) ->
     outputs = [run.communicate(timeout=60) for run in runs]
     assert [run.returncode for run in runs] == [0, 0, 0], outputs
     said = sorted(out for out, _ in outputs)
-    assert said == ["migrated to schema version 6 (ran 2, 3, 4, 5, 6)\n", "schema version 6: nothing to do\n",
-                    "schema version 6: nothing to do\n"], said
+    assert said == ["migrated to schema version 7 (ran 2, 3, 4, 5, 6, 7)\n", "schema version 7: nothing to do\n",
+                    "schema version 7: nothing to do\n"], said
 
 
 def test_a_newer_schema_is_refused(db_url: str, app_factory: Any, tmp_path: Path) -> None:

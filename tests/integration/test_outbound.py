@@ -18,6 +18,7 @@ import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult
 
+from relay.core import policy
 from relay.core.clock import ManualClock
 from relay.core.outcomes import Outcome
 from relay.core.retries import Result
@@ -320,10 +321,22 @@ def unreachable_notices(case_id: int) -> list[dict[str, Any]]:
 
 
 def business_writes(app: Any, opened: Any, body: str) -> None:
-    """The business writes to the case's business-side relay address: a forward to the reviewer."""
+    """The business writes to the case's business-side relay address: a forward to the reviewer.
+    The address takes it only once the reviewer has answered (asked here as RCPT TO asks)."""
     conversation = intake.lookup(app, opened.business_address.split("@")[0])
+    assert conversation is not None
+    lifetime = app.settings.cases.conversation_lifetime
+    assert policy.check_recipient(opened.business_address, "relay.test", conversation, app.clock.now(), lifetime,
+                                  BUSINESS) is Outcome.RECIPIENT_OK
     raw = f"From: Shop <{BUSINESS}>\r\nSubject: Re: review\r\n\r\n{body}\r\n".encode()
     assert intake.process(app, conversation, BUSINESS, raw).outcome is Outcome.ACCEPTED
+
+
+def reviewer_writes(app: Any, opened: Any, body: str) -> None:
+    """The reviewer answers from their registered address (their own server sends it)."""
+    conversation = intake.lookup(app, opened.reviewer_address.split("@")[0])
+    raw = f"From: Max <{REVIEWER}>\r\nSubject: Re: review\r\n\r\n{body}\r\n".encode()
+    assert intake.process(app, conversation, REVIEWER, raw).outcome is Outcome.ACCEPTED
 
 
 def test_a_reviewer_refused_at_rcpt_is_reported_to_the_business_once(db_url: str, app_factory: Any,
@@ -355,10 +368,13 @@ def test_a_reviewer_refused_at_rcpt_is_reported_to_the_business_once(db_url: str
     assert_no_leak(mail["raw"])  # the smarthost's reply quoted the address; the notice does not
     assert smarthost.to(REVIEWER) == []
 
-    # the business writes anyway; the forward is refused the same way: no second notice
+    # the reviewer answers all the same (their mailbox refuses mail, their server still sends), and
+    # the business writes back; the forward is refused the same way: no second notice
+    reviewer_writes(app, opened, "Order 4711, but my mailbox is full")
     business_writes(app, opened, "Are you there?")
-    assert asyncio.run(worker.run_pass()).failed == 1
-    forward = next(d for d in case_store.case_detail(opened.case_id).deliveries if d.kind == "forward")
+    assert asyncio.run(worker.run_pass()).failed == 1  # (the reviewer's forward reaches the business)
+    forward = next(d for d in case_store.case_detail(opened.case_id).deliveries
+                   if d.kind == "forward" and d.recipient_party == "reviewer")
     assert forward.state == "failed" and "550 5.1.1" in forward.last_error
     assert len(unreachable_notices(opened.case_id)) == 1
 
@@ -378,7 +394,7 @@ def test_a_reviewer_refused_at_rcpt_is_reported_to_the_business_once(db_url: str
     assert [e.detail for e in detail.events if e.name == "notice.queued"] == [
         "contact_request", "reviewer_unreachable", "reminder"]
     assert asyncio.run(worker.run_pass()).sent == 0
-    assert len(smarthost.to(BUSINESS)) == 1
+    assert len(smarthost.to(BUSINESS)) == 2  # the notice and the reviewer's answer
 
 
 def test_a_refused_delivery_to_the_business_tells_nobody(db_url: str, app_factory: Any,

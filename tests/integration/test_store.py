@@ -130,8 +130,16 @@ def test_prepared_queries_answer_as_peewee_does(db_url: str, app_factory: Any) -
             assert isinstance(found.deadline, datetime)
             other = opened.business_address if writer == "reviewer" else opened.reviewer_address
             assert found.reader_alias == other
+            assert found.reviewer_answered is False
     assert case_store.conversation("0" * 32, "relay.test") is None
+    Message.create(case=second.case_id, queue_id="Q0", sender="business", received_at=clock.now() - timedelta(hours=3),
+                   size=1)
     Message.create(case=first.case_id, queue_id="Q1", sender="reviewer", received_at=clock.now(), size=1)
+    # the reviewer has written into the first case (a late answer counts the same); a business
+    # message does not open the second
+    for opened, answered in ((first, True), (second, False)):
+        business_side = case_store.conversation(opened.business_address.split("@")[0], "relay.test")
+        assert business_side is not None and business_side.reviewer_answered is answered
     Message.create(case=first.case_id, queue_id="Q2", sender="reviewer", received_at=clock.now() - timedelta(hours=2),
                    size=1)
     Message.create(case=second.case_id, queue_id="Q3", sender="reviewer", received_at=clock.now(), size=1)

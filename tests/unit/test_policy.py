@@ -6,7 +6,7 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from relay.core.cases import NotContactable, validate_open_case
+from relay.core.cases import NotContactable, Standing, accepts_mail, decline_standing, validate_open_case
 from relay.core.errors import InvalidInput, Refused
 from relay.core.outcomes import Outcome, reply, translate_library_reply
 from relay.core.policy import check_recipient, check_recipient_count, check_sender, map_thread_ids
@@ -19,10 +19,11 @@ LIFETIME = timedelta(days=30)
 
 
 def conversation(state: State = State.AWAITING_REPLY, writer: Party = Party.REVIEWER,
-                 last: datetime = NOW) -> Conversation:
+                 last: datetime = NOW, answered: bool = False) -> Conversation:
     return Conversation(case_id=1, local_part="a" * 32, state=state, last_activity_at=last, writer=writer,
                         writer_email="max@example.de", writer_name="Max M.", reader_email="shop@example.com",
-                        reader_alias="b" * 32 + "@relay.test", locale="de", deadline=NOW + timedelta(days=5))
+                        reader_alias="b" * 32 + "@relay.test", locale="de", deadline=NOW + timedelta(days=5),
+                        reviewer_answered=answered)
 
 
 def test_recipient_decisions() -> None:
@@ -40,6 +41,48 @@ def test_recipient_decisions() -> None:
     assert check_recipient(address, DOMAIN, closed, NOW, LIFETIME, "max@example.de") is Outcome.CONVERSATION_CLOSED
     quiet = conversation(last=NOW - LIFETIME - timedelta(seconds=1))
     assert check_recipient(address, DOMAIN, quiet, NOW, LIFETIME, "max@example.de") is Outcome.CONVERSATION_CLOSED
+
+
+def test_the_reviewer_opens_the_conversation() -> None:
+    """The business's relay address takes mail only once the reviewer has written (in time or
+    late); before that, whatever became of the case, the business hears why at RCPT."""
+    address = f"{'a' * 32}@relay.test"
+
+    def rcpt(state: State, writer: Party, answered: bool, last: datetime = NOW) -> Outcome:
+        return check_recipient(address, DOMAIN, conversation(state, writer, last, answered), NOW, LIFETIME,
+                               "shop@example.com")
+
+    for state in (State.AWAITING_REPLY, State.EXPIRED, State.DECLINED):
+        assert rcpt(state, Party.BUSINESS, answered=False) is Outcome.REVIEWER_NOT_ANSWERED, state
+    for state in (State.REPLIED, State.EXPIRED):  # answered in time, or late after the window
+        assert rcpt(state, Party.BUSINESS, answered=True) is Outcome.RECIPIENT_OK, state
+    assert rcpt(State.AWAITING_REPLY, Party.REVIEWER, answered=False) is Outcome.RECIPIENT_OK
+    # closed (or quiet) says closed to both, answered or not; a decline closes the reviewer's side
+    assert rcpt(State.CLOSED, Party.BUSINESS, answered=False) is Outcome.CONVERSATION_CLOSED
+    assert rcpt(State.AWAITING_REPLY, Party.BUSINESS, False, NOW - LIFETIME - timedelta(1)) \
+        is Outcome.CONVERSATION_CLOSED
+    assert rcpt(State.DECLINED, Party.REVIEWER, answered=False) is Outcome.CONVERSATION_CLOSED
+    assert rcpt(State.DECLINED, Party.BUSINESS, answered=True) is Outcome.CONVERSATION_CLOSED
+    said = reply(Outcome.REVIEWER_NOT_ANSWERED)
+    assert (said.code, said.status) == (550, "5.7.1") and "has not answered" in said.text
+
+
+def test_a_declined_case_takes_no_mail_and_declining_is_open_while_an_answer_is_awaited() -> None:
+    assert not accepts_mail(State.DECLINED, NOW, NOW, LIFETIME) and not accepts_mail(State.CLOSED, NOW, NOW, LIFETIME)
+    assert accepts_mail(State.EXPIRED, NOW, NOW, LIFETIME)
+    deadline = NOW + timedelta(days=1)
+
+    def standing(state: State, answered: bool = False, declined: bool = False, at: datetime = NOW) -> Standing:
+        return decline_standing(state, deadline, at, answered, declined)
+
+    assert standing(State.AWAITING_REPLY) is Standing.OPEN
+    assert standing(State.AWAITING_REPLY, at=deadline) is Standing.EXPIRED  # before the expiry job ran
+    assert standing(State.EXPIRED) is Standing.EXPIRED
+    assert standing(State.EXPIRED, answered=True) is Standing.ANSWERED  # a late answer
+    assert standing(State.REPLIED, answered=True) is Standing.ANSWERED
+    assert standing(State.DECLINED, declined=True) is Standing.DECLINED
+    assert standing(State.CLOSED, declined=True) is Standing.DECLINED  # declined, then closed
+    assert standing(State.CLOSED) is Standing.CLOSED
 
 
 def test_refusal_replies_carry_codes_the_design_names() -> None:
