@@ -16,7 +16,7 @@ from typing import Any
 import peewee as pw
 
 from relay.core.vocabulary import DeliveryFacts, DeliveryState, Mail, Party
-from relay.store.database import is_postgres
+from relay.store import leases
 from relay.store.models import Delivery, Message, db, rows
 from relay.store.prepared import insert_one
 from relay.store.records import DeliveryEntry, build
@@ -91,19 +91,9 @@ def claim(now: datetime, lease: timedelta, limit: int, only: int | None = None) 
     if only is not None:
         due = due & (Delivery.id == only)
     with db.atomic():
-        # two index range scans (state, next_attempt_at) instead of one OR that reads every row
         queued = (Delivery.state == DeliveryState.QUEUED) & (Delivery.next_attempt_at <= now)
         stale = (Delivery.state == DeliveryState.SENDING) & (Delivery.lease_until < now)
-        ids: list[int] = []
-        for condition in (queued, stale):
-            wanted = condition & (Delivery.id == only) if only is not None else condition
-            query = Delivery.select(Delivery.id).where(wanted).order_by(Delivery.next_attempt_at)
-            query = query.limit(limit - len(ids))
-            if is_postgres():
-                query = query.for_update(skip_locked=True)
-            ids += [r.id for r in query]
-            if len(ids) >= limit:
-                break
+        ids = leases.due_ids(Delivery, queued, stale, limit, only)
         if not ids:
             return token, []
         Delivery.update(state=DeliveryState.SENDING, claim_token=token, lease_until=now + lease,

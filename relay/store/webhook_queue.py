@@ -24,7 +24,7 @@ import peewee as pw
 
 from relay.core import webhooks as rules
 from relay.core.vocabulary import WebhookState, WebhookType
-from relay.store.database import is_postgres
+from relay.store import leases
 from relay.store.models import Business, Case, Review, Setting, Webhook, db, rows
 from relay.store.prepared import insert_one
 from relay.store.records import WebhookEntry, build
@@ -113,16 +113,7 @@ def claim(now: datetime, lease: timedelta, limit: int, only: int | None = None) 
     queued = (Webhook.state == WebhookState.PENDING) & (Webhook.next_attempt_at <= now)
     stale = (Webhook.state == WebhookState.SENDING) & (Webhook.lease_until < now)
     with db.atomic():
-        ids: list[int] = []
-        for condition in (queued, stale):  # two index range scans, not one OR over every row
-            wanted = condition & (Webhook.id == only) if only is not None else condition
-            query = Webhook.select(Webhook.id).where(wanted).order_by(Webhook.next_attempt_at, Webhook.id)
-            query = query.limit(limit - len(ids))
-            if is_postgres():
-                query = query.for_update(skip_locked=True)
-            ids += [r.id for r in query]
-            if len(ids) >= limit:
-                break
+        ids = leases.due_ids(Webhook, queued, stale, limit, only)
         if not ids:
             return token, []
         Webhook.update(state=WebhookState.SENDING, claim_token=token, lease_until=now + lease,
