@@ -16,7 +16,7 @@ from relay.core.outcomes import Outcome
 from relay.core.vocabulary import DeliveryFacts, DeliveryState, Event, Mail, Party
 from relay.core.webhooks import Facts, FailureReason
 from relay.inbound.intake import Result, guarded
-from relay.lifecycle import jobs as lifecycle
+from relay.outbound import notice_queue
 from relay.store import events, outbox
 
 
@@ -64,6 +64,6 @@ def _process(app: App, delivery: DeliveryFacts, envelope_from: str, raw: bytes) 
                               facts=Facts(kind=delivery.kind, party=delivery.recipient_party, status=report.status,
                                           reason=FailureReason.BOUNCED))
             if delivery.recipient_party is Party.REVIEWER and case_id is not None:
-                lifecycle.queue_notice(app, case_id, Mail.REVIEWER_UNREACHABLE, now)
+                notice_queue.queue_notice(app, case_id, Mail.REVIEWER_UNREACHABLE, now)
     return Result(Outcome.BOUNCE_RECORDED, queue_id=delivery.queue_id, detail=what,
                   level=logging.WARNING if report.permanent else logging.INFO)

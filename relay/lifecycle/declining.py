@@ -20,7 +20,7 @@ from relay.app import App
 from relay.core import decline_tokens
 from relay.core.cases import Standing, decline_standing
 from relay.core.vocabulary import Event, Mail
-from relay.lifecycle import jobs
+from relay.outbound import notice_queue
 from relay.store import declines, events, transitions
 from relay.store.declines import DeclineFacts
 
@@ -61,10 +61,10 @@ def decline(app: App, token: str) -> DeclinePage:
     page = _page(facts, now)
     if facts is None or page.standing is not Standing.OPEN:
         return page
-    notice = jobs.prepare_notices(app, [facts.id], Mail.DECLINED_NOTICE, now)  # rendered before the write
+    notice = notice_queue.prepare_notices(app, [facts.id], Mail.DECLINED_NOTICE, now)  # rendered before the write
     with events.transaction():
         won = transitions.mark_declined(facts.id, now)
         if won:
             events.record(facts.id, Event.CASE_DECLINED, now, message="the reviewer declined to answer")
-            jobs.store_notices(app, notice, Mail.DECLINED_NOTICE, now)
+            notice_queue.store_notices(app, notice, Mail.DECLINED_NOTICE, now)
     return _page(declines.find_by_id(facts.id), now, just_now=won)

@@ -36,7 +36,7 @@ from relay.core.redact import describe
 from relay.core.retries import Attempt, Result, Step, next_step
 from relay.core.vocabulary import DeliveryState, Event, Mail, Party
 from relay.core.webhooks import Facts, FailureReason, enhanced_status
-from relay.lifecycle import jobs as lifecycle
+from relay.outbound import notice_queue
 from relay.outbound.transports import Transport, from_url
 from relay.store import events
 from relay.store import outbox as store
@@ -126,11 +126,11 @@ class Worker:
         return results
 
     def _record(self, results: list[tuple[store.Claimed, Step]], token: str, now: datetime) -> None:
-        # composed before the write transaction (lifecycle.prepare_notices only reads); stored only
+        # composed before the write transaction (notice_queue.prepare_notices only reads); stored only
         # for the deliveries this worker really marks failed, and only once per case (the claim)
         unreachable = sorted({item.case_id for item, step in results
                               if item.case_id is not None and _reviewer_refused(item, step)})
-        prepared = lifecycle.prepare_notices(self.app, unreachable, Mail.REVIEWER_UNREACHABLE, now) \
+        prepared = notice_queue.prepare_notices(self.app, unreachable, Mail.REVIEWER_UNREACHABLE, now) \
             if unreachable else {}
         with events.transaction():
             sent = store.mark_sent([item.id for item, step in results if step.state == DeliveryState.SENT], token, now)
@@ -150,7 +150,7 @@ class Worker:
                                       facts=Facts(kind=item.kind, party=item.recipient_party,
                                                   status=enhanced_status(step.reason), reason=reason))
                         if item.case_id in prepared:
-                            lifecycle.store_notices(self.app, {item.case_id: prepared.pop(item.case_id)},
+                            notice_queue.store_notices(self.app, {item.case_id: prepared.pop(item.case_id)},
                                                     Mail.REVIEWER_UNREACHABLE, now)
                 else:
                     assert step.next_attempt_at is not None

@@ -24,8 +24,7 @@ from relay.core.outcomes import Outcome
 from relay.core.retries import Result
 from relay.core.vocabulary import Mail
 from relay.inbound import intake, returns
-from relay.lifecycle import jobs as lifecycle
-from relay.outbound import durable
+from relay.outbound import durable, notice_queue
 from relay.outbound import transports as transport
 from relay.outbound.transports import MaildirTransport, SmtpTransport
 from relay.outbound.worker import Worker
@@ -381,7 +380,7 @@ def test_a_reviewer_refused_at_rcpt_is_reported_to_the_business_once(db_url: str
     # the mailbox takes mail again; a reminder is sent, then bounces later: still one notice
     del smarthost.refused[REVIEWER]
     with db.atomic():
-        assert lifecycle.queue_notice(app, opened.case_id, Mail.REMINDER, clock.now())
+        assert notice_queue.queue_notice(app, opened.case_id, Mail.REMINDER, clock.now())
     assert asyncio.run(worker.run_pass()).sent == 1
     reminder = next(d for d in case_store.case_detail(opened.case_id).deliveries if d.kind == "reminder")
     assert reminder.state == "sent" and len(smarthost.to(REVIEWER)) == 1

@@ -144,3 +144,11 @@ def test_unit_tests_need_no_server_and_no_database() -> None:
                 fixtures = {a.arg for a in node.args.args} & {"db_url", "app_factory", "sink", "relay_factory"}
                 found += [f"{path.name}: {node.name} uses {f}" for f in sorted(fixtures)]
     assert found == []
+
+
+def test_lower_shells_do_not_reach_up() -> None:
+    """The store serves every shell and the outbound side is used by the lifecycle jobs and the
+    inbound intake: neither imports the shells that use it (no arrow runs back up)."""
+    upper = ("relay.inbound", "relay.lifecycle", "relay.admin", "relay.api", "relay.server")
+    assert violations(RELAY / "outbound", upper) == []
+    assert violations(RELAY / "store", ("relay.outbound", *upper)) == []
