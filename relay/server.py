@@ -15,7 +15,7 @@ from relay.core.vocabulary import Event
 from relay.inbound.sessions import Sessions
 from relay.inbound.smtp import InboundHandler, RelaySMTP, tls_context
 from relay.lifecycle import scheduler as jobs
-from relay.outbound.worker import Worker
+from relay.outbound.worker import Worker, signing_line
 
 BACKGROUND_GRACE = 5.0  # seconds the outbox worker and the scheduler get to end their pass at a stop
 
@@ -66,6 +66,7 @@ async def serve(app: App, stop: asyncio.Event | None = None, ready: asyncio.Even
         raise
     logs.event(Event.SERVE_STARTED, f"listening on {inbound.host}:{inbound.port} for @{app.settings.relay.domain}, "
                f"outbound {_describe(outbound.url)}")
+    logs.event(Event.DKIM_SIGNING, signing_line(worker.keys))
     if http is not None:
         api = app.settings.api
         logs.event(Event.API_STARTED, f"API on {api.host}:{api.port}, links to {api.public_url}")
