@@ -10,10 +10,11 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 from datetime import timedelta
+from pathlib import Path
 
 from relay import __version__, config_values
 from relay.admin import tail
-from relay.core import addresses, credentials
+from relay.core import addresses, credentials, dkim_sign
 from relay.core.errors import RelayError
 from relay.core.vocabulary import Event, State
 
@@ -62,10 +63,11 @@ address = _checked("address", addresses.validate)
 event_prefix = _checked("event", _event_prefix)
 duration = _checked("duration", _duration)
 key_name = _checked("name", credentials.key_name)
+selector = _checked("selector", dkim_sign.selector)
 STATES = [state.value for state in State]
 
 
-def parser() -> argparse.ArgumentParser:
+def parser() -> argparse.ArgumentParser:  # noqa: PLR0915 (one command after another)
     parser = argparse.ArgumentParser(prog="relay", description="Review-contact mail relay.")
     parser.add_argument("--config", metavar="PATH",
                         help="settings file (default: $RELAY_CONFIG or ./settings.toml)")
@@ -127,8 +129,18 @@ def parser() -> argparse.ArgumentParser:
     revoked = keys_sub.add_parser("revoke", help="stop a key working (within 10 s on every instance)")
     revoked.add_argument("name", type=key_name)
 
+    _dkim(sub.add_parser("dkim", help="DKIM signing keys: make one and print its DNS record"))
     sub.add_parser("migrate", help="bring the database's schema to this version (serve does it too)")
 
     st = sub.add_parser("status", help="cases by state and the delivery queue")
     st.add_argument("--json", action="store_true")
     return parser
+
+
+def _dkim(dk: argparse.ArgumentParser) -> None:
+    dk_sub = dk.add_subparsers(dest="action", required=True, metavar="ACTION")
+    gen = dk_sub.add_parser("keygen", help="write a new key (0600, never over a file) and print its DNS record")
+    gen.add_argument("--selector", type=selector, required=True, help="s= of the signatures, e.g. relay or 2026a")
+    gen.add_argument("--type", choices=["rsa", "ed25519"], default="rsa", help="rsa (2048 bits, default) | ed25519")
+    gen.add_argument("--out", metavar="PATH", type=Path,
+                     help="where to write it (default: storage/dkim-SELECTOR.pem next to the database)")
