@@ -122,7 +122,8 @@ def sign(message: bytes, keys: Sequence[Key], now: datetime) -> bytes:
     over the same header fields and body, so each verifies on its own: with an RSA and an Ed25519
     key, receivers that know Ed25519 check both, the others the RSA one (RFC 8463 dual signing).
 
-    `now` (naive UTC) is the signature's t=. Raises ValueError for a message without a From."""
+    `now` (naive UTC) is the signature's t=. Raises ValueError for a message whose header dkimpy
+    cannot read, or without a From."""
     if not keys:
         return message
     body_start = _body_start(message)
