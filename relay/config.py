@@ -28,7 +28,7 @@ from pydantic import (
     ValidationInfo,
     field_validator,
 )
-from pydantic_settings import BaseSettings, EnvSettingsSource, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import BaseSettings, EnvSettingsSource, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 from pydantic_settings.sources.utils import parse_env_vars
 
 from relay.config_values import (
@@ -36,24 +36,32 @@ from relay.config_values import (
     ENVIRON,
     Duration,
     Flag,
+    KeyFile,
+    Nameserver,
     OptionalFile,
     Text,
     at_most,
     between,
     between_durations,
     database_url,
+    dkim_key_file,
     domain_name,
     home_folder,
     http_url,
     ip_addresses,
     log_target,
+    nameserver_list,
     one_of,
+    optional_domain,
     outbound_url,
+    positive_duration,
+    selector,
     templates_folder,
     time_zone,
     webhook_secret,
     webhook_url,
 )
+from relay.core import dkim_sign
 from relay.core.errors import InvalidInput
 
 DEFAULT_CONFIG = "settings.toml"
@@ -107,9 +115,28 @@ class LimitsSection(Section):
 
 
 class OutboundSection(Section):
+    model_config = ConfigDict(frozen=True, extra="forbid", validate_default=True, arbitrary_types_allowed=True)
+
     url: Annotated[str, BeforeValidator(outbound_url)] = "maildir:storage/outbox"
     max_queue_lifetime: Duration = timedelta(days=5)
     timeout: Duration = timedelta(seconds=60)
+    # DKIM: d= (empty: [relay] domain, filled in at load), the key that signs (empty: none) and its
+    # selector; a second, Ed25519 key signs each message once more (RFC 8463 dual signing)
+    dkim_domain: Annotated[str, BeforeValidator(optional_domain)] = ""
+    dkim_selector: Annotated[str, BeforeValidator(selector)] = "relay"
+    dkim_key: Annotated[KeyFile | None, BeforeValidator(dkim_key_file)] = None
+    dkim_selector_ed25519: Annotated[str, BeforeValidator(selector)] = "relay-ed25519"
+    dkim_key_ed25519: Annotated[KeyFile | None, BeforeValidator(dkim_key_file)] = None
+
+    def signing_keys(self) -> tuple[dkim_sign.Key, ...]:
+        """The keys every message is signed with, in the order their signatures are added (none
+        when `dkim_key` is empty)."""
+        keys = []
+        if self.dkim_key is not None:
+            keys.append(dkim_sign.Key(self.dkim_domain, self.dkim_selector, self.dkim_key.private))
+        if self.dkim_key_ed25519 is not None:
+            keys.append(dkim_sign.Key(self.dkim_domain, self.dkim_selector_ed25519, self.dkim_key_ed25519.private))
+        return tuple(keys)
 
 
 class StorageSection(Section):
@@ -157,6 +184,13 @@ class WebhooksSection(Section):
         return bool(self.url)
 
 
+class DnsSection(Section):
+    # empty: the system's name servers (/etc/resolv.conf); from the environment a comma-separated
+    # list or a JSON one (NoDecode: the validator reads both)
+    nameservers: Annotated[tuple[Nameserver, ...], NoDecode, BeforeValidator(nameserver_list)] = ()
+    timeout: Annotated[timedelta, positive_duration(timedelta(minutes=1))] = timedelta(seconds=5)
+
+
 class SchedulerSection(Section):
     interval: Duration = timedelta(minutes=1)
 
@@ -185,6 +219,7 @@ class Settings(BaseSettings):
     cases: CasesSection = Field(default_factory=CasesSection)
     api: ApiSection = Field(default_factory=ApiSection)
     webhooks: WebhooksSection = Field(default_factory=WebhooksSection)
+    dns: DnsSection = Field(default_factory=DnsSection)
     scheduler: SchedulerSection = Field(default_factory=SchedulerSection)
     log: LogSection = Field(default_factory=LogSection)
 
@@ -241,9 +276,36 @@ def from_mapping(raw: Mapping[str, Any], base: Path, environ: Mapping[str, str] 
     with _context(_home(raw, base, environ or {}), environ or {}):
         try:
             given: dict[str, Any] = {section: dict(keys) for section, keys in raw.items()}
-            return Settings(**given)
+            settings = Settings(**given)
         except ValidationError as exc:
             raise ConfigError(_one_line(exc)) from None
+    return _with_signing(settings)
+
+
+def _with_signing(settings: Settings) -> Settings:
+    """`[outbound] dkim_domain` filled in, and the DKIM keys checked together: the Ed25519 key of
+    dual signing beside an RSA key (receivers that do not know Ed25519 yet, most of them, need the
+    RSA signature), under its own selector, and d= a domain the From addresses align with (DMARC)."""
+    outbound, domain = settings.outbound, settings.relay.domain
+    signing = outbound.dkim_domain or domain
+    if signing != domain and not domain.endswith("." + signing):
+        raise ConfigError(f"[outbound] dkim_domain: {signing!r} is neither [relay] domain {domain!r} nor a domain "
+                          "above it: receivers would not count its signatures for the From addresses (DMARC)")
+    second = outbound.dkim_key_ed25519
+    if second is not None:
+        first = outbound.dkim_key
+        if second.kind != "ed25519":
+            raise ConfigError(f"[outbound] dkim_key_ed25519: {second.path} is an RSA key; this key takes an "
+                              "Ed25519 one (the RSA key goes in dkim_key)")
+        if first is None or first.kind != "rsa":
+            raise ConfigError("[outbound] dkim_key_ed25519: dual signing needs an RSA key in dkim_key as well "
+                              "(receivers that do not know Ed25519 check that one)")
+        if outbound.dkim_selector_ed25519 == outbound.dkim_selector:
+            raise ConfigError("[outbound] dkim_selector_ed25519: must differ from dkim_selector (one DNS "
+                              "record per key)")
+    if signing == outbound.dkim_domain:
+        return settings
+    return settings.model_copy(update={"outbound": outbound.model_copy(update={"dkim_domain": signing})})
 
 
 def _check_names(raw: Mapping[str, Any], environ: Mapping[str, str]) -> None:

@@ -1,23 +1,27 @@
 """The values settings hold, each parsed once, with a sentence for what is wrong: durations with
 a unit, ports and sizes in range, paths relative to the settings file, domains, time zones, the
-database and outbound URLs, lists of IP addresses. Used by relay.config's typed sections."""
+database and outbound URLs, lists of IP addresses, name servers, DKIM keys and selectors. Used by
+relay.config's typed sections."""
 
 from __future__ import annotations
 
 import ipaddress
+import json
 import re
 import ssl
+import stat
 from collections.abc import Callable, Mapping
 from contextvars import ContextVar
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, NamedTuple
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BeforeValidator
 
-from relay.core import addresses, smarthost, webhooks
+from relay.core import addresses, dkim_sign, smarthost, webhooks
 
 BUNDLED_TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 
@@ -102,6 +106,11 @@ def domain_name(value: object) -> str:
     if not addresses.is_domain(text):
         raise ValueError(f"{value!r} is not a domain name")
     return text
+
+
+def optional_domain(value: object) -> str:
+    """A domain name, or "" for a default filled in later."""
+    return "" if value in ("", None) else domain_name(value)
 
 
 def time_zone(value: object) -> str:
@@ -275,3 +284,99 @@ def templates_folder(value: object) -> Path:
     folder = _path(value)
     return folder if folder.is_dir() else BUNDLED_TEMPLATES
 
+
+
+class Nameserver(NamedTuple):
+    """A DNS server the relay asks: its IP address and port."""
+
+    address: str
+    port: int = 53
+
+
+def nameserver_list(value: object) -> tuple[Nameserver, ...]:
+    """`[dns] nameservers`: IP addresses, each with an optional port ("127.0.0.1", "127.0.0.1:5353",
+    "::1", "[::1]:5353"); a list, or from the environment a comma-separated or JSON list. Empty:
+    the system's (/etc/resolv.conf). Names are refused: the server that would resolve them is the
+    one being named."""
+    if isinstance(value, str) and value.strip().startswith("["):
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError:
+            raise ValueError(f"{value!r} is neither a JSON list nor a comma-separated one") from None
+    if not isinstance(value, list | tuple | str):
+        raise ValueError(f"{value!r} must be a list of name servers (\"127.0.0.1\" or \"127.0.0.1:5353\")")
+    items = value.split(",") if isinstance(value, str) else value
+    return tuple(_nameserver(str(item).strip()) for item in items if str(item).strip())
+
+
+def _nameserver(text: str) -> Nameserver:
+    host, port = text, "53"
+    if text.startswith("["):  # [IPv6]:port
+        host, _, rest = text[1:].partition("]")
+        port = rest.removeprefix(":") if rest.startswith(":") else ("" if rest else "53")
+    elif text.count(":") == 1:  # IPv4:port (an IPv6 address has several colons)
+        host, port = text.split(":")
+    try:
+        address = str(ipaddress.ip_address(host))
+    except ValueError:
+        raise ValueError(f"{text!r} is not a name server's IP address (with an optional :port)") from None
+    if not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise ValueError(f"{text!r}: the port must be a number 1-65535")
+    return Nameserver(address, int(port))
+
+
+def positive_duration(high: timedelta) -> BeforeValidator:
+    """A duration above zero and no longer than `high` (a wait that must end, and not too late)."""
+    def parse(value: object) -> timedelta:
+        duration = _duration_up_to(high)(value)
+        if not duration:
+            raise ValueError(f"{value!r} is no time at all")
+        return duration
+    return BeforeValidator(parse)
+
+
+@dataclass(frozen=True)
+class KeyFile:
+    """A DKIM private key as read at start-up: where it came from and the key. The file is read
+    once, when the settings are loaded; the worker signs with `private` from then on."""
+
+    path: Path
+    private: dkim_sign.PrivateKey
+
+    @property
+    def kind(self) -> str:
+        return dkim_sign.kind_of(self.private)
+
+    def __repr__(self) -> str:  # never the key, wherever settings are shown
+        return f"KeyFile({str(self.path)!r}, {self.kind})"
+
+
+def dkim_key_file(value: object) -> KeyFile | None:
+    """A DKIM private key file ("" = none): the owner's alone (no permission bits for group or
+    others, as OpenDKIM demands too), readable, and a key the relay can sign with."""
+    if value in ("", None) or isinstance(value, KeyFile):
+        return value if isinstance(value, KeyFile) else None
+    path = _path(value)
+    try:
+        mode = path.stat().st_mode
+    except OSError as exc:
+        raise ValueError(f"{path}: {exc.strerror or exc}") from None
+    if not stat.S_ISREG(mode):
+        raise ValueError(f"{path}: not a file")
+    if mode & 0o077:
+        access = "is readable by group or others" if mode & 0o044 else "gives group or others access"
+        raise ValueError(f"{path} {access} (mode {stat.S_IMODE(mode):04o}): a signing key must be its "
+                         f"owner's alone (chmod 600 {path})")
+    try:
+        pem = path.read_bytes()
+    except OSError as exc:
+        raise ValueError(f"{path}: cannot be read ({exc.strerror or exc})") from None
+    try:
+        return KeyFile(path, dkim_sign.parse_key(pem))
+    except ValueError as exc:
+        raise ValueError(f"{path} {exc}") from None
+
+
+def selector(value: object) -> str:
+    """A DKIM selector (s=): the DNS labels in front of `._domainkey.<domain>`."""
+    return dkim_sign.selector(_string(value))

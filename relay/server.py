@@ -18,7 +18,7 @@ from relay.inbound.sessions import Sessions
 from relay.inbound.smtp import InboundHandler, RelaySMTP, tls_context
 from relay.lifecycle import scheduler as jobs
 from relay.outbound.webhook_worker import WebhookWorker
-from relay.outbound.worker import Worker
+from relay.outbound.worker import Worker, signing_line
 
 BACKGROUND_GRACE = 5.0  # seconds the workers and the scheduler get to end their pass at a stop
 
@@ -45,7 +45,6 @@ async def serve(app: App, stop: asyncio.Event | None = None, ready: asyncio.Even
 
     _on_signals(loop, {signal.SIGTERM: on_stop, signal.SIGINT: on_stop,
                        signal.SIGHUP: lambda: _reopen_log(app)})
-    outbound = app.settings.outbound
     worker = Worker.for_app(app)
     handler = InboundHandler(app, on_queued=worker.wake.set)
     inbound = app.settings.inbound
@@ -67,11 +66,7 @@ async def serve(app: App, stop: asyncio.Event | None = None, ready: asyncio.Even
         for task in tasks:
             task.cancel()
         raise
-    logs.event(Event.SERVE_STARTED, f"listening on {inbound.host}:{inbound.port} for @{app.settings.relay.domain}, "
-               f"outbound {_describe(outbound.url)}")
-    if http is not None:
-        api = app.settings.api
-        logs.event(Event.API_STARTED, f"API on {api.host}:{api.port}, links to {api.public_url}")
+    _log_start(app, worker, http)
     if ready is not None:
         ready.set()
     outcome = ""
@@ -120,6 +115,17 @@ async def _shut_down(server: asyncio.Server, http: HttpService | None, tasks: li
     for task in tasks:  # a delivery cut off mid-attempt is sent again after its lease
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def _log_start(app: App, worker: Worker, http: HttpService | None) -> None:
+    """What started: SMTP, whether mail leaves signed, the API."""
+    inbound = app.settings.inbound
+    logs.event(Event.SERVE_STARTED, f"listening on {inbound.host}:{inbound.port} for @{app.settings.relay.domain}, "
+               f"outbound {_describe(app.settings.outbound.url)}")
+    logs.event(Event.DKIM_SIGNING, signing_line(worker.keys))
+    if http is not None:
+        api = app.settings.api
+        logs.event(Event.API_STARTED, f"API on {api.host}:{api.port}, links to {api.public_url}")
 
 
 def _http(app: App, parts: dict[str, asyncio.Task[None]]) -> HttpService | None:

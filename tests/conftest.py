@@ -16,6 +16,7 @@ from relay import logs
 from relay.app import App
 from relay.core.clock import Clock
 from relay.store import database
+from tests.helpers import dns as test_dns
 from tests.helpers.environment import (
     PG_URL,
     RunningRelay,
@@ -98,3 +99,14 @@ def relay_factory() -> Iterator[Any]:
     for relay in running:
         relay.stop()
 
+
+
+@pytest.fixture
+def dns_server(tmp_path: Path) -> Iterator[test_dns.DnsServer]:
+    """A real DNS server of the test's own (dnsmasq on a loopback port): tests/helpers/dns.py."""
+    reason = test_dns.unavailable()
+    if reason:
+        pytest.fail(reason, pytrace=False)
+    server = test_dns.DnsServer(tmp_path / "dns")
+    yield server
+    server.close()

@@ -283,10 +283,17 @@ def cmd_webhooks(settings: config.Settings, args: argparse.Namespace) -> int:
     return code
 
 
+def cmd_dkim(settings: config.Settings, args: argparse.Namespace) -> int:
+    from relay.admin import dkim_keys
+    print(dkim_keys.keygen(settings, args.selector, args.type, args.out))
+    return 0
+
+
 COMMANDS: dict[str, Callable[[config.Settings, argparse.Namespace], int]] = {
     "serve": cmd_serve, "open-case": cmd_open_case, "cases": cmd_cases, "case": cmd_case,
     "run-jobs": cmd_run_jobs, "tail": cmd_tail, "status": cmd_status, "outbox": cmd_outbox,
     "forget": cmd_forget, "migrate": cmd_migrate, "api-key": cmd_api_key, "webhooks": cmd_webhooks,
+    "dkim": cmd_dkim,
 }
 
 

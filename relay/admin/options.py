@@ -10,11 +10,12 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 from relay import __version__, config_values
 from relay.admin import tail
-from relay.core import addresses, credentials
+from relay.core import addresses, credentials, dkim_sign
 from relay.core.errors import RelayError
 from relay.core.vocabulary import Event, State
 
@@ -71,6 +72,7 @@ event_prefix = _checked("event", _event_prefix)
 duration = _checked("duration", _duration)
 key_name = _checked("name", credentials.key_name)
 webhook_ref = _checked("webhook", _webhook)
+selector = _checked("selector", dkim_sign.selector)
 STATES = [state.value for state in State]
 
 
@@ -150,8 +152,18 @@ def parser() -> argparse.ArgumentParser:
     _api_keys(sub)
 
     _webhooks(sub)
+    _dkim(sub.add_parser("dkim", help="DKIM signing keys: make one and print its DNS record"))
     sub.add_parser("migrate", help="bring the database's schema to this version (serve does it too)")
 
     st = sub.add_parser("status", help="cases by state and the delivery queue")
     st.add_argument("--json", action="store_true")
     return parser
+
+
+def _dkim(dk: argparse.ArgumentParser) -> None:
+    dk_sub = dk.add_subparsers(dest="action", required=True, metavar="ACTION")
+    gen = dk_sub.add_parser("keygen", help="write a new key (0600, never over a file) and print its DNS record")
+    gen.add_argument("--selector", type=selector, required=True, help="s= of the signatures, e.g. relay or 2026a")
+    gen.add_argument("--type", choices=["rsa", "ed25519"], default="rsa", help="rsa (2048 bits, default) | ed25519")
+    gen.add_argument("--out", metavar="PATH", type=Path,
+                     help="where to write it (default: storage/dkim-SELECTOR.pem next to the database)")

@@ -70,6 +70,7 @@ class Event(StrEnum):
     SERVE_STOPPING = "serve.stopping"
     SERVE_STOPPED = "serve.stopped"
     LOG_REOPENED = "log.reopened"
+    DKIM_SIGNING = "dkim.signing"
     CASE_OPENED = "case.opened"
     CASE_REPLIED = "case.replied"
     CASE_EXPIRED = "case.expired"

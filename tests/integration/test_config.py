@@ -55,6 +55,18 @@ def test_environment_overrides_every_key(tmp_path: Path) -> None:
     assert settings.relay.domain == "r.example"
 
 
+def test_name_servers_with_and_without_ports(tmp_path: Path) -> None:
+    given = ["127.0.0.1", "127.0.0.1:5353", "::1", "[::1]:5354", "[fe80::1]"]
+    servers = config.from_mapping({"dns": {"nameservers": given}}, tmp_path, {}).dns.nameservers
+    assert [(s.address, s.port) for s in servers] == [("127.0.0.1", 53), ("127.0.0.1", 5353), ("::1", 53),
+                                                      ("::1", 5354), ("fe80::1", 53)]
+    from_env = config.from_mapping({}, tmp_path, {"RELAY_DNS_NAMESERVERS": "10.0.0.2, 10.0.0.3:54"}).dns
+    assert [(s.address, s.port) for s in from_env.nameservers] == [("10.0.0.2", 53), ("10.0.0.3", 54)]
+    as_json = config.from_mapping({}, tmp_path, {"RELAY_DNS_NAMESERVERS": '["10.0.0.2", "[::1]:54"]'}).dns
+    assert [(s.address, s.port) for s in as_json.nameservers] == [("10.0.0.2", 53), ("::1", 54)]
+    assert config.from_mapping({}, tmp_path, {}).dns.nameservers == ()  # the system's
+
+
 @pytest.mark.parametrize(("raw", "env", "words"), [
     ({"cases": {"reply_window": "5 dayz"}}, {}, ["[cases] reply_window", "5 dayz"]),
     ({"inbound": {"port": 70000}}, {}, ["[inbound] port", "out of range"]),
@@ -79,6 +91,13 @@ def test_environment_overrides_every_key(tmp_path: Path) -> None:
      ["[webhooks] secret", "base64"]),
     ({"webhooks": {"timeout": "1h"}}, {}, ["[webhooks] timeout", "between 1s and 5m"]),
     ({}, {"RELAY_WEBHOOKS_MAX_AGE": "0s"}, ["[webhooks] max_age"]),
+    ({"dns": {"nameservers": ["resolver.example"]}}, {}, ["[dns] nameservers", "not a name server's IP address"]),
+    ({"dns": {"nameservers": ["127.0.0.1:99999"]}}, {}, ["[dns] nameservers", "port"]),
+    ({}, {"RELAY_DNS_TIMEOUT": "0s"}, ["[dns] timeout", "no time at all"]),
+    ({"dns": {"timeout": "2m"}}, {}, ["[dns] timeout", "longer than 1m"]),
+    ({"outbound": {"dkim_selector": "re_lay"}}, {}, ["[outbound] dkim_selector", "not a selector"]),
+    ({"outbound": {"dkim_domain": "other.example"}}, {}, ["[outbound] dkim_domain", "DMARC"]),
+    ({"outbound": {"dkim_key": "missing.pem"}}, {}, ["[outbound] dkim_key", "missing.pem", "No such file"]),
 ])
 def test_bad_values_name_the_key(tmp_path: Path, raw: dict, env: dict, words: list[str]) -> None:
     with pytest.raises(config.ConfigError) as info:
