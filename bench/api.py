@@ -197,7 +197,7 @@ def relay(folder: Path, args: argparse.Namespace) -> dict[str, float]:
         f'[relay]\ndomain = "relay.bench"\ntemplates = "{REPO / "templates"}"\n'
         f'[inbound]\nport = {smtp}\n[api]\nport = {port}\nrequests_per_minute = 1000000\n'
         f'[outbound]\nurl = "maildir:outbox"\n[storage]\ndatabase = "{database}"\n'
-        f'[log]\nfile = "relay.log"\nstderr = false\n')
+        f'[log]\nfile = "relay.log"\nstderr = false\n[auth]\nmode = "off"\n')
     cli = [sys.executable, "-m", "relay", "--config", str(folder / "settings.toml")]
     env = {"PYTHONPATH": str(REPO)}
     key = subprocess.run([*cli, "api-key", "create", "bench"], cwd=folder, env={**os.environ, **env},

@@ -184,6 +184,24 @@ class WebhooksSection(Section):
         return bool(self.url)
 
 
+class AuthSection(Section):
+    """Who really sent an answer (relay.core.dmarc): `verify` checks SPF, DKIM and DMARC itself,
+    `trust` reads the `Authentication-Results` of a front MTA whose authserv-id is
+    `trusted_authserv_id`, `off` checks nothing; `auto` (the default) verifies when the name
+    servers answer at start and says which it chose."""
+
+    mode: Annotated[Literal["auto", "off", "verify", "trust"], one_of("auto", "off", "verify", "trust")] = "auto"
+    trusted_authserv_id: Text | None = None
+    quarantine: Annotated[Literal["reject", "accept"], one_of("reject", "accept")] = "reject"
+
+    @field_validator("trusted_authserv_id")
+    @classmethod
+    def _needed(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if info.data.get("mode") == "trust" and not value:
+            raise ValueError("required with mode = \"trust\": the authserv-id the front MTA writes")
+        return value
+
+
 class DnsSection(Section):
     # empty: the system's name servers (/etc/resolv.conf); from the environment a comma-separated
     # list or a JSON one (NoDecode: the validator reads both)
@@ -220,6 +238,7 @@ class Settings(BaseSettings):
     api: ApiSection = Field(default_factory=ApiSection)
     webhooks: WebhooksSection = Field(default_factory=WebhooksSection)
     dns: DnsSection = Field(default_factory=DnsSection)
+    auth: AuthSection = Field(default_factory=AuthSection)
     scheduler: SchedulerSection = Field(default_factory=SchedulerSection)
     log: LogSection = Field(default_factory=LogSection)
 

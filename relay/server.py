@@ -67,6 +67,7 @@ async def serve(app: App, stop: asyncio.Event | None = None, ready: asyncio.Even
             task.cancel()
         raise
     _log_start(app, worker, http)
+    handler.auth.describe()
     if ready is not None:
         ready.set()
     outcome = ""
@@ -83,6 +84,7 @@ async def serve(app: App, stop: asyncio.Event | None = None, ready: asyncio.Even
     finally:
         await _shut_down(server, http, tasks, drained, hurry)
         await handler.refusals.close()
+        handler.auth.close()
         await worker.transport.close()
         if hooks is not None:
             await hooks.close()

@@ -79,6 +79,7 @@ class Checks:
     record: Record | None = None
     record_at_org: bool = False       # the record came from the organizational domain
     record_lookup: str = "ok"         # ok | none | temperror
+    reported: str | None = None       # a trusted front MTA's own DMARC result (trust mode)
 
 
 @dataclass(frozen=True)
@@ -103,6 +104,9 @@ def evaluate(checks: Checks, org: Callable[[str], str] = organizational_domain) 
     if checks.record_lookup == TEMPORARY:
         return _verdict(checks, TEMPORARY, None)
     record = checks.record
+    if checks.reported is not None:  # the front MTA judged: its result stands
+        result = checks.reported if checks.reported in ("pass", "fail", TEMPORARY) else "none"
+        return _verdict(checks, result, record.policy if record else None)
     if record is None:
         return _verdict(checks, "none", None)
     policy = record.policy

@@ -98,6 +98,8 @@ class Event(StrEnum):
     OUTBOX_ERROR = "outbox.error"
     JOBS_ERROR = "jobs.error"
     JOBS_PASS = "jobs.pass"  # noqa: S105 (an event name, not a password)
+    AUTH_MODE = "auth.mode"
+    MESSAGE_AUTHENTICATED = "message.authenticated"
     API_STARTED = "api.started"
     API_REQUEST = "api.request"
     API_ERROR = "api.error"

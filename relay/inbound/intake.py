@@ -62,13 +62,16 @@ def guarded(app: App, raw: bytes, case_id: int | None, work: Callable[[], Result
         return Result(Outcome.TEMPORARY_FAILURE, detail="database error")
 
 
-def process(app: App, conversation: Conversation, envelope_from: str, raw: bytes) -> Result:
-    """Decide about one message to a party's relay address and, if accepted, store its forward."""
-    return guarded(app, raw, conversation.case_id, lambda: _process(app, conversation, envelope_from, raw),
-                   Outcome.UNPROCESSABLE)
+def process(app: App, conversation: Conversation, envelope_from: str, raw: bytes,
+            authenticated: str | None = None) -> Result:
+    """Decide about one message to a party's relay address and, if accepted, store its forward.
+    `authenticated`: the sender authentication's verdict (domains only), stored with the case."""
+    return guarded(app, raw, conversation.case_id,
+                   lambda: _process(app, conversation, envelope_from, raw, authenticated), Outcome.UNPROCESSABLE)
 
 
-def _process(app: App, conversation: Conversation, envelope_from: str, raw: bytes) -> Result:
+def _process(app: App, conversation: Conversation, envelope_from: str, raw: bytes,
+             authenticated: str | None = None) -> Result:
     msg = sanitize.parse(raw)
     now = app.clock.now()
     kind, clue = classify.classify(msg, envelope_from, app.settings.relay.domain)
@@ -100,7 +103,7 @@ def _process(app: App, conversation: Conversation, envelope_from: str, raw: byte
         note=lambda removed: notices.removed_attachments(app.settings.relay.templates, conversation.locale, removed),
         extra_notes=_late_note(app, conversation, now))
     body = sanitize.forward(msg, route, said)
-    queue_id = _store(app, conversation, raw, said.message_id, message_id, body, now)
+    queue_id = _store(app, conversation, raw, said.message_id, message_id, body, now, authenticated)
     if said.copies:  # never relayed, and the forward does not mention them
         logs.event(Event.FORWARD_COPIES_DROPPED, f"{said.copies} Cc/Bcc recipient(s) of the "
                    f"{conversation.writer.value} not relayed", case=conversation.case_id, qid=queue_id)
@@ -125,7 +128,7 @@ def _identities(conversation: Conversation, envelope_from: str, said: headers.Sa
 
 
 def _store(app: App, conversation: Conversation, raw: bytes, original_id: str | None,
-           message_id: str, body: bytes, now: datetime) -> str:
+           message_id: str, body: bytes, now: datetime, authenticated: str | None = None) -> str:
     """Message, outbox entry and case transition in one transaction (durable before the 250).
 
     A reviewer's first answer within the window makes the case `replied` and queues the reply
@@ -143,6 +146,9 @@ def _store(app: App, conversation: Conversation, raw: bytes, original_id: str | 
                        lifetime=app.settings.outbound.max_queue_lifetime)
         if writer is Party.REVIEWER and conversation.state in (State.AWAITING_REPLY, State.EXPIRED):
             _reviewer_answered(app, conversation.case_id, stored, late, now)
+        if authenticated is not None:  # the verdict names domains only, never an address
+            events.record(conversation.case_id, Event.MESSAGE_AUTHENTICATED, now,
+                          f"{writer.value}: {authenticated}", message=f"{writer.value} message: {authenticated}")
         events.log(Event.FORWARD_QUEUED, f"forward {writer.value} -> {writer.other.value}"
                    + (" (late)" if late else ""), case=conversation.case_id, qid=queue_id)
     return queue_id

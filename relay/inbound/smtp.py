@@ -18,12 +18,13 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from relay import logs
 from relay.app import App
-from relay.core import addresses, limits, outcomes, policy, verp
+from relay.core import addresses, dmarc, limits, outcomes, policy, verp
 from relay.core.outcomes import Outcome, reply
 from relay.core.redact import describe
 from relay.core.vocabulary import Conversation, DeliveryFacts, Event
 from relay.inbound import intake, returns
 from relay.inbound.refusal_tally import RefusalTally
+from relay.inbound.sender_auth import SenderAuth
 from relay.inbound.sessions import Sessions
 
 Target = Conversation | DeliveryFacts  # what an accepted RCPT TO stands for
@@ -148,6 +149,7 @@ class InboundHandler:
         # behind Postfix every connection comes from Postfix: it limits its clients itself
         self.exempt = frozenset(app.settings.limits.exempt_clients)
         self.refusals = RefusalTally(app)
+        self.auth = SenderAuth.for_app(app)
 
     async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope, address: str,
                           rcpt_options: list[str]) -> str:
@@ -217,7 +219,13 @@ class InboundHandler:
             if isinstance(target, DeliveryFacts):
                 result = await self.app.blocking(returns.process, self.app, target, envelope.mail_from or "", raw)
             else:
-                result = await self.app.blocking(intake.process, self.app, target, envelope.mail_from or "", raw)
+                verdict = await self.auth.verdict(raw, session, envelope.mail_from or "")
+                refused = dmarc.decide(verdict, self.auth.accept_quarantine) if verdict is not None else None
+                if refused is not None:
+                    assert verdict is not None
+                    return self._refuse(refused, session, f"sender authentication: {verdict.summary()}", case=case)
+                result = await self.app.blocking(intake.process, self.app, target, envelope.mail_from or "", raw,
+                                                 verdict.summary() if verdict is not None else None)
         except Exception as exc:
             logs.event(Event.INBOUND_ERROR, f"processing failed: {describe(exc)}",
                        level=logging.ERROR, case=case)
