@@ -87,6 +87,10 @@ class Metrics:
         self.webhook_attempts = Counter(
             "relay_webhook_attempts", "Webhook attempts of this instance by result (sent, deferred, failed for "
             "good, stopped by a 410)", ["result"], registry=r)
+        self.sender_auth = Counter(
+            "relay_sender_auth", "Messages to a relay address whose sender was checked, by DMARC result "
+            "(pass, fail, none, temperror) and what the relay did (accepted or refused)", ["dmarc", "action"],
+            registry=r)
         # known label values start at 0, so a rate over the first event is right
         for outcome in INBOUND_OUTCOMES:
             self.inbound_outcomes.labels(outcome)
@@ -97,9 +101,16 @@ class Metrics:
             self.notices_sent.labels(kind)
         for result in WEBHOOK_RESULTS:
             self.webhook_attempts.labels(result)
+        for dmarc in ("pass", "fail", "none", "temperror"):
+            for action in ("accepted", "refused"):
+                self.sender_auth.labels(dmarc, action)
 
     def inbound(self, outcome: Outcome) -> None:
         self.inbound_outcomes.labels(outcome.value).inc()
+
+    def sender_checked(self, dmarc: str, refused: bool) -> None:
+        """One message's sender authentication (no domain as a label: senders would make them endless)."""
+        self.sender_auth.labels(dmarc, "refused" if refused else "accepted").inc()
 
     def smtp_data(self) -> AbstractContextManager[object]:
         """Times one DATA command's processing (a `with` block)."""

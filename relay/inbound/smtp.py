@@ -221,6 +221,8 @@ class InboundHandler:
             else:
                 verdict = await self.auth.verdict(raw, session, envelope.mail_from or "")
                 refused = dmarc.decide(verdict, self.auth.accept_quarantine) if verdict is not None else None
+                if verdict is not None:
+                    self.app.metrics.sender_checked(verdict.dmarc, refused is not None)
                 if refused is not None:
                     assert verdict is not None
                     return self._refuse(refused, session, f"sender authentication: {verdict.summary()}", case=case)

@@ -11,6 +11,8 @@ import dkim
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
+from prometheus_client import generate_latest
+from prometheus_client.parser import text_string_to_metric_families
 
 from relay.core import dkim_sign
 from relay.lifecycle.opening import Opened
@@ -96,6 +98,11 @@ def test_genuine_answers_pass_and_forged_ones_are_refused(db_url: str, app_facto
         f"reviewer: spf=fail({NO_POLICY}) dkim=none dmarc=none"]
     log = (app.settings.log.file).read_text()
     assert "5.7.26" in log and "max@" not in log  # refusals logged by domain, never the address
+    counted = {(s.labels["dmarc"], s.labels["action"]): s.value
+               for family in text_string_to_metric_families(generate_latest(app.metrics.registry).decode())
+               if family.name == "relay_sender_auth" for s in family.samples if s.name.endswith("_total")}
+    assert counted[("pass", "accepted")] == 1 and counted[("fail", "refused")] == 3
+    assert counted[("none", "accepted")] == 1
 
 
 def test_quarantine_may_be_accepted(db_url: str, app_factory: Any, relay_factory: Any, sink: Sink,
