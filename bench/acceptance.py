@@ -3,7 +3,8 @@ smtp-source as the load.
 
 In one run, on the same machine: smtp-source sends N answers of about 5 KB over 20 concurrent
 sessions to (a) a bare aiosmtpd server whose handler only answers 250, (b) `relay serve` on SQLite
-and (c) `relay serve` on PostgreSQL. The relay runs with its production settings (durable commits,
+(with sender authentication off, and again with `[auth] mode = "verify"` against a local name
+server) and (c) `relay serve` on PostgreSQL. The relay runs with its production settings (durable commits,
 full sanitising, logging on, outbound delivering to Postfix's smtp-sink); only the per-conversation
 rate limit is lifted, because the whole load is one conversation. Prints messages per second and
 the ratios (b)/(a) and (c)/(a), and writes them as JSON. The bare server is measured before and after
@@ -46,6 +47,11 @@ def free_port() -> int:
 
 
 def ensure_tools() -> None:
+    if not shutil.which("dnsmasq") and not Path("/usr/sbin/dnsmasq").exists():
+        if os.geteuid() != 0:
+            sys.exit("bench: the local name server of the verify run is Debian's dnsmasq-base; install it (as root)")
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        subprocess.run(["apt-get", "install", "-y", "-qq", "dnsmasq-base"], check=True, env=env, capture_output=True)
     if shutil.which("smtp-source") and shutil.which("smtp-sink"):
         return
     if os.geteuid() != 0:
@@ -123,7 +129,8 @@ def drop_postgres(url: str) -> None:
     admin.close()
 
 
-def relay_settings(folder: Path, port: int, sink_port: int, database: str, inbound: str = "") -> Path:
+def relay_settings(folder: Path, port: int, sink_port: int, database: str, inbound: str = "",
+                   auth: str = '[auth]\nmode = "off"\n') -> Path:
     """The relay's production settings for a bench run; only the per-conversation rate limit is
     lifted (the whole load is one conversation)."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -132,7 +139,7 @@ def relay_settings(folder: Path, port: int, sink_port: int, database: str, inbou
         f'[relay]\ndomain = "relay.test"\ntemplates = "{REPO / "templates"}"\n'
         f'[inbound]\nport = {port}\n{inbound}[outbound]\nurl = "smtp://127.0.0.1:{sink_port}"\n'
         f'[storage]\ndatabase = "{database}"\n[limits]\nmessages_per_case_per_hour = 1000000\n'
-        f'[log]\nfile = "relay.log"\nstderr = false\n[auth]\nmode = "off"\n')
+        f'[log]\nfile = "relay.log"\nstderr = false\n{auth}')
     return settings
 
 
@@ -167,11 +174,12 @@ def delivered(log: Path) -> tuple[dict[str, datetime], dict[str, datetime]]:
     return accepted, forwarded
 
 
-def relay(database: str, messages: int, sessions: int, folder: Path, pause: int = 0) -> dict[str, float]:
+def relay(database: str, messages: int, sessions: int, folder: Path, pause: int = 0,
+          auth: str = '[auth]\nmode = "off"\n') -> dict[str, float]:
     """Acceptance rate, then end to end: time until the last forward reached the sink, and the
     latency from each 250 to its delivery (both read from the relay's log)."""
     sink_port, port = free_port(), free_port()
-    settings = relay_settings(folder, port, sink_port, database)
+    settings = relay_settings(folder, port, sink_port, database, auth=auth)
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     log = folder / "relay.log"
     with process(smtp_sink(sink_port), sink_port, cwd=folder), \
@@ -192,6 +200,23 @@ def relay(database: str, messages: int, sessions: int, folder: Path, pause: int 
     e2e = (max(forwarded.values()) - started).total_seconds()
     return {"accept_msgs_per_s": rate, "e2e_s": e2e, "forwards_per_s": messages / e2e,
             "latency_p50_s": latencies[len(latencies) // 2], "latency_p99_s": latencies[int(len(latencies) * 0.99)]}
+
+
+def verified(messages: int, sessions: int, tmp: Path) -> dict[str, float]:
+    """The SQLite run with `[auth] mode = "verify"`: SPF and DMARC of every answer looked up at a
+    local name server (dnsmasq, as the tests run it) that publishes an SPF record for the
+    reviewer's domain and DMARC p=reject, so each message passes by aligned SPF."""
+    sys.path.insert(0, str(REPO))
+    from tests.helpers.dns import DnsServer
+    server = DnsServer(tmp / "dns")
+    try:
+        domain = REVIEWER.split("@")[1]
+        server.zone(domain, {"@": [("TXT", "v=spf1 ip4:127.0.0.1 -all")], "_dmarc": [("TXT", "v=DMARC1; p=reject")]})
+        (tmp / "verify").mkdir()
+        return relay(f"sqlite:///{tmp}/verify/relay.db", messages, sessions, tmp / "verify",
+                     auth=f'[auth]\nmode = "verify"\n[dns]\nnameservers = ["{server.nameserver}"]\n')
+    finally:
+        server.close()
 
 
 def scale_out(database: str, messages: int, sessions: int, folder: Path) -> dict[str, float]:
@@ -273,6 +298,7 @@ def main() -> None:
         (Path(tmp) / "sqlite").mkdir()
         runs["relay_sqlite"] = relay(f"sqlite:///{tmp}/sqlite/relay.db", args.messages, args.sessions,
                                      Path(tmp) / "sqlite")
+        runs["relay_sqlite_auth_verify"] = verified(args.messages, args.sessions, Path(tmp))
         pg = fresh_postgres()
         try:
             (Path(tmp) / "pg").mkdir()
@@ -294,6 +320,7 @@ def main() -> None:
               "runs": {name: {k: round(v, 3) for k, v in run.items()} for name, run in runs.items()},
               "ratio_sqlite": round(runs["relay_sqlite"]["accept_msgs_per_s"] / base, 3),
               "ratio_postgresql": round(runs["relay_postgresql"]["accept_msgs_per_s"] / base, 3),
+              "ratio_sqlite_auth_verify": round(runs["relay_sqlite_auth_verify"]["accept_msgs_per_s"] / base, 3),
               "scale_out_two_instances_postgresql": {k: round(v, 1) for k, v in scaled.items()}}
     print(f"{'target':<28}{'accept/s':>10}{'ratio':>7}{'forwards/s':>12}{'e2e s':>8}{'p50 s':>8}{'p99 s':>8}")
     print(f"{'bare_aiosmtpd':<28}{base:>10.1f}{1:>7.2f}   (faster of {' and '.join(f'{r:.0f}' for r in bare_rates)})")
