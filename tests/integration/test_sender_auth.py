@@ -147,3 +147,31 @@ def test_trust_mode_reads_only_its_own_front_mta(db_url: str, app_factory: Any, 
     code, text = smtp_send(running.port, f"max@{FORGED}", case.reviewer_address,
                            answer(f"max@{FORGED}", case, extra=passed))
     assert code == 250, text
+
+
+def test_dkim_alone_carries_forwarded_mail_and_a_broken_signature_does_not(
+        db_url: str, app_factory: Any, relay_factory: Any, sink: Sink, dns_server: DnsServer) -> None:
+    """A domain whose SPF never allows the relay's client (mail that came through a forwarder):
+    its own valid signature passes DMARC, a signature by a key it did not publish fails it. And
+    SPF softfail without a DMARC record is recorded only."""
+    pem, record = rsa_pem()
+    other, _ = rsa_pem()
+    dns_server.zone("forwarded.example", {"@": [("TXT", "v=spf1 -all")], "_dmarc": [("TXT", "v=DMARC1; p=reject")],
+                                          "mail._domainkey": [("TXT", tuple(dkim_sign.txt_strings(record)))]})
+    dns_server.zone("soft.example", {"@": [("TXT", "v=spf1 ~all")]})
+    app, running = relay(db_url, app_factory, relay_factory, sink, dns_server)
+    case = new_case(app, reviewer="max@forwarded.example", review_id="R-fwd")
+    code, text = smtp_send(running.port, "max@forwarded.example", case.reviewer_address,
+                           answer("max@forwarded.example", case, key=pem))
+    assert code == 250, text
+    code, text = smtp_send(running.port, "max@forwarded.example", case.reviewer_address,
+                           answer("max@forwarded.example", case, key=other))
+    assert code == 550 and text.startswith("5.7.26"), text
+    verdicts = [d for n, d in events_of(app, case.case_id) if n == "message.authenticated"]
+    assert verdicts == ["reviewer: spf=fail(forwarded.example) dkim=forwarded.example:pass dmarc=pass p=reject"]
+
+    soft = new_case(app, reviewer="max@soft.example", review_id="R-soft")
+    code, text = smtp_send(running.port, "max@soft.example", soft.reviewer_address, answer("max@soft.example", soft))
+    assert code == 250, text
+    assert [d for n, d in events_of(app, soft.case_id) if n == "message.authenticated"] == [
+        "reviewer: spf=softfail(soft.example) dkim=none dmarc=none"]
