@@ -73,7 +73,9 @@ def utf8(text: str) -> str:
 
 
 def ids(msg: EmailMessage, name: str) -> list[str]:
-    """The `<id>` tokens of the first `name` header, from its raw text (ids hold no encoded words)."""
+    """The `<id>` tokens of the first `name` header, from its raw text (ids hold no encoded words).
+    Only ASCII ids count: an id in raw 8-bit bytes could be neither stored nor written into the
+    other party's headers, and a message must not fail over its id (it is only for threading)."""
     wanted = name.lower()
     raw = next((value for key, value in msg.raw_items() if key.lower() == wanted), None)
-    return message_ids(raw) if isinstance(raw, str) else []
+    return [i for i in message_ids(raw) if i.isascii()] if isinstance(raw, str) else []

@@ -10,6 +10,7 @@ alone, and an admin sees why.
 from __future__ import annotations
 
 import asyncio
+import logging
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -64,8 +65,13 @@ class SenderAuth:
         elif self.mode == "verify" and self.resolve is not None:
             client = session.peer[0] if session.peer else "0.0.0.0"  # noqa: S104 (an address, not a bind)
             helo = session.host_name or ""
-            checks = await asyncio.get_running_loop().run_in_executor(
-                self.threads, sender_checks.look_up, raw, client, helo, mail_from, self.resolve, self.timeout)
+            try:
+                checks = await asyncio.get_running_loop().run_in_executor(
+                    self.threads, sender_checks.look_up, raw, client, helo, mail_from, self.resolve, self.timeout)
+            except Exception as exc:  # a message the libraries cannot read: the address check decides
+                logs.event(Event.INBOUND_ERROR, f"sender authentication could not read the message: "
+                           f"{type(exc).__name__}", level=logging.WARNING)
+                return None
         else:
             return None
         return dmarc.evaluate(checks) if checks is not None else None

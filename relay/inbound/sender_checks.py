@@ -16,10 +16,11 @@ import authres
 import dkim
 import dns.exception
 import dns.resolver
+import idna
 import spf
 
 from relay import resolver
-from relay.core import addresses
+from relay.core import addresses, headers
 from relay.core.dmarc import POLICIES, TEMPORARY, Checks, Record, organizational_domain, parse_record
 
 
@@ -42,12 +43,23 @@ def _txt(resolve: dns.resolver.Resolver, name: str) -> list[str] | None:
 
 
 def from_domain(raw: bytes) -> str | None:
-    """The domain of the (first) From address, as DMARC judges it."""
-    header = BytesHeaderParser().parsebytes(raw).get_all("From") or []
-    for _, address in email.utils.getaddresses([str(h) for h in header]):
+    """The domain of the (first) From address as DMARC judges it, in its ASCII form (an
+    internationalised domain is looked up as its xn-- name); None where there is none."""
+    # the raw field values: an SMTPUTF8 client writes the header in UTF-8, which the parser hands
+    # over as surrogate escapes (headers.utf8 turns them back into characters)
+    texts = [headers.utf8(value) for key, value in BytesHeaderParser().parsebytes(raw).raw_items()
+             if key.lower() == "from"]
+    for _, address in email.utils.getaddresses(texts):
         if "@" in address:
-            return addresses.split(address)[1]
+            return _ascii(addresses.split(address)[1])
     return None
+
+
+def _ascii(domain: str) -> str | None:
+    try:
+        return idna.encode(domain.rstrip("."), uts46=True).decode("ascii").lower()
+    except (idna.IDNAError, UnicodeError):
+        return None
 
 
 def look_up(raw: bytes, client_ip: str, helo: str, mail_from: str, resolve: dns.resolver.Resolver,
@@ -57,7 +69,12 @@ def look_up(raw: bytes, client_ip: str, helo: str, mail_from: str, resolve: dns.
     if domain is None:
         return None
     sender = mail_from if "@" in mail_from else f"postmaster@{helo}"
-    spf_result, _ = spf.check2(i=client_ip, s=sender, h=helo, querytime=timeout)
+    sender_domain = _ascii(addresses.split(sender)[1]) or ""
+    try:
+        spf_result, _ = spf.check2(i=client_ip, s=f"{addresses.split(sender)[0]}@{sender_domain}", h=helo,
+                                   querytime=timeout)
+    except Exception:  # an input pyspf cannot take (not a DNS failure): no SPF verdict
+        spf_result = "permerror"
     record_lookup, record, at_org = "ok", None, False
     try:
         texts = _txt(resolve, f"_dmarc.{domain}")
@@ -68,7 +85,7 @@ def look_up(raw: bytes, client_ip: str, helo: str, mail_from: str, resolve: dns.
         record_lookup = "ok" if record else "none"
     except _TemporaryDns:
         record_lookup = TEMPORARY
-    return Checks(from_domain=domain, spf=str(spf_result), spf_domain=addresses.split(sender)[1],
+    return Checks(from_domain=domain, spf=str(spf_result), spf_domain=sender_domain,
                   dkim=_signatures(raw, resolve), record=record, record_at_org=at_org, record_lookup=record_lookup)
 
 
@@ -80,15 +97,15 @@ def _signatures(raw: bytes, resolve: dns.resolver.Resolver) -> tuple[tuple[str, 
 
     checker = dkim.DKIM(raw)
     found = []
-    headers = BytesHeaderParser().parsebytes(raw).get_all("DKIM-Signature") or []
-    for index, header in enumerate(headers):
+    fields = BytesHeaderParser().parsebytes(raw).get_all("DKIM-Signature") or []
+    for index, header in enumerate(fields):
         match = re.search(r"(?:^|;)\s*d\s*=\s*([^;\s]+)", str(header))
         domain = match.group(1).lower() if match else "?"
         try:
             found.append((domain, "pass" if checker.verify(idx=index, dnsfunc=key) else "fail"))
         except _TemporaryDns:
             found.append((domain, TEMPORARY))
-        except dkim.DKIMException:
+        except (dkim.DKIMException, ValueError, UnicodeError, IndexError):  # a signature it cannot read
             found.append((domain, "fail"))
     return tuple(found)
 

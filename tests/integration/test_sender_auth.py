@@ -175,3 +175,17 @@ def test_dkim_alone_carries_forwarded_mail_and_a_broken_signature_does_not(
     assert code == 250, text
     assert [d for n, d in events_of(app, soft.case_id) if n == "message.authenticated"] == [
         "reviewer: spf=softfail(soft.example) dkim=none dmarc=none"]
+
+
+def test_an_internationalised_domain_is_checked_by_its_ascii_name(
+        db_url: str, app_factory: Any, relay_factory: Any, sink: Sink, dns_server: DnsServer) -> None:
+    ascii_name = "xn--bcher-kva.example"  # bücher.example
+    dns_server.zone(ascii_name, {"@": [("TXT", "v=spf1 ip4:127.0.0.1 -all")], "_dmarc": [("TXT", "v=DMARC1; p=reject")]})
+    app, running = relay(db_url, app_factory, relay_factory, sink, dns_server)
+    case = new_case(app, reviewer="max@bücher.example", review_id="R-idn")
+    # the From header in UTF-8 (as an SMTPUTF8 client writes it), the envelope in the ASCII form
+    code, text = smtp_send(running.port, f"max@{ascii_name}", case.reviewer_address,
+                           answer("max@bücher.example", case))
+    assert code == 250, text
+    assert [d for n, d in events_of(app, case.case_id) if n == "message.authenticated"] == [
+        f"reviewer: spf=pass({ascii_name}) dkim=none dmarc=pass p=reject"]

@@ -28,3 +28,12 @@ def test_absent_and_unparseable_headers_say_nothing() -> None:
     said = headers.read(sanitize.parse(b"From: undisclosed-recipients:;\r\nMessage-ID: no id here\r\n\r\nHallo\r\n"))
     assert said.sender_addresses() == [] and said.display_names() == []
     assert said.copies == 0 and said.message_id is None and said.in_reply_to == [] and said.references == []
+
+
+def test_an_id_in_raw_8_bit_bytes_counts_as_none() -> None:
+    """A Message-ID written in UTF-8 by a careless client cannot be stored or carried into the other
+    party's headers; it is dropped, and the message goes on (it used to fail with a 451 for ever)."""
+    msg = sanitize.parse("Message-ID: <1@bücher.example>\r\nIn-Reply-To: <2@bücher.example> <3@relay.test>\r\n"
+                         "From: a@b.example\r\n\r\nx\r\n".encode())
+    said = headers.read(msg)
+    assert said.message_id is None and said.in_reply_to == ["<3@relay.test>"]
