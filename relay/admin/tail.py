@@ -85,10 +85,19 @@ def last_lines(path: Path, count: int, keep: Callable[[Entry], bool]) -> list[Li
     return list(found)[-count:] if count else []
 
 
+def _inode(path: Path) -> int | None:
+    """The file's inode now; None while no file has the name (a rotation renames it at any moment)."""
+    try:
+        return path.stat().st_ino
+    except FileNotFoundError:
+        return None
+
+
 def _next_newer(path: Path, inode: int | None) -> Path | None:
     """The log file written after the one with `inode` (None: start over with the current file)."""
-    files = [f for f in _files(path) if f.exists()]
-    inodes = [f.stat().st_ino for f in files]
+    found = [(f, _inode(f)) for f in _files(path)]
+    files = [f for f, number in found if number is not None]
+    inodes = [number for _, number in found if number is not None]
     if inode in inodes and inodes.index(inode) > 0:
         return files[inodes.index(inode) - 1]
     return path if path.exists() else None
@@ -107,7 +116,10 @@ def follow(path: Path, keep: Callable[[Entry], bool], poll: float = 0.25,
     try:
         while not stop():
             if handle is None and path.exists():
-                handle = open(path, "rb")  # noqa: SIM115
+                try:
+                    handle = open(path, "rb")  # noqa: SIM115
+                except FileNotFoundError:  # renamed between the look and the open: look again
+                    continue
                 inode = os.fstat(handle.fileno()).st_ino
                 if at_start:
                     handle.seek(0, os.SEEK_END)
@@ -121,12 +133,15 @@ def follow(path: Path, keep: Callable[[Entry], bool], poll: float = 0.25,
                     if entry is not None and keep(entry):
                         yield line, entry
                 continue
-            if handle is not None and (not path.exists() or path.stat().st_ino != inode):
+            if handle is not None and _inode(path) != inode:
                 # replaced: the old file is read to its end; go on with the file that came after it
                 # (several rotations may have happened since the last look), from its start
                 newer = _next_newer(path, inode)
                 handle.close()
-                handle = open(newer, "rb") if newer else None  # noqa: SIM115
+                try:
+                    handle = open(newer, "rb") if newer else None  # noqa: SIM115
+                except FileNotFoundError:  # moved on again meanwhile: start over with the current file
+                    handle = None
                 inode = os.fstat(handle.fileno()).st_ino if handle else None
                 pending = b""
                 continue
