@@ -16,6 +16,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from relay.core import dkim_sign
 from relay.lifecycle.opening import Opened
+from tests.helpers import outside_signer
 from tests.helpers.dns import DnsServer
 from tests.helpers.environment import Sink, new_case
 from tests.helpers.smtp import smtp_send
@@ -189,3 +190,20 @@ def test_an_internationalised_domain_is_checked_by_its_ascii_name(
     assert code == 250, text
     assert [d for n, d in events_of(app, case.case_id) if n == "message.authenticated"] == [
         f"reviewer: spf=pass({ascii_name}) dkim=none dmarc=pass p=reject"]
+
+
+def test_a_signature_made_by_an_outside_signer_counts(db_url: str, app_factory: Any, relay_factory: Any,
+                                                      sink: Sink, dns_server: DnsServer, zones: bytes,
+                                                      tmp_path: Any) -> None:
+    """Signed by Perl's Mail::DKIM, not by the library the relay verifies with; the domain's SPF
+    does not allow the client, so only the signature can make DMARC pass."""
+    pem, record = rsa_pem()
+    dns_server.zone("perl.example", {"@": [("TXT", "v=spf1 -all")], "_dmarc": [("TXT", "v=DMARC1; p=reject")],
+                                     "outside._domainkey": [("TXT", tuple(dkim_sign.txt_strings(record)))]})
+    app, running = relay(db_url, app_factory, relay_factory, sink, dns_server)
+    case = new_case(app, reviewer="max@perl.example", review_id="R-perl")
+    signed = outside_signer.sign(answer("max@perl.example", case), "perl.example", "outside", pem, tmp_path)
+    code, text = smtp_send(running.port, "max@perl.example", case.reviewer_address, signed)
+    assert code == 250, text
+    assert [d for n, d in events_of(app, case.case_id) if n == "message.authenticated"] == [
+        "reviewer: spf=fail(perl.example) dkim=perl.example:pass dmarc=pass p=reject"]
