@@ -139,7 +139,7 @@ def relay_settings(folder: Path, port: int, sink_port: int, database: str, inbou
         f'[relay]\ndomain = "relay.test"\ntemplates = "{REPO / "templates"}"\n'
         f'[inbound]\nport = {port}\n{inbound}[outbound]\nurl = "smtp://127.0.0.1:{sink_port}"\n'
         f'[storage]\ndatabase = "{database}"\n[limits]\nmessages_per_case_per_hour = 1000000\n'
-        f'[log]\nfile = "relay.log"\nstderr = false\n{auth}')
+        f'[log]\nfile = "relay.log"\nstderr = false\n[api]\nport = {free_port()}\n{auth}')
     return settings
 
 
