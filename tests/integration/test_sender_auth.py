@@ -207,3 +207,23 @@ def test_a_signature_made_by_an_outside_signer_counts(db_url: str, app_factory: 
     assert code == 250, text
     assert [d for n, d in events_of(app, case.case_id) if n == "message.authenticated"] == [
         "reviewer: spf=fail(perl.example) dkim=perl.example:pass dmarc=pass p=reject"]
+
+
+def test_no_spf_record_and_a_monitoring_policy_only_record(db_url: str, app_factory: Any, relay_factory: Any,
+                                                           sink: Sink, dns_server: DnsServer) -> None:
+    """SPF `none` (the domain publishes no SPF record) and DMARC `p=none` (a domain that only
+    watches): both accepted on the address check, the verdict stored as it is."""
+    dns_server.zone("nospf.example", {"_dmarc": [("TXT", "v=DMARC1; p=reject")], "www": [("A", "127.0.0.2")]})
+    dns_server.zone("watching.example", {"@": [("TXT", "v=spf1 -all")], "_dmarc": [("TXT", "v=DMARC1; p=none")]})
+    app, running = relay(db_url, app_factory, relay_factory, sink, dns_server)
+    watched = new_case(app, reviewer="max@watching.example", review_id="R-watch")
+    code, text = smtp_send(running.port, "max@watching.example", watched.reviewer_address,
+                           answer("max@watching.example", watched))
+    assert code == 250, text
+    assert [d for n, d in events_of(app, watched.case_id) if n == "message.authenticated"] == [
+        "reviewer: spf=fail(watching.example) dkim=none dmarc=fail p=none"]
+    unpublished = new_case(app, reviewer="max@nospf.example", review_id="R-nospf")
+    code, text = smtp_send(running.port, "max@nospf.example", unpublished.reviewer_address,
+                           answer("max@nospf.example", unpublished))
+    assert code == 550 and text.startswith("5.7.26"), text  # SPF none aligns nothing: p=reject refuses
+    assert any("spf=none(nospf.example)" in line for line in app.settings.log.file.read_text().splitlines())
