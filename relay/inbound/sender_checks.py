@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import email.utils
 import re
+from email.message import Message
 from email.parser import BytesHeaderParser
 
 import authres
@@ -42,12 +43,19 @@ def _txt(resolve: dns.resolver.Resolver, name: str) -> list[str] | None:
     return [text.decode("utf-8", "replace") for text in found] or None
 
 
+def _fields(raw: bytes) -> Message:
+    """The header fields alone: the parser would otherwise decode the whole message, a 25 MB body
+    included, for fields that all stand before the first empty line."""
+    end = min((i for i in (raw.find(b"\r\n\r\n"), raw.find(b"\n\n")) if i >= 0), default=len(raw))
+    return BytesHeaderParser().parsebytes(raw[:end] + b"\r\n\r\n")
+
+
 def from_domain(raw: bytes) -> str | None:
     """The domain of the (first) From address as DMARC judges it, in its ASCII form (an
     internationalised domain is looked up as its xn-- name); None where there is none."""
     # the raw field values: an SMTPUTF8 client writes the header in UTF-8, which the parser hands
     # over as surrogate escapes (headers.utf8 turns them back into characters)
-    texts = [headers.utf8(value) for key, value in BytesHeaderParser().parsebytes(raw).raw_items()
+    texts = [headers.utf8(value) for key, value in _fields(raw).raw_items()
              if key.lower() == "from"]
     for _, address in email.utils.getaddresses(texts):
         if "@" in address:
@@ -97,7 +105,7 @@ def _signatures(raw: bytes, resolve: dns.resolver.Resolver) -> tuple[tuple[str, 
 
     checker = dkim.DKIM(raw)
     found = []
-    fields = BytesHeaderParser().parsebytes(raw).get_all("DKIM-Signature") or []
+    fields = _fields(raw).get_all("DKIM-Signature") or []
     for index, header in enumerate(fields):
         match = re.search(r"(?:^|;)\s*d\s*=\s*([^;\s]+)", str(header))
         domain = match.group(1).lower() if match else "?"
@@ -117,7 +125,7 @@ def trusted(raw: bytes, authserv_id: str) -> Checks | None:
     if domain is None:
         return None
     spf_result, spf_domain, signatures, dmarc_seen = "none", "", [], None
-    for header in BytesHeaderParser().parsebytes(raw).get_all("Authentication-Results") or []:
+    for header in _fields(raw).get_all("Authentication-Results") or []:
         try:
             parsed = authres.AuthenticationResultsHeader.parse(f"Authentication-Results: {header}")
         except authres.AuthResError:
