@@ -22,6 +22,7 @@ from pathlib import Path
 from tests.helpers.cli import Serve, open_case, relay_cli, write_settings
 from tests.helpers.environment import REPO
 from tests.helpers.smtp import LineClient, swaks
+from tests.helpers.waiting import until
 
 REVIEWER = "max.mueller@example.de"
 
@@ -35,14 +36,6 @@ def events(path: Path) -> list[dict[str, object]]:
     if not path.exists():
         return []
     return [json.loads(line) for line in path.read_text().split("\n")[:-1] if line.strip()]
-
-
-def until(condition: Callable[[], object], what: str, timeout: float = 20) -> None:
-    """Poll `condition` until it holds; fail naming `what` after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.02)
 
 
 def logged(path: Path, name: str) -> Callable[[], bool]:

@@ -13,6 +13,7 @@ from relay.store import case_records as case_store
 from tests.helpers.environment import Sink, new_case, raw_sql
 from tests.helpers.smtp import smtp_send, swaks
 from tests.helpers.views import assert_no_leak
+from tests.helpers.waiting import log_text
 
 REVIEWER = "max.mueller@example.de"
 BUSINESS = "service@shop.example"
@@ -73,7 +74,7 @@ def test_conversation_both_ways(db_url: str, app_factory: Any, relay_factory: An
     detail = case_store.case_detail(opened.case_id)
     assert detail.case.state == "replied"
     assert [m.sender for m in detail.messages] == ["reviewer", "business"]
-    log = app.settings.log.file.read_text()
+    log = log_text(app.settings.log.file, "delivery.sent")
     assert "inbound.accepted" in log and "delivery.sent" in log and REVIEWER not in log.lower()
 
 
@@ -176,5 +177,5 @@ def test_every_address_that_names_the_sender_is_hidden(db_url: str, app_factory:
         assert_no_leak(raw, address)
     assert "BE-9" in parse(raw).get_content()
     assert b"friend@example.org" not in raw and len(sink.messages) == 2  # request and forward: no copies
-    log = app.settings.log.file.read_text()
+    log = log_text(app.settings.log.file, "Cc/Bcc recipient(s)")
     assert "2 Cc/Bcc recipient(s) of the reviewer not relayed" in log and "friend@" not in log
