@@ -130,7 +130,7 @@ def drop_postgres(url: str) -> None:
 
 
 def relay_settings(folder: Path, port: int, sink_port: int, database: str, inbound: str = "",
-                   auth: str = '[auth]\nmode = "off"\n') -> Path:
+                   auth: str = '[auth]\nmode = "off"\n', key: str = "") -> Path:
     """The relay's production settings for a bench run; only the per-conversation rate limit is
     lifted (the whole load is one conversation)."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -138,7 +138,7 @@ def relay_settings(folder: Path, port: int, sink_port: int, database: str, inbou
     settings.write_text(
         f'[relay]\ndomain = "relay.test"\ntemplates = "{REPO / "templates"}"\n'
         f'[inbound]\nport = {port}\n{inbound}[outbound]\nurl = "smtp://127.0.0.1:{sink_port}"\n'
-        f'[storage]\ndatabase = "{database}"\n[limits]\nmessages_per_case_per_hour = 1000000\n'
+        f'[storage]\ndatabase = "{database}"\nkey = "{key}"\n[limits]\nmessages_per_case_per_hour = 1000000\n'
         f'[log]\nfile = "relay.log"\nstderr = false\n[api]\nport = {free_port()}\n{auth}')
     return settings
 
@@ -175,11 +175,11 @@ def delivered(log: Path) -> tuple[dict[str, datetime], dict[str, datetime]]:
 
 
 def relay(database: str, messages: int, sessions: int, folder: Path, pause: int = 0,
-          auth: str = '[auth]\nmode = "off"\n') -> dict[str, float]:
+          auth: str = '[auth]\nmode = "off"\n', key: str = "") -> dict[str, float]:
     """Acceptance rate, then end to end: time until the last forward reached the sink, and the
     latency from each 250 to its delivery (both read from the relay's log)."""
     sink_port, port = free_port(), free_port()
-    settings = relay_settings(folder, port, sink_port, database, auth=auth)
+    settings = relay_settings(folder, port, sink_port, database, auth=auth, key=key)
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     log = folder / "relay.log"
     with process(smtp_sink(sink_port), sink_port, cwd=folder), \
@@ -283,12 +283,33 @@ def half_load(full: float, tmp: Path) -> dict[str, dict[str, float]]:
     return {"relay_sqlite_paced_sessions": paced, "relay_sqlite_half_load": steady}
 
 
+def key_off(messages: int, sessions: int, tmp: Path) -> dict[str, dict[str, float]]:
+    """The SQLite and PostgreSQL runs again with `[storage] key = "off"` (values stored in the
+    clear): what sealing personal data at rest costs, measured in the same run."""
+    runs = {}
+    (tmp / "sqlite-off").mkdir()
+    runs["relay_sqlite_key_off"] = relay(f"sqlite:///{tmp}/sqlite-off/relay.db", messages, sessions,
+                                         tmp / "sqlite-off", key="off")
+    pg = fresh_postgres()
+    try:
+        (tmp / "pg-off").mkdir()
+        runs["relay_postgresql_key_off"] = relay(pg, messages, sessions, tmp / "pg-off", key="off")
+    finally:
+        drop_postgres(pg)
+    return runs
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--messages", type=int, default=5000)
     parser.add_argument("--sessions", type=int, default=20)
     parser.add_argument("--json", type=Path, default=HERE / "results" / "acceptance.json")
+    parser.add_argument("--only", choices=["all", "encryption"], default="all",
+                        help="encryption: only the SQLite and PostgreSQL runs with the storage key on and off")
     args = parser.parse_args()
+    if args.only == "encryption":
+        encryption_only(args.messages, args.sessions, args.json)
+        return
     ensure_tools()
     runs: dict[str, dict[str, float]] = {}
     with tempfile.TemporaryDirectory(prefix="relay-bench-") as tmp:
@@ -311,6 +332,7 @@ def main() -> None:
         finally:
             drop_postgres(pg)
         runs.update(half_load(runs["relay_sqlite"]["forwards_per_s"], Path(tmp)))
+        runs.update(key_off(args.messages, args.sessions, Path(tmp)))
         bare_rates.append(bare(args.messages, args.sessions))
     base = max(bare_rates)
     report = {"measured": datetime.now(UTC).isoformat(timespec="seconds"), "messages": args.messages,
@@ -321,7 +343,8 @@ def main() -> None:
               "ratio_sqlite": round(runs["relay_sqlite"]["accept_msgs_per_s"] / base, 3),
               "ratio_postgresql": round(runs["relay_postgresql"]["accept_msgs_per_s"] / base, 3),
               "ratio_sqlite_auth_verify": round(runs["relay_sqlite_auth_verify"]["accept_msgs_per_s"] / base, 3),
-              "scale_out_two_instances_postgresql": {k: round(v, 1) for k, v in scaled.items()}}
+              "scale_out_two_instances_postgresql": {k: round(v, 1) for k, v in scaled.items()},
+              **encryption_costs(runs)}
     print(f"{'target':<28}{'accept/s':>10}{'ratio':>7}{'forwards/s':>12}{'e2e s':>8}{'p50 s':>8}{'p99 s':>8}")
     print(f"{'bare_aiosmtpd':<28}{base:>10.1f}{1:>7.2f}   (faster of {' and '.join(f'{r:.0f}' for r in bare_rates)})")
     for name, run in runs.items():
@@ -331,11 +354,50 @@ def main() -> None:
     print(f"{'':<28}(below full load: paced sessions offered {runs['relay_sqlite_paced_sessions']['load_fraction']:.2f} "
           f"of the full SQLite rate, {int(runs['relay_sqlite_half_load']['sessions'])} back-to-back session(s) "
           f"{runs['relay_sqlite_half_load']['load_fraction']:.2f})")
+    print(f"{'':<28}(sealing at rest costs: {_costs_line(runs)})")
     print(f"{'2 x relay, pg':<28}{scaled['accept_msgs_per_s']:>10.1f}{scaled['accept_msgs_per_s'] / base:>7.2f}"
           f"   every forward delivered exactly once ({int(scaled['forwards_exactly_once'])})")
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(report, indent=2) + "\n")
     print(f"written to {args.json}")
+
+
+def encryption_costs(runs: dict[str, dict[str, float]]) -> dict[str, float]:
+    """Acceptance with the storage key on, as a fraction of the same run with it off."""
+    return {f"encrypted_vs_clear_{kind}": round(runs[f"relay_{kind}"]["accept_msgs_per_s"]
+                                                / runs[f"relay_{kind}_key_off"]["accept_msgs_per_s"], 3)
+            for kind in ("sqlite", "postgresql")}
+
+
+def _costs_line(runs: dict[str, dict[str, float]]) -> str:
+    return ", ".join(f"{kind} {value:.2f} of the clear-text rate" for kind, value in
+                     ((k.removeprefix("encrypted_vs_clear_"), v) for k, v in encryption_costs(runs).items()))
+
+
+def encryption_only(messages: int, sessions: int, out: Path) -> None:
+    """`--only encryption`: the relay on SQLite and PostgreSQL, sealed (the default) and in the clear,
+    alternating so that a drift of the machine's speed hits both alike."""
+    runs: dict[str, dict[str, float]] = {}
+    with tempfile.TemporaryDirectory(prefix="relay-bench-") as tmp:
+        (Path(tmp) / "sqlite").mkdir()
+        runs.update(key_off(messages, sessions, Path(tmp)))
+        runs["relay_sqlite"] = relay(f"sqlite:///{tmp}/sqlite/relay.db", messages, sessions, Path(tmp) / "sqlite")
+        pg = fresh_postgres()
+        try:
+            (Path(tmp) / "pg").mkdir()
+            runs["relay_postgresql"] = relay(pg, messages, sessions, Path(tmp) / "pg")
+        finally:
+            drop_postgres(pg)
+    print(f"{'target':<28}{'accept/s':>10}{'forwards/s':>12}{'p50 s':>8}{'p99 s':>8}")
+    for name, run in runs.items():
+        print(f"{name:<28}{run['accept_msgs_per_s']:>10.1f}{run['forwards_per_s']:>12.1f}"
+              f"{run['latency_p50_s']:>8.2f}{run['latency_p99_s']:>8.2f}")
+    print(f"sealing at rest: {_costs_line(runs)}")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"measured": datetime.now(UTC).isoformat(timespec="seconds"), "messages": messages,
+                               "runs": {n: {k: round(v, 3) for k, v in r.items()} for n, r in runs.items()},
+                               **encryption_costs(runs)}, indent=2) + "\n")
+    print(f"written to {out}")
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from relay.config import Settings
 from relay.core import addresses
 from relay.core.clock import Clock
-from relay.store import database, webhook_queue
+from relay.store import database, key_files, webhook_queue
 from relay.store.group_commit import GroupCommitExecutor
 
 if TYPE_CHECKING:
@@ -28,6 +28,12 @@ class SystemClock:
         return datetime.now(UTC).replace(tzinfo=None)
 
 
+def key_source(settings: Settings) -> key_files.KeySource:
+    """Where `[storage] key` says the storage key is (by default beside the SQLite database)."""
+    return key_files.source(settings.storage.key, database.sqlite_path(settings.storage.database),
+                            settings.relay.home)
+
+
 @dataclass
 class App:
     settings: Settings
@@ -39,7 +45,7 @@ class App:
     def open(cls, settings: Settings, clock: Clock | None = None, create: bool = True) -> App:
         """Open (and if needed create and migrate) the database; raises StorageUnavailable.
         `create=False` opens an existing, current database only (commands that only read)."""
-        database.open_database(settings.storage.database, create)
+        database.open_database(settings.storage.database, key_source(settings), create)
         # case events write their webhooks from now on (relay.store.events), or, with no URL, none
         webhook_queue.configure(settings.webhooks.enabled, settings.webhooks.max_age)
         return cls(settings=settings, clock=clock or SystemClock(), key=database.instance_key())

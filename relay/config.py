@@ -56,6 +56,7 @@ from relay.config_values import (
     outbound_url,
     positive_duration,
     selector,
+    storage_key,
     templates_folder,
     time_zone,
     webhook_secret,
@@ -142,6 +143,7 @@ class OutboundSection(Section):
 class StorageSection(Section):
     database: Annotated[str, BeforeValidator(database_url)] = "sqlite:///storage/relay.db"
     retention: Duration = timedelta(days=90)
+    key: Annotated[str, BeforeValidator(storage_key)] = ""
 
 
 class CasesSection(Section):

@@ -136,6 +136,24 @@ def database_url(value: object) -> str:
     raise ValueError(f"{text!r} has an unknown scheme {scheme!r} (use sqlite:/// or postgresql://)")
 
 
+def storage_key(value: object) -> str:
+    """Where the storage key comes from: `file:PATH` (relative to `[relay] home`), `env:NAME`,
+    `off` (values stored as they are: for measuring, never for a relay with real data), or ""
+    for the default, `relay.key` beside the SQLite database (in `[relay] home` on PostgreSQL),
+    made on the first start."""
+    if value in ("", None):
+        return ""
+    text = _string(value)
+    kind, _, rest = text.partition(":")
+    if text == "off":
+        return text
+    if kind == "file" and rest.strip():
+        return "file:" + str(_resolve(Path(rest.strip()).expanduser()))
+    if kind == "env" and re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", rest.strip()):
+        return "env:" + rest.strip()
+    raise ValueError(f"{text!r}: write file:PATH, env:NAME or off")
+
+
 def outbound_url(value: object) -> str:
     """`maildir:PATH` (relative to the settings file), or a smarthost: `smtp://host:port` or
     `smtps://host:port` with the options relay.core.smarthost reads. A `?cafile=` is resolved like

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import signal
 from collections.abc import Callable, Coroutine
 from typing import Any
@@ -19,6 +20,7 @@ from relay.inbound.smtp import InboundHandler, RelaySMTP, tls_context
 from relay.lifecycle import scheduler as jobs
 from relay.outbound.webhook_worker import WebhookWorker
 from relay.outbound.worker import Worker, signing_line
+from relay.store import key_check, vault
 
 BACKGROUND_GRACE = 5.0  # seconds the workers and the scheduler get to end their pass at a stop
 
@@ -125,6 +127,8 @@ def _log_start(app: App, worker: Worker, http: HttpService | None) -> None:
     logs.event(Event.SERVE_STARTED, f"listening on {inbound.host}:{inbound.port} for @{app.settings.relay.domain}, "
                f"outbound {_describe(app.settings.outbound.url)}")
     logs.event(Event.DKIM_SIGNING, signing_line(worker.keys))
+    ring = vault.ring()
+    logs.event(Event.STORAGE_KEY, key_check.describe(ring), level=logging.INFO if ring.on else logging.WARNING)
     if http is not None:
         api = app.settings.api
         logs.event(Event.API_STARTED, f"API on {api.host}:{api.port}, links to {api.public_url}")

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from relay import config, logs
 from relay.admin import guard, options, tail, views, webhook_commands
-from relay.app import App
+from relay.app import App, key_source
 from relay.core.cases import validate_open_case
 from relay.core.errors import Refused, RelayError
 from relay.core.vocabulary import DeliveryState, Event
@@ -187,7 +187,7 @@ def cmd_migrate(settings: config.Settings, args: argparse.Namespace) -> int:
     """Migrate explicitly (before starting new code on several hosts, say) and say what happened."""
     logs.setup(settings.log.file, settings.log.level, stderr=False, stream=sys.stderr)
     try:
-        applied = database.migrate(settings.storage.database)
+        applied = database.migrate(settings.storage.database, key_source(settings))
     finally:
         database.close()
     if applied:
@@ -289,11 +289,21 @@ def cmd_dkim(settings: config.Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_storage_key(settings: config.Settings, args: argparse.Namespace) -> int:
+    from relay.admin import storage_keys
+    if args.action == "generate":
+        print(storage_keys.generate(args.path))
+        return 0
+    logs.setup(settings.log.file, settings.log.level, stderr=False, stream=sys.stderr)
+    print(storage_keys.rotate(settings, args.new, args.batch))
+    return 0
+
+
 COMMANDS: dict[str, Callable[[config.Settings, argparse.Namespace], int]] = {
     "serve": cmd_serve, "open-case": cmd_open_case, "cases": cmd_cases, "case": cmd_case,
     "run-jobs": cmd_run_jobs, "tail": cmd_tail, "status": cmd_status, "outbox": cmd_outbox,
     "forget": cmd_forget, "migrate": cmd_migrate, "api-key": cmd_api_key, "webhooks": cmd_webhooks,
-    "dkim": cmd_dkim,
+    "dkim": cmd_dkim, "storage-key": cmd_storage_key,
 }
 
 

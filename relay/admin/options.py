@@ -67,6 +67,7 @@ def _duration(text: str) -> timedelta:
 case_id = _checked("case id", lambda text: _whole(text, 1))
 delivery_id = _checked("delivery id", lambda text: _whole(text, 1))
 count = _checked("count", lambda text: _whole(text, 0))
+batch_size = _checked("batch size", lambda text: _whole(text, 1))
 address = _checked("address", addresses.validate)
 event_prefix = _checked("event", _event_prefix)
 duration = _checked("duration", _duration)
@@ -153,11 +154,22 @@ def parser() -> argparse.ArgumentParser:
 
     _webhooks(sub)
     _dkim(sub.add_parser("dkim", help="DKIM signing keys: make one and print its DNS record"))
+    _storage_key(sub.add_parser("storage-key", help="the key the database is sealed with: make one, rotate to one"))
     sub.add_parser("migrate", help="bring the database's schema to this version (serve does it too)")
 
     st = sub.add_parser("status", help="cases by state and the delivery queue")
     st.add_argument("--json", action="store_true")
     return parser
+
+
+def _storage_key(sk: argparse.ArgumentParser) -> None:
+    sk_sub = sk.add_subparsers(dest="action", required=True, metavar="ACTION")
+    gen = sk_sub.add_parser("generate", help="write a new storage key to PATH (0600, never over a file)")
+    gen.add_argument("path", type=Path, metavar="PATH")
+    rot = sk_sub.add_parser("rotate", help="re-seal the database under a new key while relays keep running "
+                                           "(resumable: run it again after a crash)")
+    rot.add_argument("--new", type=Path, required=True, metavar="PATH", help="the new key's file")
+    rot.add_argument("--batch", type=batch_size, default=500, help="rows per transaction (default 500)")
 
 
 def _dkim(dk: argparse.ArgumentParser) -> None:

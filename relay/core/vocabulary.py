@@ -95,6 +95,11 @@ class Event(StrEnum):
     STORAGE_ERROR = "storage.error"
     STORAGE_PURGED = "storage.purged"
     STORAGE_MIGRATED = "storage.migrated"
+    STORAGE_KEY = "storage.key"
+    STORAGE_KEY_CREATED = "storage.key_created"
+    STORAGE_SEALED = "storage.sealed"
+    STORAGE_ROTATION_STARTED = "storage.rotation_started"
+    STORAGE_ROTATION_COMPLETED = "storage.rotation_completed"
     OUTBOX_ERROR = "outbox.error"
     JOBS_ERROR = "jobs.error"
     JOBS_PASS = "jobs.pass"  # noqa: S105 (an event name, not a password)

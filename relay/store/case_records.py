@@ -11,7 +11,7 @@ import peewee as pw
 from relay.core.cases import OpenCaseRequest
 from relay.core.errors import Refused
 from relay.core.vocabulary import Conversation, Party, State
-from relay.store import events, transitions
+from relay.store import events, outbox, sealed_columns, transitions
 from relay.store.models import Business, Case, Delivery, Event, Message, RelayAddress, Review, db, rows
 from relay.store.prepared import Prepared, insert_one
 from relay.store.records import CaseDetail, CaseRow, DeliveryEntry, EventEntry, MessageEntry, build
@@ -44,29 +44,31 @@ def create_case(req: OpenCaseRequest, reviewer_token: str, business_token: str,
     The case keeps the business address it was opened with: colleagues of one business may open
     cases from addresses of their own, and each case's answers and notices go to, and its business
     side is checked against, the address that asked."""
+    email = sealed_columns.seal(Business, "email", req.business_id, req.business_email)
     business = Business.get_or_none(Business.external_id == req.business_id)
     if business is None:
-        business = Business.create(external_id=req.business_id, name=req.business_name,
-                                   email=req.business_email)
+        business = Business.create(external_id=req.business_id, name=req.business_name, email=email)
     else:
-        Business.update(name=req.business_name, email=req.business_email).where(
-            Business.id == business.id).execute()
+        Business.update(name=req.business_name, email=email).where(Business.id == business.id).execute()
+    reviewer = {"reviewer_email": sealed_columns.seal(Review, "reviewer_email", req.review_id, req.reviewer_email),
+                "reviewer_name": sealed_columns.seal(Review, "reviewer_name", req.review_id, req.reviewer_name),
+                "reviewer_digest": sealed_columns.digest(req.reviewer_email)}
     review = Review.get_or_none(Review.external_id == req.review_id)
     if review is None:
-        review = Review.create(external_id=req.review_id, business=business,
-                               reviewer_email=req.reviewer_email, reviewer_name=req.reviewer_name,
-                               origin=req.origin.value)
+        review = Review.create(external_id=req.review_id, business=business, origin=req.origin.value, **reviewer)
     else:
-        Review.update(business=business, reviewer_email=req.reviewer_email,
-                      reviewer_name=req.reviewer_name, origin=req.origin.value).where(
-            Review.id == review.id).execute()
+        Review.update(business=business, origin=req.origin.value, **reviewer).where(Review.id == review.id).execute()
     try:
         with db.atomic():
-            case = Case.create(review=review, business=business, business_email=req.business_email,
+            # written, then sealed: the values are bound to the case's id, which the insert gives
+            case = Case.create(review=review, business=business, business_email="",
                                state=State.AWAITING_REPLY.value, open_review_key=req.review_id, locale=req.locale,
-                               requests=",".join(req.requests), message=req.message,
+                               requests=",".join(req.requests), message="",
                                opened_at=opened_at, deadline=deadline, last_activity_at=opened_at,
                                decline_value=decline_value)
+            Case.update(business_email=sealed_columns.seal(Case, "business_email", case.id, req.business_email),
+                        message=sealed_columns.seal(Case, "message", case.id, req.message)).where(
+                Case.id == case.id).execute()
     except pw.IntegrityError:
         existing = Case.get_or_none(Case.open_review_key == req.review_id)
         case_id = existing.id if existing is not None else None
@@ -83,7 +85,8 @@ def _conversation_query(local_part: Any) -> Any:
     # received_at) index finds the first one
     answered = Message.select(Message.id).where((Message.case == Case.id) & (Message.sender == Party.REVIEWER.value))
     return (RelayAddress.select(RelayAddress.local_part, RelayAddress.party, Case.id.alias("case_id"), Case.state,
-                                Case.last_activity_at, Case.locale, Case.deadline, Review.reviewer_email,
+                                Case.last_activity_at, Case.locale, Case.deadline,
+                                Review.external_id.alias("review_id"), Review.reviewer_email,
                                 Review.reviewer_name, Case.business_email,
                                 Business.name.alias("business_name"), other.local_part.alias("other"),
                                 pw.fn.EXISTS(answered).alias("reviewer_answered"))
@@ -103,6 +106,8 @@ def conversation(local_part: str, domain: str) -> Conversation | None:
     row = _CONVERSATION.first(local_part.lower())
     if row is None:
         return None
+    sealed_columns.open_row(Review, row, row["review_id"])
+    sealed_columns.open_row(Case, row, row["case_id"])
     writer = Party(row["party"])
     if writer is Party.REVIEWER:
         writer_email, writer_name, reader_email = row["reviewer_email"], row["reviewer_name"], row["business_email"]
@@ -121,11 +126,12 @@ def thread_entries(message_ids: list[str]) -> dict[str, tuple[Party, Party | Non
     if not message_ids:
         return {}
     found = rows(Delivery.select(Delivery.message_id, Delivery.recipient_party, Message.sender,
-                                 Message.original_message_id)
+                                 Message.queue_id, Message.original_message_id)
                  .join(Message, pw.JOIN.LEFT_OUTER, on=(Delivery.source == Message.id))
                  .where(Delivery.message_id.in_(message_ids)))
     return {r["message_id"]: (Party(r["recipient_party"]), Party(r["sender"]) if r["sender"] else None,
-                              r["original_message_id"]) for r in found}
+                              sealed_columns.open_text(Message, "original_message_id", r["queue_id"],
+                                                       r["original_message_id"])) for r in found}
 
 
 _MESSAGE_COLUMNS = ("case", "queue_id", "sender", "received_at", "size", "original_message_id", "late")
@@ -137,8 +143,8 @@ def record_message(case_id: int, queue_id: str, sender: Party, received_at: date
                    original_message_id: str | None, late: bool) -> int:
     """A message a party sent (metadata only), and the case's last activity; its id. Call inside
     the transaction that queues its forward."""
-    message_id = int(_INSERT_MESSAGE.rows(case_id, queue_id, sender.value, received_at, size, original_message_id,
-                                          late)[0]["id"])
+    original = sealed_columns.seal(Message, "original_message_id", queue_id, original_message_id)
+    message_id = int(_INSERT_MESSAGE.rows(case_id, queue_id, sender.value, received_at, size, original, late)[0]["id"])
     _TOUCH.rows(received_at, case_id)
     return message_id
 
@@ -206,10 +212,11 @@ def case_detail(case_id: int) -> CaseDetail:
                   .where(Event.case == case_id).order_by(Event.at, Event.id))
     messages = rows(Message.select(Message.queue_id, Message.sender, Message.received_at, Message.size, Message.late)
                     .where(Message.case == case_id).order_by(Message.id))
-    deliveries = rows(Delivery.select(Delivery.id, Delivery.queue_id, Delivery.kind, Delivery.recipient_party,
-                                      Delivery.state, Delivery.attempts, Delivery.created_at, Delivery.sent_at,
-                                      Delivery.last_error)
-                      .where(Delivery.case == case_id).order_by(Delivery.id))
+    deliveries = outbox.opened_errors(rows(
+        Delivery.select(Delivery.id, Delivery.queue_id, Delivery.kind, Delivery.recipient_party, Delivery.state,
+                        Delivery.attempts, Delivery.created_at, Delivery.sent_at, Delivery.message_id,
+                        Delivery.last_error)
+        .where(Delivery.case == case_id).order_by(Delivery.id)))
     return CaseDetail(build(CaseRow, found[0]), [build(EventEntry, e) for e in events],
                       [build(MessageEntry, m) for m in messages], [build(DeliveryEntry, d) for d in deliveries])
 

@@ -10,7 +10,8 @@ from urllib.parse import unquote, urlsplit
 import peewee as pw
 
 from relay.core.errors import Unavailable
-from relay.store import migrations
+from relay.store import key_check, migrations, sealed_columns, vault
+from relay.store.key_files import KeySource
 from relay.store.models import Setting, db
 
 # what a failed statement raises, whatever the database: the shells catch it without knowing peewee
@@ -76,20 +77,16 @@ def make_database(url: str, create: bool = True) -> pw.Database:
     raise ValueError(f"unknown database URL scheme in {url!r}")
 
 
-def migrate(url: str) -> list[int]:
+def migrate(url: str, key: KeySource) -> list[int]:
     """Open the database at `url` and migrate it; the versions migrated to."""
-    database = make_database(url)
-    db.initialize(database)
-    try:
-        database.connect(reuse_if_open=True)
-        return migrations.migrate(database)
-    except pw.OperationalError as exc:
-        raise StorageUnavailable(f"cannot open database {describe(url)}: " + " ".join(str(exc).split())) from exc
+    return open_database(url, key)[1]
 
 
-def open_database(url: str, create: bool = True) -> pw.Database:
-    """Bind the models to the database and bring its schema to this code's version: create it,
-    or run the migrations it lacks (relay.store.migrations; safe when instances start at once).
+def open_database(url: str, key: KeySource, create: bool = True) -> tuple[pw.Database, list[int]]:
+    """Bind the models to the database, check the storage key against it (relay.store.key_check)
+    and bring its schema to this code's version: create it, or run the migrations it lacks
+    (relay.store.migrations; safe when instances start at once). Returns the database and the
+    versions migrated to.
 
     With `create=False` (the commands that only read) nothing is created or migrated: a database
     without the relay's tables, or with an older schema, is refused with a sentence saying what to run.
@@ -98,13 +95,14 @@ def open_database(url: str, create: bool = True) -> pw.Database:
     db.initialize(database)
     try:
         database.connect(reuse_if_open=True)
-        if create:
-            migrations.migrate(database)
-        else:
+        if not create:
             _check_schema(database, url)
+        vault.install(key_check.load(key, database, create))
+        migrated = migrations.migrate(database) if create else []
+        key_check.scrub(database)
+        return database, migrated
     except pw.OperationalError as exc:
         raise StorageUnavailable(f"cannot open database {describe(url)}: " + " ".join(str(exc).split())) from exc
-    return database
 
 
 def _check_schema(database: pw.Database, url: str) -> None:
@@ -151,12 +149,15 @@ def is_postgres() -> bool:
 
 
 def instance_key() -> bytes:
-    """The shared signing key (VERP, log pseudonyms), created once per database."""
-    existing = Setting.get_or_none(Setting.name == "secret")
+    """The shared signing key (VERP, log pseudonyms), created once per database (sealed: with it,
+    a log's pseudonyms could be matched against guessed addresses)."""
+    name = sealed_columns.SECRET_ROW
+    existing = Setting.get_or_none(Setting.name == name)
     if existing is None:
-        Setting.insert(name="secret", value=secrets.token_hex(32)).on_conflict_ignore().execute()
-        existing = Setting.get(Setting.name == "secret")
-    return bytes.fromhex(str(existing.value))
+        value = sealed_columns.seal(Setting, "value", name, secrets.token_hex(32))
+        Setting.insert(name=name, value=value).on_conflict_ignore().execute()
+        existing = Setting.get(Setting.name == name)
+    return bytes.fromhex(sealed_columns.open_text(Setting, "value", name, str(existing.value)) or "")
 
 
 def close() -> None:

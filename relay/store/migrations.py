@@ -25,6 +25,7 @@ from relay import logs
 from relay.core import decline_tokens
 from relay.core.errors import Unavailable
 from relay.core.vocabulary import Event
+from relay.store import key_check
 from relay.store.models import MODELS, ApiKey, IdempotentResponse, RefusalCount, Setting, Webhook
 
 VERSION_KEY = "schema_version"
@@ -111,6 +112,27 @@ def _decline_links(database: pw.Database, migrator: SchemaMigrator) -> None:
         case.update({case.c.decline_value: decline_tokens.new_value()}).where(case.c.id == case_id).execute(database)
 
 
+# the columns a sealed value no longer fits (PostgreSQL enforces a varchar's length; SQLite does not)
+_WIDENED = (("business", "email"), ("review", "reviewer_email"), ("review", "reviewer_name"),
+            ("case", "business_email"), ("delivery", "recipient"))
+
+
+def _sealed_storage(database: pw.Database, migrator: SchemaMigrator) -> None:
+    """Personal data encrypted at rest (relay.core.sealing): the reviewer's blind index, text
+    columns wide enough for sealed values, and every value sealed in place under the storage key,
+    in this step's transaction (relay.store.key_check.settle)."""
+    if "reviewer_digest" not in {column.name for column in database.get_columns("review")}:
+        run(migrator.add_column("review", "reviewer_digest", pw.CharField(max_length=64, null=True)))
+    if "review_reviewer_digest" not in {index.name for index in database.get_indexes("review")}:
+        run(migrator.add_index("review", ("reviewer_digest",), False))
+    if isinstance(database, pw.PostgresqlDatabase):
+        types = {(table, column.name): column.data_type for table in {t for t, _ in _WIDENED}
+                 for column in database.get_columns(table)}
+        run(*[migrator.alter_column_type(table, column, pw.TextField()) for table, column in _WIDENED
+              if types.get((table, column)) != "text"])
+    key_check.settle(database)
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(2, "index a case's events by time", _event_timeline_index),
     Migration(3, "count refusals per outcome and minute", _refusal_counts),
@@ -118,6 +140,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(5, "API keys and idempotent responses", _api_tables),
     Migration(6, "the webhook outbox", _webhooks),
     Migration(7, "decline links: a random value per case, the time it was declined", _decline_links),
+    Migration(8, "personal data sealed under the storage key, reviewers found by a blind index", _sealed_storage),
 )
 CURRENT = MIGRATIONS[-1].version if MIGRATIONS else 1
 
@@ -139,6 +162,7 @@ def migrate(database: pw.Database) -> list[int]:
             with database.atomic():
                 database.create_tables(MODELS, safe=True)
                 _set_version(CURRENT)
+                key_check.settle(database)
             return []
         if found > CURRENT:
             raise SchemaTooNew(f"the database has schema version {found}, this relay knows up to {CURRENT}: "
@@ -152,6 +176,7 @@ def migrate(database: pw.Database) -> list[int]:
                 step.apply(database, migrator)
                 _set_version(step.version)
             done.append(step)
+        key_check.settle(database)  # a database kept in the clear (`[storage] key = "off"`) is sealed now
     for step in done:  # once committed (on SQLite the turn's transaction commits the steps)
         logs.event(Event.STORAGE_MIGRATED, f"database schema migrated to version {step.version}: "
                    f"{step.description}", version=step.version)

@@ -3,6 +3,12 @@
 Times are naive UTC (see relay.clock). Message bodies live only in `Delivery.body` (the sanitised
 copy that is sent); the party's original message is never stored, so nothing stored on the way to
 the business holds the reviewer's address.
+
+The columns marked *sealed* hold their values encrypted under the storage key, bound to their
+table, column and row (relay.core.sealing; relay.store.sealed_columns lists them and the column
+that names each row). They are text (PostgreSQL enforces a varchar's length, and a sealed address
+is longer than the address), and nothing may look them up by value: the blind index
+`Review.reviewer_digest` finds a reviewer's reviews by address.
 """
 
 from __future__ import annotations
@@ -25,7 +31,7 @@ class Setting(BaseModel):
     """Instance-wide values every relay process must share (the signing key)."""
 
     name = pw.CharField(primary_key=True, max_length=64)
-    value = pw.TextField()
+    value = pw.TextField()  # sealed for the signing secret
 
 
 class Business(BaseModel):
@@ -35,15 +41,18 @@ class Business(BaseModel):
     id = pw.AutoField()
     external_id = pw.CharField(unique=True, max_length=200)
     name = pw.CharField(max_length=200)
-    email = pw.CharField(max_length=320)
+    email = pw.TextField()  # sealed
 
 
 class Review(BaseModel):
     id = pw.AutoField()
     external_id = pw.CharField(unique=True, max_length=200)
     business = pw.ForeignKeyField(Business, backref="reviews", on_delete="CASCADE")
-    reviewer_email = pw.CharField(max_length=320, null=True)  # null once forgotten
-    reviewer_name = pw.CharField(max_length=200)
+    reviewer_email = pw.TextField(null=True)  # sealed; null once forgotten
+    reviewer_name = pw.TextField()  # sealed
+    # keyed hash of the address (relay.core.sealing: blind index; schema version 8): `forget` finds
+    # the reviewer's reviews without decrypting every row; null once forgotten
+    reviewer_digest = pw.CharField(max_length=64, null=True, index=True)
     origin = pw.CharField(max_length=32)
 
 
@@ -54,14 +63,14 @@ class Case(BaseModel):
     # The business's address as given when this case was opened (schema version 4): the one that
     # gets the case's forwards and notices and must send its answers. Not `Business.email`, which
     # the next case of the same business overwrites with the address of whoever opened that one.
-    business_email = pw.CharField(max_length=320)
+    business_email = pw.TextField()  # sealed
     state = pw.CharField(max_length=32, index=True)
     # The review's id while the case is not closed: a unique index makes "one open case per
     # review" hold even when two `open-case` calls race.
     open_review_key = pw.CharField(max_length=200, null=True, unique=True)
     locale = pw.CharField(max_length=8)
     requests = pw.TextField(default="")  # comma-separated request kinds
-    message = pw.TextField()
+    message = pw.TextField()  # sealed
     opened_at = pw.DateTimeField()
     deadline = pw.DateTimeField(index=True)
     last_activity_at = pw.DateTimeField()
@@ -97,7 +106,7 @@ class Message(BaseModel):
     sender = pw.CharField(max_length=16)  # party
     received_at = pw.DateTimeField()
     size = pw.IntegerField()
-    original_message_id = pw.TextField(null=True)
+    original_message_id = pw.TextField(null=True)  # sealed (a Message-ID may hold the address)
     late = pw.BooleanField(default=False)
 
     class Meta:
@@ -113,10 +122,10 @@ class Delivery(BaseModel):
     source = pw.ForeignKeyField(Message, backref="deliveries", null=True, on_delete="CASCADE")
     kind = pw.CharField(max_length=32)  # forward, contact_request, ...
     recipient_party = pw.CharField(max_length=16)
-    recipient = pw.CharField(max_length=320)
+    recipient = pw.TextField()  # sealed
     message_id = pw.CharField(max_length=255, unique=True)
     queue_id = pw.CharField(max_length=32, index=True)
-    body = pw.BlobField(null=True)
+    body = pw.BlobField(null=True)  # sealed
     size = pw.IntegerField(default=0)
     state = pw.CharField(max_length=16, default=DeliveryState.QUEUED.value)  # queued, sending, sent, failed
     attempts = pw.IntegerField(default=0)
@@ -125,7 +134,7 @@ class Delivery(BaseModel):
     next_attempt_at = pw.DateTimeField()
     lease_until = pw.DateTimeField(null=True)
     claim_token = pw.CharField(max_length=32, null=True)
-    last_error = pw.TextField(null=True)
+    last_error = pw.TextField(null=True)  # sealed (an error may quote an address)
     sent_at = pw.DateTimeField(null=True)
 
     class Meta:

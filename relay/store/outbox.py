@@ -8,6 +8,7 @@ worker whose lease was taken over cannot overwrite the new owner's result.
 
 from __future__ import annotations
 
+import logging
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -15,8 +16,8 @@ from typing import Any
 
 import peewee as pw
 
-from relay.core.vocabulary import DeliveryFacts, DeliveryState, Mail, Party
-from relay.store import leases
+from relay.core.vocabulary import DeliveryFacts, DeliveryState, Event, Mail, Party
+from relay.store import events, leases, sealed_columns
 from relay.store.models import Delivery, Message, db, rows
 from relay.store.prepared import insert_one
 from relay.store.records import DeliveryEntry, build
@@ -54,17 +55,21 @@ class Outgoing:
     body: bytes
 
 
-def _row(item: Outgoing, now: datetime, lifetime: timedelta) -> dict[str, Any]:
-    """A new delivery's columns: queued, due now, given up after `lifetime`."""
+def _row(item: Outgoing, now: datetime, lifetime: timedelta, seal: bool = True) -> dict[str, Any]:
+    """A new delivery's columns: queued, due now, given up after `lifetime`; the recipient and the
+    body sealed, bound to the delivery's Message-ID (unique, and known before the row is written)."""
+    recipient = sealed_columns.seal(Delivery, "recipient", item.message_id, item.recipient) if seal else item.recipient
+    body = sealed_columns.seal_bytes(Delivery, "body", item.message_id, item.body) if seal else item.body
     return {"case": item.case_id, "source": item.source_id, "kind": item.kind.value,
-            "recipient_party": item.recipient_party.value, "recipient": item.recipient,
-            "message_id": item.message_id, "queue_id": item.queue_id, "body": item.body, "size": len(item.body),
+            "recipient_party": item.recipient_party.value, "recipient": recipient,
+            "message_id": item.message_id, "queue_id": item.queue_id, "body": body, "size": len(item.body),
             "state": DeliveryState.QUEUED.value, "created_at": now, "expires_at": now + lifetime,
             "next_attempt_at": now}
 
 
 # the column names in _row's order, read off a row of placeholders
-_COLUMNS = tuple(_row(Outgoing(None, None, Mail.FORWARD, Party.REVIEWER, "", "", "", b""), datetime.min, timedelta()))
+_COLUMNS = tuple(_row(Outgoing(None, None, Mail.FORWARD, Party.REVIEWER, "", "", "", b""), datetime.min, timedelta(),
+                      seal=False))
 _INSERT_ONE = insert_one(Delivery, _COLUMNS, Delivery.id)  # every forward and notice
 
 
@@ -98,11 +103,30 @@ def claim(now: datetime, lease: timedelta, limit: int, only: int | None = None) 
             return token, []
         Delivery.update(state=DeliveryState.SENDING, claim_token=token, lease_until=now + lease,
                         attempts=Delivery.attempts + 1).where(Delivery.id.in_(ids) & due).execute()
-        found = rows(Delivery.select().where(Delivery.id.in_(ids) & (Delivery.claim_token == token)))
+        found = _opened(rows(Delivery.select().where(Delivery.id.in_(ids) & (Delivery.claim_token == token))))
     return token, [Claimed(id=r["id"], case_id=r["case"], queue_id=r["queue_id"], kind=Mail(r["kind"]),
                            recipient=r["recipient"], recipient_party=Party(r["recipient_party"]),
-                           message_id=r["message_id"], body=bytes(r["body"] or b""),
+                           message_id=r["message_id"], body=r["body"] or b"",
                            attempts=r["attempts"], expires_at=r["expires_at"]) for r in found]
+
+
+def _opened(found: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The claimed rows with recipient and body opened. A row whose sealed values do not open where
+    they are (changed, or moved from another delivery) is failed on the spot and logged, never sent
+    and never in the way of the others."""
+    usable = []
+    for row in found:
+        try:
+            sealed_columns.open_row(Delivery, row, row["message_id"])
+        except sealed_columns.SealedValueRefused as exc:
+            Delivery.update(state=DeliveryState.FAILED, claim_token=None, lease_until=None,
+                            last_error=_sealed_error(row["id"], f"not sent: {exc}")).where(
+                Delivery.id == row["id"]).execute()
+            events.log(Event.DELIVERY_FAILED, f"delivery {row['id']} not sent: {exc}", level=logging.ERROR,
+                       case=row["case"], qid=row["queue_id"])
+            continue
+        usable.append(row)
+    return usable
 
 
 def renew(ids: list[int], token: str, until: datetime) -> None:
@@ -116,6 +140,19 @@ def _finish(delivery_id: int, token: str, **values: Any) -> bool:
         (Delivery.id == delivery_id) & (Delivery.claim_token == token)).execute())
 
 
+def _sealed_error(delivery_id: int, error: str) -> str | None:
+    """`error` sealed for the delivery's row (a refusal may quote the recipient's address)."""
+    row = Delivery.select(Delivery.message_id).where(Delivery.id == delivery_id).first()
+    return sealed_columns.seal(Delivery, "last_error", row.message_id, error) if row is not None else None
+
+
+def opened_errors(found: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Rows with `message_id` and `last_error`, the error opened (for listings and timelines)."""
+    for row in found:
+        row["last_error"] = sealed_columns.open_text(Delivery, "last_error", row["message_id"], row["last_error"])
+    return found
+
+
 def mark_sent(delivery_ids: list[int], token: str, now: datetime) -> set[int]:
     """Mark a batch sent in one statement; the ids still held under `token` (those it marked)."""
     if not delivery_ids:
@@ -126,11 +163,12 @@ def mark_sent(delivery_ids: list[int], token: str, now: datetime) -> set[int]:
 
 
 def mark_retry(delivery_id: int, token: str, next_at: datetime, error: str) -> bool:
-    return _finish(delivery_id, token, state=DeliveryState.QUEUED, next_attempt_at=next_at, last_error=error)
+    return _finish(delivery_id, token, state=DeliveryState.QUEUED, next_attempt_at=next_at,
+                   last_error=_sealed_error(delivery_id, error))
 
 
 def mark_failed(delivery_id: int, token: str, error: str) -> bool:
-    return _finish(delivery_id, token, state=DeliveryState.FAILED, last_error=error)
+    return _finish(delivery_id, token, state=DeliveryState.FAILED, last_error=_sealed_error(delivery_id, error))
 
 
 def late_sources(delivery_ids: list[int]) -> set[int]:
@@ -154,16 +192,17 @@ def delivery_facts(delivery_id: int) -> DeliveryFacts | None:
 
 def mark_bounced(delivery_id: int, error: str) -> None:
     """A delivery the smarthost took but the recipient's side gave back for good."""
-    Delivery.update(state=DeliveryState.FAILED, last_error=error, claim_token=None, lease_until=None).where(
+    Delivery.update(state=DeliveryState.FAILED, last_error=_sealed_error(delivery_id, error), claim_token=None,
+                    lease_until=None).where(
         Delivery.id == delivery_id).execute()
 
 
 def listing(states: list[DeliveryState], limit: int = 200) -> list[DeliveryEntry]:
-    return [build(DeliveryEntry, row) for row in rows(
+    return [build(DeliveryEntry, row) for row in opened_errors(rows(
         Delivery.select(Delivery.id, Delivery.case, Delivery.queue_id, Delivery.kind, Delivery.recipient_party,
                         Delivery.state, Delivery.attempts, Delivery.created_at, Delivery.next_attempt_at,
-                        Delivery.last_error)
-        .where(Delivery.state.in_(states)).order_by(Delivery.created_at).limit(limit))]
+                        Delivery.message_id, Delivery.last_error)
+        .where(Delivery.state.in_(states)).order_by(Delivery.created_at).limit(limit)))]
 
 
 def retry_now(delivery_id: int, now: datetime, lifetime: timedelta) -> bool:
@@ -181,11 +220,11 @@ def state_counts() -> dict[str, int]:
 
 
 def oldest_pending() -> DeliveryEntry | None:
-    found = rows(Delivery.select(Delivery.id, Delivery.queue_id, Delivery.kind, Delivery.recipient_party,
+    found = opened_errors(rows(Delivery.select(Delivery.id, Delivery.queue_id, Delivery.kind, Delivery.recipient_party,
                                  Delivery.state, Delivery.created_at, Delivery.attempts, Delivery.last_error,
-                                 Delivery.next_attempt_at)
+                                 Delivery.message_id, Delivery.next_attempt_at)
                  .where(Delivery.state.in_([DeliveryState.QUEUED, DeliveryState.SENDING]))
-                 .order_by(Delivery.created_at).limit(1))
+                 .order_by(Delivery.created_at).limit(1)))
     return build(DeliveryEntry, found[0]) if found else None
 
 

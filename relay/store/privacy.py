@@ -5,10 +5,8 @@ from __future__ import annotations
 
 from datetime import datetime
 
-import peewee as pw
-
 from relay.core.vocabulary import DeliveryState, Event, Party
-from relay.store import events, transitions
+from relay.store import events, sealed_columns, transitions
 from relay.store.models import Case, Delivery, Message, Review
 
 FORGOTTEN = "(forgotten)"
@@ -16,9 +14,12 @@ FORGOTTEN = "(forgotten)"
 
 def forget_reviewer(address: str, now: datetime) -> dict[str, int]:
     """Erase one reviewer; returns what was erased, as counts."""
-    address = address.strip().lower()
     with events.transaction():
-        reviews = [r.id for r in Review.select(Review.id).where(pw.fn.LOWER(Review.reviewer_email) == address)]
+        # the blind index finds them (relay.core.sealing): both spellings of an internationalised
+        # domain and any case, under the old or the new key while a rotation runs
+        found = list(Review.select(Review.id, Review.external_id).where(
+            Review.reviewer_digest.in_(sealed_columns.digests(address))))
+        reviews = [r.id for r in found]
         cases = [c.id for c in Case.select(Case.id).where(Case.review.in_(reviews))] if reviews else []
         counts = {"reviews": len(reviews), "cases": len(cases), "message_bodies": 0, "cases_closed": 0,
                   "messages_kept_as_counts": 0}
@@ -31,12 +32,19 @@ def forget_reviewer(address: str, now: datetime) -> dict[str, int]:
             (Delivery.recipient_party == Party.REVIEWER.value) | Delivery.source.in_(own))
         counts["message_bodies"] = Delivery.select().where(belongs & Delivery.body.is_null(False)).count()
         Delivery.update(body=None).where(belongs).execute()
-        Delivery.update(recipient=FORGOTTEN).where(
-            Delivery.case.in_(cases) & (Delivery.recipient_party == Party.REVIEWER.value)).execute()
-        Delivery.update(state=DeliveryState.FAILED, last_error="the reviewer was forgotten").where(
-            Delivery.case.in_(cases) & Delivery.state.in_([DeliveryState.QUEUED, DeliveryState.SENDING])
-            & Delivery.body.is_null(True)).execute()
+        for delivery in Delivery.select(Delivery.id, Delivery.message_id).where(
+                Delivery.case.in_(cases) & (Delivery.recipient_party == Party.REVIEWER.value)):
+            Delivery.update(recipient=sealed_columns.seal(Delivery, "recipient", delivery.message_id, FORGOTTEN)).where(
+                Delivery.id == delivery.id).execute()
+        for delivery in Delivery.select(Delivery.id, Delivery.message_id).where(
+                Delivery.case.in_(cases) & Delivery.state.in_([DeliveryState.QUEUED, DeliveryState.SENDING])
+                & Delivery.body.is_null(True)):
+            error = sealed_columns.seal(Delivery, "last_error", delivery.message_id, "the reviewer was forgotten")
+            Delivery.update(state=DeliveryState.FAILED, last_error=error).where(Delivery.id == delivery.id).execute()
         events.record_many(list(cases), Event.REVIEWER_FORGOTTEN, now)
         counts["cases_closed"] = len(transitions.close_cases(list(cases), now, "reviewer forgotten"))
-        Review.update(reviewer_email=None, reviewer_name=FORGOTTEN).where(Review.id.in_(reviews)).execute()
+        for review in found:
+            Review.update(reviewer_email=None, reviewer_digest=None,
+                          reviewer_name=sealed_columns.seal(Review, "reviewer_name", review.external_id, FORGOTTEN)
+                          ).where(Review.id == review.id).execute()
     return counts

@@ -14,7 +14,7 @@ from typing import Any
 import peewee as pw
 
 from relay.core.vocabulary import DeliveryState, Event, Mail, State
-from relay.store import events
+from relay.store import events, sealed_columns
 from relay.store.models import Business, Case, Delivery, Notice, RelayAddress, Review, rows
 from relay.store.prepared import Prepared
 from relay.store.records import NoticeFacts, build
@@ -108,6 +108,9 @@ def notice_facts(case_ids: list[int]) -> dict[int, NoticeFacts]:
     for r in rows(RelayAddress.select(RelayAddress.case, RelayAddress.party, RelayAddress.local_part)
                   .where(RelayAddress.case.in_(case_ids))):
         found[r["case"]]["tokens"][r["party"]] = r["local_part"]
+    for facts in found.values():
+        sealed_columns.open_row(Review, facts, facts["review_id"])
+        sealed_columns.open_row(Case, facts, facts["id"])
     return {case_id: build(NoticeFacts, facts) for case_id, facts in found.items()}
 
 

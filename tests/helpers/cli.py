@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from tests.helpers import keys
 from tests.helpers.environment import REPO, free_port
 
 
@@ -25,7 +26,7 @@ def write_settings(folder: Path, db_url: str, outbound: str, **extra: dict[str, 
         # senders gives its own DNS server
         "auth": {"mode": "off"},
         "outbound": {"url": outbound},
-        "storage": {"database": db_url},
+        "storage": {"database": db_url, "key": keys.for_database(db_url)},
         "scheduler": {"interval": "1s"},
         "log": {"file": "relay.log"},
     }

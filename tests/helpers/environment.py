@@ -22,6 +22,7 @@ from relay.app import App
 from relay.core.cases import validate_open_case
 from relay.lifecycle.opening import Opened, open_case
 from relay.server import serve
+from tests.helpers import keys
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -57,7 +58,7 @@ def make_settings(tmp_path: Path, db_url: str, **sections: dict[str, Any]) -> co
         # names its own DNS server (tests.helpers.dns)
         "auth": {"mode": "off"},
         "outbound": {"url": f"maildir:{tmp_path}/outbox"},
-        "storage": {"database": db_url},
+        "storage": {"database": db_url, "key": keys.for_database(db_url)},
         "scheduler": {"interval": "1s"},
         "log": {"file": str(tmp_path / "relay.log"), "stderr": False},
     }

@@ -110,9 +110,11 @@ def test_open_read_list_close_and_the_timeline(api: Api, sink: Sink, tmp_path: P
 
 
 def _reviews(api: Api) -> list[str]:
-    """The stored reviews as text, read around the relay (its own store functions are not used)."""
+    """The stored reviews as text, read around the relay's store functions (opened with the keyring:
+    the columns are sealed)."""
     from relay.store.models import Review
-    return [f"{row.reviewer_email} {row.reviewer_name}" for row in Review.select()]
+    from tests.helpers.stored import reviewer
+    return [" ".join(str(value) for value in reviewer(row)) for row in Review.select()]
 
 
 def test_every_error_is_a_problem(api: Api) -> None:

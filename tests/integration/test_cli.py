@@ -87,7 +87,8 @@ def test_log_to_stdout_for_containers(tmp_path: Path) -> None:
     assert opened.returncode == 0
     assert set(json.loads(opened.stdout)) >= {"case", "reviewer_address"}  # stdout is the command's own
     logged = [json.loads(line) for line in opened.stderr.splitlines()]
-    assert [e["event"] for e in logged] == ["case.opened", "notice.queued"]
+    # the first command of a new install makes the storage key beside the database
+    assert [e["event"] for e in logged] == ["storage.key_created", "case.opened", "notice.queued"]
     assert not (tmp_path / "relay.log").exists()
     tail = relay_cli(config, "tail", env=env)
     assert tail.returncode == 1 and "stdout" in tail.stderr

@@ -14,7 +14,7 @@ from typing import Any
 import peewee as pw
 import pytest
 
-from relay.store import database
+from relay.store import database, key_files
 from relay.store.group_commit import GroupCommitExecutor
 from relay.store.models import Setting, db
 
@@ -22,7 +22,8 @@ from relay.store.models import Setting, db
 @pytest.fixture
 def executor(tmp_path: Path) -> Iterator[GroupCommitExecutor]:
     database.close()
-    database.open_database(f"sqlite:///{tmp_path}/relay.db")
+    database.open_database(f"sqlite:///{tmp_path}/relay.db",
+                           key_files.source("", tmp_path / "relay.db", tmp_path))
     running = GroupCommitExecutor(name="test-db")
     yield running
     running.shutdown()

@@ -15,12 +15,13 @@ from relay.store import case_records as case_store
 from relay.store import outbox
 from relay.store.models import Case, Delivery, Message, RelayAddress, db
 from relay.store.prepared import Prepared
+from tests.helpers import stored
 from tests.helpers.environment import new_case
 
 
 def contact_request(case_id: int) -> email.message.EmailMessage:
     row = Delivery.get((Delivery.case == case_id) & (Delivery.kind == "contact_request"))
-    return email.message_from_bytes(bytes(row.body), policy=email.policy.default)
+    return email.message_from_bytes(stored.body(row), policy=email.policy.default)
 
 
 def test_open_case_queues_a_german_contact_request(db_url: str, app_factory: Any) -> None:
@@ -46,7 +47,7 @@ def test_open_case_queues_a_german_contact_request(db_url: str, app_factory: Any
         assert "Ihre Bestellnummer" in body  # what is asked
         assert "nicht mitgeteilt" in body     # the address is not shared
         assert "10. Januar 2026" in body      # the deadline, in German, Berlin time
-    assert "service@shop.example" not in bytes(Delivery.get(Delivery.case == opened.case_id).body).decode()
+    assert "service@shop.example" not in stored.body(Delivery.get(Delivery.case == opened.case_id)).decode()
 
 
 def test_english_contact_request_and_escaping(db_url: str, app_factory: Any) -> None:
