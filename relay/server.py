@@ -21,6 +21,7 @@ from relay.lifecycle import scheduler as jobs
 from relay.outbound.webhook_worker import WebhookWorker
 from relay.outbound.worker import Worker, signing_line
 from relay.store import key_check, vault
+from relay.store.database import StorageError
 
 BACKGROUND_GRACE = 5.0  # seconds the workers and the scheduler get to end their pass at a stop
 
@@ -60,7 +61,7 @@ async def serve(app: App, stop: asyncio.Event | None = None, ready: asyncio.Even
     drained = asyncio.Event()  # the background parts stop after the sessions
     hooks = WebhookWorker.for_app(app) if background else None
     named = _background(app, worker, hooks, drained) if background else {}
-    tasks = list(named.values())
+    tasks = [*named.values(), asyncio.create_task(_watch_key(app, drained))]
     try:
         http = _http(app, named)
     except BaseException:
@@ -103,6 +104,22 @@ def _background(app: App, worker: Worker, hooks: WebhookWorker | None,
     if hooks is not None:
         parts["webhook_worker"] = hooks.run_forever(drained)
     return {name: asyncio.create_task(work) for name, work in parts.items()}
+
+
+async def _watch_key(app: App, drained: asyncio.Event) -> None:
+    """Look at the database's key state once a second, also when nothing is sealed or opened: a
+    rotation begun elsewhere is learnt before it completes, by a relay that is idle as well."""
+    told = False
+    while not drained.is_set():
+        try:
+            await app.blocking(vault.refresh, True)
+            told = False
+        except (Unavailable, StorageError) as exc:
+            if not told:
+                logs.event(Event.STORAGE_ERROR, f"storage key state unreadable: {exc}", level=logging.ERROR)
+            told = True
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(drained.wait(), vault.REFRESH_SECONDS)
 
 
 async def _shut_down(server: asyncio.Server, http: HttpService | None, tasks: list[asyncio.Task[None]],

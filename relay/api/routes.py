@@ -67,7 +67,7 @@ def router(app: App, access: Access) -> APIRouter:
             raise ProblemError(422, "invalid-request", "see errors", errors=[
                 {"field": "Idempotency-Key", "problem": "1-200 printable ASCII characters"}])
         key: ActiveKey = request.state.key  # the router's dependency checked it
-        digest = credentials.request_digest("POST", "/v1/cases", await request.body())
+        digest = credentials.request_digest("POST", "/v1/cases", await request.body(), app.key)
         try:
             status, text, replayed = await app.blocking(_open, app, body, key, idempotency_key, digest)
         except idempotency.Conflict:  # the same key in a request that committed meanwhile

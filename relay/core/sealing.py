@@ -3,8 +3,10 @@ indexes that find an address without decrypting anything.
 
 A sealed value is AES-256-GCM under one key of the keyring, with a random nonce of its own and,
 as associated data, the place it belongs to: table, column and the row's key. Moved to another
-row or column, it no longer opens (`Tampered`), so a database writer cannot make the relay send
-one reviewer's mail to another by swapping ciphertexts. The envelope names the key by a short id
+row or column, it no longer opens (`Tampered`): copying ciphertexts around gives a database writer
+no value in a place where the relay would use it. (What binds rows to each other, such as which
+review a case belongs to, is not sealed; sealing keeps values secret, it does not authenticate the
+database's structure.) The envelope names the key by a short id
 derived from it, so a keyring of the old and the new key opens both while a rotation runs, and a
 rotation can find what is still under the old key by its first characters:
 

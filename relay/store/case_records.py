@@ -195,7 +195,12 @@ def case_rows(status: str | None = None, business: str | None = None, review: st
         query = query.where(Business.external_id == business)
     if review:
         query = query.where(Review.external_id == review)
-    return [build(CaseRow, row) for row in rows(query)]
+    return [build(CaseRow, _opened(row)) for row in rows(query)]
+
+
+def _opened(row: dict[str, Any]) -> dict[str, Any]:
+    sealed_columns.open_row(Case, row, row["id"])
+    return row
 
 
 def event_counts(names: list[str], since: datetime) -> dict[str, int]:
@@ -217,7 +222,7 @@ def case_detail(case_id: int) -> CaseDetail:
                         Delivery.attempts, Delivery.created_at, Delivery.sent_at, Delivery.message_id,
                         Delivery.last_error)
         .where(Delivery.case == case_id).order_by(Delivery.id)))
-    return CaseDetail(build(CaseRow, found[0]), [build(EventEntry, e) for e in events],
+    return CaseDetail(build(CaseRow, _opened(found[0])), [build(EventEntry, e) for e in events],
                       [build(MessageEntry, m) for m in messages], [build(DeliveryEntry, d) for d in deliveries])
 
 

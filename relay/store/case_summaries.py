@@ -13,6 +13,7 @@ from typing import Any
 import peewee as pw
 
 from relay.core.vocabulary import DeliveryState, Mail
+from relay.store import sealed_columns
 from relay.store.models import Business, Case, Delivery, Message, Review, rows
 
 
@@ -69,6 +70,8 @@ def page(after: int | None, limit: int, review_id: str | None = None, business_i
     if state is not None:
         query = query.where(Case.state == state)
     found = rows(query)
+    for row in found:
+        sealed_columns.open_row(Case, row, row["id"])
     return _with_details(found)
 
 

@@ -63,7 +63,9 @@ def make_database(url: str, create: bool = True) -> pw.Database:
         return pw.SqliteDatabase(
             str(path),
             lock_type="IMMEDIATE",
-            pragmas={**pragmas, "synchronous": 2, "busy_timeout": 30000, "foreign_keys": 1},
+            # secure_delete: what a row held is overwritten when it is deleted or rewritten, so a
+            # value replaced by its sealed form, or under an old key, is not left in the page
+            pragmas={**pragmas, "synchronous": 2, "busy_timeout": 30000, "foreign_keys": 1, "secure_delete": "fast"},
         )
     parts = urlsplit(url)
     if parts.scheme in ("postgresql", "postgres"):
@@ -99,7 +101,8 @@ def open_database(url: str, key: KeySource, create: bool = True) -> tuple[pw.Dat
             _check_schema(database, url)
         vault.install(key_check.load(key, database, create))
         migrated = migrations.migrate(database) if create else []
-        key_check.scrub(database)
+        if create:
+            key_check.scrub(database)
         return database, migrated
     except pw.OperationalError as exc:
         raise StorageUnavailable(f"cannot open database {describe(url)}: " + " ".join(str(exc).split())) from exc

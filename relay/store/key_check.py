@@ -60,11 +60,10 @@ def verified(ring: Keyring, where: KeySource, check: str | None) -> Keyring:
                           f"{sealed_with}: point [storage] key at that key")
 
 
-class _Scrub:
-    """Whether this process sealed a database in place: the clear text it replaced is still in
-    free pages (SQLite) or dead row versions (PostgreSQL) until `scrub` rewrites the tables."""
-
-    needed = False
+# set in the transaction that seals a database in place, removed once its files are rewritten: the
+# clear text the sealing replaced is in free pages (SQLite) or dead row versions (PostgreSQL) until
+# then, and a crash in between leaves the next start to do it
+SCRUB_PENDING = "storage_scrub_pending"
 
 
 def settle(database: pw.Database) -> None:
@@ -77,7 +76,8 @@ def settle(database: pw.Database) -> None:
         if ring.on:
             sealed = resealing.seal_all(ring)
             write_check(ring)
-            _Scrub.needed = _Scrub.needed or bool(sealed)
+            if sealed:
+                Setting.insert(name=SCRUB_PENDING, value="1").on_conflict_ignore().execute()
             if sealed:
                 logs.event(Event.STORAGE_SEALED, f"database sealed under storage key {ring.current_id} "
                            f"({sealed} row(s) were in the clear)")
@@ -92,9 +92,16 @@ def scrub(database: Any) -> None:
     """After sealing in place: rewrite the tables so that no page keeps the clear text (SQLite's
     VACUUM and a truncating checkpoint of its WAL; PostgreSQL's VACUUM FULL of the sealed tables,
     which also drops their dead row versions). Outside any transaction, once, at start-up."""
-    if not _Scrub.needed:
+    if Setting.get_or_none(Setting.name == SCRUB_PENDING) is None:
         return
-    _Scrub.needed = False
+    try:
+        _rewrite(database)
+    except pw.DatabaseError as exc:  # another process holds the database: the next start tries again
+        logs.event(Event.STORAGE_ERROR, "the clear text the sealing replaced is still in the database's free "
+                   f"pages ({' '.join(str(exc).split())}); the next start scrubs it", level=logging.WARNING)
+
+
+def _rewrite(database: Any) -> None:
     if database_is_postgres(database):
         connection = database.connection()
         connection.autocommit = True  # VACUUM runs outside a transaction block
@@ -105,7 +112,10 @@ def scrub(database: Any) -> None:
             connection.autocommit = False
     else:
         database.execute_sql("VACUUM")
-        database.execute_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+        busy = database.execute_sql("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
+        if busy:  # another connection reads: the next start tries again
+            return
+    Setting.delete().where(Setting.name == SCRUB_PENDING).execute()
     logs.event(Event.STORAGE_SEALED, "the clear text the sealing replaced was scrubbed from the database's files")
 
 
@@ -126,8 +136,20 @@ def describe(ring: Keyring) -> str:
     return f"storage sealed under key {ring.current_id}"
 
 
-def complete_rotation(new: Keyring) -> None:
-    """The database is under `new` alone: the key check moves to it, the wrapped copy goes."""
+def complete_rotation(new: Keyring, database: Any) -> None:
+    """The database is under `new` alone: the key check moves to it, and the new key's wrapped
+    copy goes, from the row and from the files (SQLite deletes securely and its WAL is truncated;
+    PostgreSQL rewrites the small `setting` table), so the old key and a later copy of the database
+    do not give the new key away."""
     with db.atomic():
         write_check(new)
-        Setting.delete().where(Setting.name == vault.ROTATION).execute()
+        Setting.delete().where(Setting.name.in_([vault.ROTATION, vault.ROTATION_KEY])).execute()
+    if database_is_postgres(database):
+        connection = database.connection()
+        connection.autocommit = True
+        try:
+            database.execute_sql("VACUUM FULL setting")
+        finally:
+            connection.autocommit = False
+    else:
+        database.execute_sql("PRAGMA wal_checkpoint(TRUNCATE)")

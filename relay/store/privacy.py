@@ -42,7 +42,7 @@ def forget_reviewer(address: str, now: datetime) -> dict[str, int]:
             error = sealed_columns.seal(Delivery, "last_error", delivery.message_id, "the reviewer was forgotten")
             Delivery.update(state=DeliveryState.FAILED, last_error=error).where(Delivery.id == delivery.id).execute()
         events.record_many(list(cases), Event.REVIEWER_FORGOTTEN, now)
-        counts["cases_closed"] = len(transitions.close_cases(list(cases), now, "reviewer forgotten"))
+        counts["cases_closed"] = len(transitions.close_cases(list(cases), now, transitions.FORGOTTEN_REASON))
         for review in found:
             Review.update(reviewer_email=None, reviewer_digest=None,
                           reviewer_name=sealed_columns.seal(Review, "reviewer_name", review.external_id, FORGOTTEN)

@@ -74,20 +74,39 @@ def _head(table: SealedTable, column: str) -> Any:
     return pw.fn.SUBSTR(getattr(table.model, column), 1, size).alias(column)
 
 
+CLEAR = "clear"  # what `_key_of` says of a value without an envelope
+
+
 def _key_of(table: SealedTable, column: str, head: Any) -> str | None:
+    """The key id a value's head names; None for NULL, CLEAR for a value in the clear."""
     if head is None:
         return None
-    return sealing.binary_id(bytes(head) + b"\0") if column in table.binary else sealing.text_id(str(head) + "\0")
+    name = sealing.binary_id(bytes(head) + b"\0") if column in table.binary else sealing.text_id(str(head) + "\0")
+    return name or CLEAR
 
 
-def rotate_batch(ring: Keyring, target: str, table: SealedTable, rows: list[dict[str, Any]]) -> int:
-    """Re-seal under `target` what `rows` (primary keys and heads) show under another key; the
-    rows written back (a row changed by someone else since it was read is left for the next pass)."""
+@dataclasses.dataclass
+class Tally:
+    """What a rotation found: values re-sealed, values seen under another key (re-sealed or not: a
+    row changed meanwhile is seen again by the next pass), and what it could not touch."""
+
+    resealed: int = 0
+    stale: int = 0
+    unopenable: list[str] = dataclasses.field(default_factory=list)
+    clear: list[str] = dataclasses.field(default_factory=list)
+
+
+def rotate_batch(ring: Keyring, target: str, table: SealedTable, rows: list[dict[str, Any]], tally: Tally) -> None:
+    """Re-seal under `target` what `rows` (primary keys and heads) show under another key. A row is
+    written back only if its values are still the ones read (compare and set); a value that does not
+    open (changed, or moved from another place) or is in the clear is left as it is and reported."""
     model: Any = table.model
     pk: Any = model._meta.primary_key
-    done = 0
     for row in rows:
-        stale = [c for c in table.columns if _key_of(table, c, row[c]) not in (None, target)]
+        keys = {c: _key_of(table, c, row[c]) for c in table.columns}
+        for column in [c for c, key in keys.items() if key == CLEAR]:
+            tally.clear.append(f"{table.name}.{column} of row {row['_row']}")
+        stale = [c for c, key in keys.items() if key not in (None, CLEAR, target)]
         if not stale:
             continue
         current = model.select(*[getattr(model, c) for c in stale]).where(pk == row["_pk"]).dicts().first()
@@ -100,45 +119,55 @@ def rotate_batch(ring: Keyring, target: str, table: SealedTable, rows: list[dict
             if old is None:
                 continue
             where = Place(table.name, column, str(row["_row"]))
-            if column in table.binary:
-                values[column] = ring.seal_bytes(where, ring.open_bytes(where, bytes(old)))
-            else:
-                plain = ring.open_text(where, old)
-                values[column] = ring.seal_text(where, plain)
-                if model is Review and column == "reviewer_email":
-                    values["reviewer_digest"] = ring.digest(plain)
+            try:
+                if column in table.binary:
+                    values[column] = ring.seal_bytes(where, ring.open_bytes(where, bytes(old)))
+                else:
+                    plain = ring.open_text(where, old)
+                    values[column] = ring.seal_text(where, plain)
+                    if model is Review and column == "reviewer_email":
+                        values["reviewer_digest"] = ring.digest(plain)
+            except sealing.SealingError as exc:
+                tally.unopenable.append(str(exc))
+                continue
             same = same & (getattr(model, column) == old)
-        if values and model.update(values).where((pk == row["_pk"]) & same).execute():
-            done += 1
-    return done
+        if values:
+            tally.stale += 1  # seen: re-sealed now, or (changed meanwhile) by the next pass
+            if model.update(values).where((pk == row["_pk"]) & same).execute():
+                tally.resealed += 1
 
 
 def rotate(ring: Keyring, state: vault.Rotation, batch: int = BATCH, progress: Progress | None = None,
-           max_passes: int = 5) -> vault.Rotation:
+           max_passes: int = 5) -> tuple[vault.Rotation, Tally]:
     """Re-seal every value under `ring`'s current key (the rotation's target), a batch per
-    transaction, storing how far it got after each; passes repeat until one finds nothing left
-    under another key (a relay that had not seen the rotation yet may have sealed one behind it)."""
+    transaction, storing how far it got after each. Passes repeat until a whole pass, from the first
+    table's first row, sees nothing under another key: a pass resumed half-way proves nothing about
+    the rows before its start, and a relay that had not seen the rotation yet may have sealed a
+    value behind it."""
     target = state.to
+    total = Tally()
     while True:
-        found = 0
+        whole, tally = state.table == 0 and state.after == 0, Tally()
         for index in range(state.table, len(TABLES)):
             table = TABLES[index]
             heads = [_head(table, c) for c in table.columns]
             for rows in _batches(table, state.after if index == state.table else 0, batch, heads):
+                before = tally.resealed
                 with db.atomic():
-                    count = rotate_batch(ring, target, table, rows)
+                    rotate_batch(ring, target, table, rows, tally)
                     state = dataclasses.replace(state, table=index, after=int(rows[-1]["_pk"]) if _numeric(table)
                                                 else 0)
                     store_state(state)
-                found += count
-                if progress and count:
-                    progress(table.name, count)
+                if progress and tally.resealed > before:
+                    progress(table.name, tally.resealed - before)
             state = dataclasses.replace(state, table=index + 1, after=0)
         state = dataclasses.replace(state, table=0, after=0, passes=state.passes + 1)
         with db.atomic():
             store_state(state)
-        if not found:
-            return state
+        total.resealed += tally.resealed
+        if whole and not tally.stale:
+            total.unopenable, total.clear = tally.unopenable, tally.clear
+            return state, total
         if state.passes >= max_passes:
             raise vault.KeyRotated(f"after {state.passes} passes values under the old key keep appearing: "
                                    "a relay that does not see the rotation is still writing; restart it")
@@ -149,11 +178,18 @@ def _numeric(table: SealedTable) -> bool:
 
 
 def store_state(state: vault.Rotation) -> None:
+    """Where the rotation has got to (its own row: the wrapped key is written once, by `announce`)."""
     Setting.insert(name=vault.ROTATION, value=state.as_json()).on_conflict(
         conflict_target=[Setting.name], update={Setting.value: state.as_json()}).execute()
 
 
-def announce(state: vault.Rotation) -> None:
-    """Put a rotation's state (the new key, sealed under the old) where every relay looks."""
+def announce(state: vault.Rotation, wrapped: str) -> vault.Rotation:
+    """Put a rotation where every relay looks: the new key sealed under the old one, and where it
+    has got to. Two rotations started at once: the first one written wins, and the rotation under
+    way is returned (the caller compares its target)."""
     with db.atomic():
-        store_state(state)
+        Setting.insert(name=vault.ROTATION_KEY, value=wrapped).on_conflict_ignore().execute()
+        Setting.insert(name=vault.ROTATION, value=state.as_json()).on_conflict_ignore().execute()
+    under_way = vault.rotation()
+    assert under_way is not None
+    return under_way

@@ -43,7 +43,7 @@ TABLES: tuple[SealedTable, ...] = (
     SealedTable(Setting, "name", ("value",), only=(SECRET_ROW,)),
     SealedTable(Business, "external_id", ("email",)),
     SealedTable(Review, "external_id", ("reviewer_email", "reviewer_name")),
-    SealedTable(Case, "id", ("business_email", "message")),
+    SealedTable(Case, "id", ("business_email", "message", "close_reason")),
     SealedTable(Message, "queue_id", ("original_message_id",)),
     SealedTable(Delivery, "message_id", ("recipient", "body", "last_error"), binary=frozenset({"body"})),
 )

@@ -43,6 +43,10 @@ def expire_due_cases(case_ids: list[int], now: datetime) -> list[int]:
         Case.id.in_(case_ids) & (Case.state == State.AWAITING_REPLY.value) & (Case.deadline <= now)))
 
 
+FORGOTTEN_REASON, LIFETIME_REASON = "reviewer forgotten", "conversation lifetime over"
+OWN_REASONS = frozenset({FORGOTTEN_REASON, LIFETIME_REASON})
+
+
 def close_cases(case_ids: list[int], now: datetime, reason: str | None, only_if: Any = True) -> list[int]:
     """Close those of `case_ids` that are not closed yet (and meet `only_if`): the one way a case is
     closed. Its relay addresses refuse mail from then on, its review may get a new case, and the
@@ -50,16 +54,21 @@ def close_cases(case_ids: list[int], now: datetime, reason: str | None, only_if:
     if not case_ids:
         return []
     closed = _returned_ids(Case.update(state=State.CLOSED.value, closed_at=now, open_review_key=None,
-                                       close_reason=reason).where(
+                                       close_reason=None).where(
         Case.id.in_(case_ids) & (Case.state != State.CLOSED.value) & only_if))
-    events.record_many(closed, Event.CASE_CLOSED, now, reason or "",
-                       message="case closed" + (f": {reason}" if reason else ""))
+    if reason:  # sealed, bound to each case: an admin's or the platform's words may name anyone
+        for case_id in closed:
+            Case.update(close_reason=sealed_columns.seal(Case, "close_reason", case_id, reason)).where(
+                Case.id == case_id).execute()
+    # the event and the log say the relay's own reasons; another is kept (sealed) with the case only
+    said = reason if reason in OWN_REASONS else ("a reason given with the request" if reason else "")
+    events.record_many(closed, Event.CASE_CLOSED, now, said, message="case closed" + (f": {said}" if said else ""))
     return closed
 
 
 def close_stale_cases(case_ids: list[int], now: datetime, lifetime: timedelta) -> list[int]:
     """Close those of `case_ids` that are still quiet; the ids this call closed."""
-    return close_cases(case_ids, now, "conversation lifetime over", Case.last_activity_at < now - lifetime)
+    return close_cases(case_ids, now, LIFETIME_REASON, Case.last_activity_at < now - lifetime)
 
 
 def _returned_ids(update: Any) -> list[int]:

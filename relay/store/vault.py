@@ -27,11 +27,12 @@ from relay.core.sealing import Keyring, Place
 from relay.store.models import Setting
 
 CHECK = "storage_key_check"
-ROTATION = "storage_rotation"
+ROTATION = "storage_rotation"          # where a rotation has got to
+ROTATION_KEY = "storage_rotation_key"  # its new key, sealed under the old one (written once)
 REFRESH_SECONDS = 1.0  # how stale a process's view of a rotation may be when it seals
 
 _CHECK_PLACE = Place("setting", "value", CHECK)
-_WRAPPED_PLACE = Place("setting", "value", ROTATION + ".key")
+_WRAPPED_PLACE = Place("setting", "value", ROTATION_KEY)
 
 
 class StorageKeyError(RelayError):
@@ -50,7 +51,6 @@ class Rotation:
     """A rotation under way, as its row holds it."""
 
     to: str          # the new key's id
-    wrapped: str     # the new key, sealed under the old one
     check: str       # the key check, sealed under the new key
     table: int = 0   # where it has got to: index into relay.store.sealed_columns.TABLES,
     after: int = 0   # and the last primary key done there (rows are done in id order)
@@ -110,11 +110,12 @@ def learn(ring: Keyring) -> Keyring:
     if not ring.on:
         return ring
     under_way = rotation()
-    if under_way is not None and under_way.to not in ring.ids():
+    wrapped = _setting(ROTATION_KEY) if under_way is not None and under_way.to not in ring.ids() else None
+    if under_way is not None and wrapped is not None:
         # a rotation from a key this process does not hold: the check below says so
         with contextlib.suppress(sealing.SealingError):
-            ring = ring.with_key(bytes.fromhex(ring.open_text(_WRAPPED_PLACE, under_way.wrapped)), current=True)
-    elif under_way is not None and ring.current_id != under_way.to:
+            ring = ring.with_key(bytes.fromhex(ring.open_text(_WRAPPED_PLACE, wrapped)), current=True)
+    elif under_way is not None and under_way.to in ring.ids() and ring.current_id != under_way.to:
         ring = ring.with_key(next(k for k in _keys(ring) if sealing.key_id(k) == under_way.to), current=True)
     check = stored_check()
     named = sealing.text_id(check) if check else None

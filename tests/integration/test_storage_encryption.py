@@ -40,7 +40,8 @@ from tests.helpers.smtp import smtp_send
 REVIEWER, REVIEWER_ASCII = "Max.Mueller@bücher.example", "max.mueller@xn--bcher-kva.example"
 NAME, BUSINESS = "Maximilian Zauberberg", "kundendienst@shop-beispiel.example"
 WORDS = {"case message": "Kaffeemaschinenreklamation", "reviewer text": "Zugvogelquittung",
-         "attachment": "Marmorkuchenrezept", "business text": "Leuchtturmwaerter"}
+         "attachment": "Marmorkuchenrezept", "business text": "Leuchtturmwaerter",
+         "close reason": "Schlichtungsstelle"}
 NEEDLES = {"address": REVIEWER_ASCII, "address (unicode)": "max.mueller@bücher.example", "name": NAME,
            "business mailbox": BUSINESS, **WORDS}
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "schema_7"
@@ -72,6 +73,8 @@ def converse(app: App, relay: Any, sink: Sink) -> Opened:
     assert delivery is not None  # the reviewer's mailbox gives it back: a notice goes to the business
     assert returns.process(app, delivery, "", dsn("failed", "5.1.1")).outcome is Outcome.BOUNCE_RECORDED
     assert len(sink.wait(BUSINESS, count=2)) == 2  # the reviewer's forward, the notice that they are unreachable
+    assert case_records.close_case(opened.case_id, f"die {WORDS['close reason']} ist eingeschaltet", app.clock.now())
+    assert WORDS["close reason"] in (case_records.case_detail(opened.case_id).case.close_reason or "")
     return opened
 
 
