@@ -103,6 +103,8 @@ class InboundSection(Section):
     require_starttls: Flag = False
     # on SIGTERM: how long SMTP sessions in a command (a message being sent) get to finish
     drain_timeout: Annotated[timedelta, at_most(timedelta(minutes=10))] = timedelta(seconds=30)
+    # processes of `relay serve` sharing the ports (relay.workers): one per core is the usual choice
+    workers: Annotated[int, between(1, 256)] = 1
 
 
 class LimitsSection(Section):
