@@ -43,37 +43,41 @@ def test_workers_share_the_port_and_are_supervised(db_url: str, tmp_path: Path, 
     config = write_settings(tmp_path, db_url, sink.url, inbound={"workers": 2})
     log = tmp_path / "relay.log"
     serve = Serve(config, port_of(config))
-    until(lambda: len(events(log, "serve.started")) == 2, "both workers listening")
-    started = [str(e["msg"]) for e in events(log, "serve.started")]
-    assert {s.split(":")[0] for s in started} == {"worker 1", "worker 2"} and all("uvloop" in s for s in started)
-    assert "one SQLite file" in str(events(log, "serve.workers")[0]["msg"]) or not db_url.startswith("sqlite")
+    try:
+        until(lambda: len(events(log, "serve.started")) == 2, "both workers listening")
+        started = [str(e["msg"]) for e in events(log, "serve.started")]
+        assert {s.split(":")[0] for s in started} == {"worker 1", "worker 2"} and all("uvloop" in s for s in started)
+        assert "one SQLite file" in str(events(log, "serve.workers")[0]["msg"]) or not db_url.startswith("sqlite")
 
-    case = open_case(config, "R-workers")
-    assert sink.wait(REVIEWER) and len(sink.to(REVIEWER)) == 1
-    for n in range(16):  # one connection each: the kernel spreads them over the workers
-        raw = f"From: <{REVIEWER}>\r\nSubject: Re\r\n\r\nAntwort {n}\r\n".encode()
+        case = open_case(config, "R-workers")
+        assert sink.wait(REVIEWER) and len(sink.to(REVIEWER)) == 1
+        for n in range(16):  # one connection each: the kernel spreads them over the workers
+            raw = f"From: <{REVIEWER}>\r\nSubject: Re\r\n\r\nAntwort {n}\r\n".encode()
+            assert smtp_send(port_of(config), REVIEWER, case["reviewer_address"], raw)[0] == 250
+        forwards = sink.wait("service@shop.example", count=16, kind="forward")
+        assert sorted(int(m["raw"].split(b"Antwort ")[1].split(b"\r")[0]) for m in forwards) == list(range(16))
+        assert {e.get("worker") for e in events(log, "inbound.accepted")} == {"1", "2"}  # both took some
+
+        # a worker killed outright is logged and started again; the port keeps answering meanwhile
+        victim = children(serve.proc.pid)[0]
+        os.kill(victim, signal.SIGKILL)
+        until(lambda: events(log, "worker.exited") and events(log, "worker.started"), "the worker restarted")
+        assert "signal SIGKILL" in str(events(log, "worker.exited")[0]["msg"])
+        until(lambda: len(children(serve.proc.pid)) == 2 and victim not in children(serve.proc.pid), "two workers again")
+        raw = f"From: <{REVIEWER}>\r\nSubject: Re\r\n\r\nAntwort 16\r\n".encode()
         assert smtp_send(port_of(config), REVIEWER, case["reviewer_address"], raw)[0] == 250
-    forwards = sink.wait("service@shop.example", count=16, kind="forward")
-    assert sorted(int(m["raw"].split(b"Antwort ")[1].split(b"\r")[0]) for m in forwards) == list(range(16))
-    assert {e.get("worker") for e in events(log, "inbound.accepted")} == {"1", "2"}  # both took some
+        assert len(sink.wait("service@shop.example", count=17, kind="forward")) == 17
 
-    # a worker killed outright is logged and started again; the port keeps answering meanwhile
-    victim = children(serve.proc.pid)[0]
-    os.kill(victim, signal.SIGKILL)
-    until(lambda: events(log, "worker.exited") and events(log, "worker.started"), "the worker restarted")
-    assert "signal SIGKILL" in str(events(log, "worker.exited")[0]["msg"])
-    until(lambda: len(children(serve.proc.pid)) == 2 and victim not in children(serve.proc.pid), "two workers again")
-    raw = f"From: <{REVIEWER}>\r\nSubject: Re\r\n\r\nAntwort 16\r\n".encode()
-    assert smtp_send(port_of(config), REVIEWER, case["reviewer_address"], raw)[0] == 250
-    assert len(sink.wait("service@shop.example", count=17, kind="forward")) == 17
-
-    serve.signal(signal.SIGHUP)  # the parent passes it on: every worker reopens the log
-    until(lambda: len(events(log, "log.reopened")) == 2, "both workers reopened the log")
-    assert serve.kill(signal.SIGTERM) == 0  # every worker drains and stops, then the parent
-    assert str(events(log, "serve.stopped")[-1]["msg"]) == "all 2 workers stopped"
-    assert len([e for e in events(log, "serve.stopped") if "relay stopped" in str(e["msg"])]) == 2
-    time.sleep(0.2)
-    assert len(sink.to("service@shop.example", kind="forward")) == 17  # each answer forwarded once
+        serve.signal(signal.SIGHUP)  # the parent passes it on: every worker reopens the log
+        until(lambda: len(events(log, "log.reopened")) == 2, "both workers reopened the log")
+        assert serve.kill(signal.SIGTERM) == 0  # every worker drains and stops, then the parent
+        assert str(events(log, "serve.stopped")[-1]["msg"]) == "all 2 workers stopped"
+        assert len([e for e in events(log, "serve.stopped") if "relay stopped" in str(e["msg"])]) == 2
+        time.sleep(0.2)
+        assert len(sink.to("service@shop.example", kind="forward")) == 17  # each answer forwarded once
+    finally:
+        if serve.proc.poll() is None:  # a failed check above: no relay is left behind
+            serve.kill(signal.SIGKILL)
 
 
 def test_a_worker_that_cannot_start_stops_the_relay(tmp_path: Path) -> None:
