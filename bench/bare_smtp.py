@@ -1,5 +1,6 @@
 """The baseline: a bare aiosmtpd server whose handler only answers 250 (the ceiling of the stack
-the relay is built on). Usage: python bench/bare_smtp.py PORT"""
+the relay is built on), on asyncio's own event loop or on uvloop, the relay's.
+Usage: python bench/bare_smtp.py PORT [asyncio|uvloop]"""
 
 from __future__ import annotations
 
@@ -23,4 +24,8 @@ async def main(port: int) -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main(int(sys.argv[1])))
+    if len(sys.argv) > 2 and sys.argv[2] == "uvloop":
+        import uvloop
+        uvloop.run(main(int(sys.argv[1])))
+    else:
+        asyncio.run(main(int(sys.argv[1])))

@@ -103,6 +103,8 @@ class InboundSection(Section):
     require_starttls: Flag = False
     # on SIGTERM: how long SMTP sessions in a command (a message being sent) get to finish
     drain_timeout: Annotated[timedelta, at_most(timedelta(minutes=10))] = timedelta(seconds=30)
+    # processes of `relay serve` sharing the ports (relay.workers): one per core is the usual choice
+    workers: Annotated[int, between(1, 256)] = 1
 
 
 class LimitsSection(Section):
@@ -113,6 +115,12 @@ class LimitsSection(Section):
     max_line_bytes: Annotated[int, between(1000, 1 << 30)] = 1024 * 1024
     max_header_count: Annotated[int, between(10, 100_000)] = 500
     max_header_bytes: Annotated[int, between(1024, 1 << 30)] = 256 * 1024
+    # messages above this size are processed a few at a time (their cleaning copies them a few
+    # times): a burst of large answers waits in line instead of taking the machine's memory
+    large_message_bytes: Annotated[int, between(1024, 1 << 30)] = 1024 * 1024
+    large_messages_at_once: Annotated[int, between(1, 1000)] = 2
+    large_message_wait: Annotated[timedelta, between_durations(timedelta(seconds=1), timedelta(minutes=9))] = \
+        timedelta(seconds=60)
 
 
 class OutboundSection(Section):

@@ -40,6 +40,9 @@ def event(name: str, msg: str, level: int = logging.INFO, **fields: Any) -> None
                                         extra={"event": name, "fields": fields}))
 
 
+_WORKER = os.environ.get("RELAY_SERVE_WORKER", "")
+
+
 def entry(record: logging.LogRecord) -> dict[str, Any]:
     """The JSON object of one log line."""
     line: dict[str, Any] = {
@@ -48,6 +51,8 @@ def entry(record: logging.LogRecord) -> dict[str, Any]:
         "level": record.levelname.lower(),
         "event": getattr(record, "event", record.name),
     }
+    if _WORKER:  # `[inbound] workers`: which process wrote it (relay.workers)
+        line["worker"] = _WORKER
     line.update({k: v for k, v in getattr(record, "fields", {}).items() if v is not None})
     line["msg"] = record.getMessage()
     if record.exc_info and record.exc_info[1] is not None:

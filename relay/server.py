@@ -10,7 +10,7 @@ import signal
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from relay import logs
+from relay import logs, workers
 from relay.api.service import HttpService, build
 from relay.app import App
 from relay.core.errors import Unavailable
@@ -48,6 +48,7 @@ async def serve(app: App, stop: asyncio.Event | None = None, ready: asyncio.Even
 
     _on_signals(loop, {signal.SIGTERM: on_stop, signal.SIGINT: on_stop,
                        signal.SIGHUP: lambda: _reopen_log(app)})
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGHUP})  # a worker starts with it blocked (relay.workers)
     worker = Worker.for_app(app)
     handler = InboundHandler(app, on_queued=worker.wake.set)
     inbound = app.settings.inbound
@@ -57,7 +58,7 @@ async def serve(app: App, stop: asyncio.Event | None = None, ready: asyncio.Even
         lambda: RelaySMTP(handler, max_message_bytes=inbound.max_message_bytes, sessions=sessions,
                           hostname=app.settings.relay.domain, ident="relay", enable_SMTPUTF8=True,
                           tls_context=context, require_starttls=bool(context) and inbound.require_starttls),
-        host=inbound.host, port=inbound.port)
+        host=inbound.host, port=inbound.port, reuse_port=inbound.workers > 1)
     drained = asyncio.Event()  # the background parts stop after the sessions
     hooks = WebhookWorker.for_app(app) if background else None
     named = _background(app, worker, hooks, drained) if background else {}
@@ -141,14 +142,22 @@ async def _shut_down(server: asyncio.Server, http: HttpService | None, tasks: li
 def _log_start(app: App, worker: Worker, http: HttpService | None) -> None:
     """What started: SMTP, whether mail leaves signed, the API."""
     inbound = app.settings.inbound
-    logs.event(Event.SERVE_STARTED, f"listening on {inbound.host}:{inbound.port} for @{app.settings.relay.domain}, "
-               f"outbound {_describe(app.settings.outbound.url)}")
+    worker_number = workers.number()
+    who = f"worker {worker_number}: " if worker_number is not None else ""
+    logs.event(Event.SERVE_STARTED, f"{who}listening on {inbound.host}:{inbound.port} for "
+               f"@{app.settings.relay.domain}, outbound {_describe(app.settings.outbound.url)}, "
+               f"event loop {_loop_name()}")
     logs.event(Event.DKIM_SIGNING, signing_line(worker.keys))
     ring = vault.ring()
     logs.event(Event.STORAGE_KEY, key_check.describe(ring), level=logging.INFO if ring.on else logging.WARNING)
     if http is not None:
         api = app.settings.api
         logs.event(Event.API_STARTED, f"API on {api.host}:{api.port}, links to {api.public_url}")
+
+
+def _loop_name() -> str:
+    """The running loop's kind, as the start-up line says it."""
+    return "uvloop" if type(asyncio.get_running_loop()).__module__.startswith("uvloop") else "asyncio"
 
 
 def _http(app: App, parts: dict[str, asyncio.Task[None]]) -> HttpService | None:

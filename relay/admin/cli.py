@@ -31,6 +31,7 @@ class Failure(Refused):
 def main(argv: Sequence[str] | None = None) -> int:
     guard.restrict_umask()
     args = options.parser().parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # `relay serve` with workers starts itself again
     settings: config.Settings | None = None
     try:
         settings = config.load(args.config)
@@ -72,7 +73,7 @@ def _database_error(exc: Exception) -> str:
     return text
 
 
-def _open(settings: config.Settings, serving: bool = False, create: bool = True) -> App:
+def _open(settings: config.Settings, serving: bool = False, create: bool = True, rotate: bool = True) -> App:
     """Logging and the database for one command; only `serve` prints to stderr and rotates. A
     command that only reads (`create=False`) creates no log, folder or database: what is missing
     is an error naming it."""
@@ -82,21 +83,26 @@ def _open(settings: config.Settings, serving: bool = False, create: bool = True)
         logs.setup(None, "warning", stderr=False, stream=sys.stderr)
         return App.open(settings, create=False)
     logs.setup(log.file, log.level, stderr=serving and log.stderr,
-               rotate_bytes=log.max_bytes if serving else 0, backups=log.backups,
+               rotate_bytes=log.max_bytes if serving and rotate else 0, backups=log.backups,
                stream=sys.stdout if serving else sys.stderr)  # a command's stdout stays its output
     return App.open(settings)
 
 
 def cmd_serve(settings: config.Settings, args: argparse.Namespace) -> int:
-    from relay import libc
+    from relay import libc, loops, workers
     from relay.server import serve
     libc.keep_large_blocks_mapped()  # a long-running process: large messages' memory goes back
-    app = _open(settings, serving=True)
+    several = settings.inbound.workers > 1
+    app = _open(settings, serving=True, rotate=not several)  # with workers, the parent rotates the log
+    if several and workers.number() is None:
+        app.close()  # migrated once, here; each worker opens the database itself
+        return workers.supervise(settings, args.argv)
     try:
-        asyncio.run(serve(app))
+        loops.run(serve(app))
     except OSError as exc:
-        raise Failure(f"cannot listen on {settings.inbound.host}:{settings.inbound.port}: "
-                      f"{exc.strerror or exc}") from None
+        # (uvloop words its errors its own way: the system's sentence for the error number)
+        reason = os.strerror(exc.errno) if exc.errno else (exc.strerror or str(exc))
+        raise Failure(f"cannot listen on {settings.inbound.host}:{settings.inbound.port}: {reason}") from None
     finally:
         app.close()
     return 0

@@ -103,13 +103,15 @@ class _Server(uvicorn.Server):
         yield
 
 
-def listen(host: str, port: int) -> socket.socket:
+def listen(host: str, port: int, shared: bool = False) -> socket.socket:
     """Bind the API's socket up front, so a taken port fails `relay serve` at start with its OSError."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     # IPPROTO_TCP named: asyncio sets TCP_NODELAY only on sockets that say they are TCP, and without
     # it a response's headers and body wait on the client's delayed ACK (40 ms a request)
     sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if shared:  # `[inbound] workers`: every worker listens on the port, the kernel spreads connections
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     try:
         sock.bind((host, port))
         sock.listen(1024)
@@ -125,7 +127,7 @@ class HttpService:
 
     def __init__(self, app: App, api: Any) -> None:
         settings = app.settings.api
-        self.sock = listen(settings.host, settings.port)
+        self.sock = listen(settings.host, settings.port, shared=app.settings.inbound.workers > 1)
         observe = app.metrics.api_request if settings.metrics else None
         config = uvicorn.Config(Envelope(api, observe), log_config=None, access_log=False, lifespan="off",
                                 timeout_graceful_shutdown=5, server_header=False)

@@ -54,6 +54,7 @@ class Outcome(Enum):
     HEADER_TOO_LARGE = "header_too_large"
     TLS_REQUIRED = "tls_required"
     SHUTTING_DOWN = "shutting_down"
+    BUSY = "busy"
     AUTH_FAILED = "auth_failed"
     AUTH_UNAVAILABLE = "auth_unavailable"
 
@@ -130,6 +131,9 @@ _TABLE: dict[Outcome, Rule] = {
         Reply(530, "5.7.0", "Must issue a STARTTLS command first"), Event.INBOUND_REFUSED),
     Outcome.SHUTTING_DOWN: Rule(
         Reply(421, "4.3.2", "The relay is shutting down; please try again later"), Event.INBOUND_DEFERRED),
+    Outcome.BUSY: Rule(
+        Reply(451, "4.3.2", "Too many large messages are being processed right now; please try again later"),
+        Event.INBOUND_DEFERRED, warning=True),
     Outcome.AUTH_FAILED: Rule(
         Reply(550, "5.7.26", "This message fails the DMARC policy of its sender's domain: that domain asks "
                              "to refuse mail in its name that it did not authenticate; please send it "

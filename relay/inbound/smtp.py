@@ -150,6 +150,8 @@ class InboundHandler:
         self.exempt = frozenset(app.settings.limits.exempt_clients)
         self.refusals = RefusalTally(app)
         self.auth = SenderAuth.for_app(app)
+        # large messages, a few at a time: the rest wait here, their clients still connected
+        self.large = asyncio.Semaphore(app.settings.limits.large_messages_at_once)
 
     async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope, address: str,
                           rcpt_options: list[str]) -> str:
@@ -212,6 +214,24 @@ class InboundHandler:
         target = envelope.target if isinstance(envelope, RelayEnvelope) else None
         if target is None:
             return self._refuse(Outcome.UNKNOWN_ADDRESS, session, "DATA without an accepted recipient")
+        size = len(envelope.original_content or b"")  # (no reference kept here: _process frees it)
+        case = target.case_id
+        if size <= self.app.settings.limits.large_message_bytes:
+            return await self._process(session, envelope, target)
+        wait = self.app.settings.limits.large_message_wait.total_seconds()
+        try:
+            await asyncio.wait_for(self.large.acquire(), wait)
+        except TimeoutError:
+            envelope.content = envelope.original_content = None
+            return self._refuse(Outcome.BUSY, session, f"a {size}-byte message waited {wait:g}s for its turn",
+                                case=case)
+        try:
+            return await self._process(session, envelope, target)
+        finally:
+            self.large.release()
+
+    async def _process(self, session: Session, envelope: Envelope, target: Any) -> str:
+        """Check and store one message (a party's answer, or a report at a bounce address)."""
         raw = envelope.original_content or b""
         size = len(raw)
         case = target.case_id

@@ -19,7 +19,7 @@ import aiosmtplib
 from relay.core import smarthost
 from relay.core.redact import describe, scrub_addresses
 from relay.core.retries import Attempt, Result
-from relay.outbound import durable
+from relay.outbound import durable, smtp_data
 
 
 class Transport(Protocol):
@@ -121,13 +121,10 @@ class SmtpTransport:
             reusable = False
             try:
                 client = await self._client()
-                _, response = await client.sendmail(sender, [recipient], body)
+                response = await smtp_data.deliver(client, sender, recipient, body)
                 reusable = True
-            except aiosmtplib.SMTPRecipientsRefused as exc:
-                refused = exc.recipients[0] if exc.recipients else None
-                code = refused.code if refused else 550
-                return _by_code(code, f"{code} {refused.message if refused else 'recipient refused'}",
-                                about_recipient=True)
+            except aiosmtplib.SMTPRecipientRefused as exc:
+                return _by_code(exc.code, f"{exc.code} {exc.message}", about_recipient=True)
             except aiosmtplib.SMTPResponseException as exc:
                 return _by_code(exc.code, f"{exc.code} {exc.message}",
                                 about_recipient=isinstance(exc, aiosmtplib.SMTPDataError))
