@@ -65,7 +65,8 @@ def tool(name: str) -> str:
 
 def tool_env() -> dict[str, str]:
     """The environment the unpacked tools run in (their shared libraries beside them)."""
-    libraries = [str(p) for p in (TOOLS / "usr" / "lib" / "x86_64-linux-gnu", TOOLS / "usr" / "lib") if p.exists()]
+    libraries = [str(p) for p in (TOOLS / "usr" / "lib" / "x86_64-linux-gnu", TOOLS / "usr" / "lib",
+                                  TOOLS / "usr" / "lib" / "postfix") if p.exists()]
     libraries += [str(p) for p in TOOLS.glob("usr/lib/postgresql/*/lib")]
     env = dict(os.environ)
     if libraries:
