@@ -1,10 +1,11 @@
-"""Peak memory of `relay serve` while it accepts and forwards one 25 MB message.
+"""Peak memory of `relay serve` while it accepts and forwards 25 MB messages, one, then eight at once.
 
 Starts `relay serve` (SQLite, delivering to Postfix's smtp-sink), reads its resident set size at
-rest, sends a 25 MB answer with an attachment, waits until the forward has been delivered and
-reads the peak resident set size (VmHWM) of the process. Baseline: the same process at rest.
+rest, sends the 25 MB answers with an attachment (each over its own connection, all at once),
+waits until every forward has been delivered and reads the peak resident set size (VmHWM) of the
+process. Baseline: the same process at rest. A fresh relay for each count.
 
-    .venv/bin/python bench/memory.py [--megabytes 25] [--json bench/results/memory.json]
+    .venv/bin/python bench/memory.py [--megabytes 25] [--at-once 1 8] [--json bench/results/memory.json]
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import json
 import os
 import smtplib
 import tempfile
+import threading
 import time
 from datetime import UTC, datetime
 from email.message import EmailMessage
@@ -39,45 +41,69 @@ def rss_mb(pid: int, field: str) -> float:
     return 0.0
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--megabytes", type=int, default=25)
-    parser.add_argument("--json", type=Path, default=Path(__file__).parent / "results" / "memory.json")
-    args = parser.parse_args()
-    ensure_tools()
+def answer(megabytes: int) -> bytes:
+    msg = EmailMessage()
+    msg["From"] = REVIEWER
+    msg["Subject"] = "Rechnung"
+    msg.set_content("Die Rechnung als Beleg anbei.")
+    msg.add_attachment(os.urandom(megabytes * 1024 * 1024 * 3 // 4), maintype="application",
+                       subtype="pdf", filename="rechnung.pdf")  # base64 makes it the full size
+    return msg.as_bytes()
+
+
+def measure(megabytes: int, at_once: int) -> dict[str, float]:
+    """A fresh `relay serve` at rest, then `at_once` answers sent together over their own
+    connections; its peak RSS once every forward is delivered."""
     with tempfile.TemporaryDirectory(prefix="relay-mem-") as tmp:
         folder = Path(tmp)
         sink_port, port = free_port(), free_port()
         settings = relay_settings(folder, port, sink_port, f"sqlite:///{folder}/relay.db",
-                                  inbound=f"max_message_bytes = {(args.megabytes + 10) * 1024 * 1024}\n")
+                                  inbound=f"max_message_bytes = {(megabytes + 10) * 1024 * 1024}\n")
         env = {**os.environ, "PYTHONPATH": str(REPO)}
+        raw = answer(megabytes)
         with process(smtp_sink(sink_port), sink_port, cwd=folder), \
                 process([*RELAY, "--config", str(settings), "serve"], port, cwd=folder, env=env) as relay:
             recipient = open_bench_case(settings, "R-mem", env)
             time.sleep(1.0)
             at_rest = rss_mb(relay.pid, "VmRSS")
-            msg = EmailMessage()
-            msg["From"] = REVIEWER
-            msg["Subject"] = "Rechnung"
-            msg.set_content("Die Rechnung als Beleg anbei.")
-            msg.add_attachment(os.urandom(args.megabytes * 1024 * 1024 * 3 // 4), maintype="application",
-                               subtype="pdf", filename="rechnung.pdf")  # base64 makes it the full size
-            raw = msg.as_bytes()
+
+            def send() -> None:
+                with smtplib.SMTP("127.0.0.1", port, timeout=300) as client:
+                    client.sendmail(REVIEWER, [recipient], raw)
+
             started = time.perf_counter()
-            with smtplib.SMTP("127.0.0.1", port, timeout=300) as client:
-                client.sendmail(REVIEWER, [recipient], raw)
+            senders = [threading.Thread(target=send) for _ in range(at_once)]
+            for sender in senders:
+                sender.start()
+            for sender in senders:
+                sender.join(600)
             accepted = time.perf_counter() - started
-            deadline = time.monotonic() + 120
+            deadline = time.monotonic() + 300
             log = folder / "relay.log"
-            while time.monotonic() < deadline and "forward delivered" not in log.read_text():
+            while time.monotonic() < deadline and log.read_text().count("forward delivered") < at_once:
                 time.sleep(0.2)
+            if log.read_text().count("forward delivered") != at_once:
+                raise SystemExit(f"bench: {at_once} answers sent, not all forwarded; see {log}")
             peak = rss_mb(relay.pid, "VmHWM")
-    report = {"measured": datetime.now(UTC).isoformat(timespec="seconds"), "message_mb": round(len(raw) / 2**20, 1),
-              "rss_at_rest_mb": round(at_rest, 1), "peak_rss_mb": round(peak, 1), "accept_s": round(accepted, 2)}
-    print(f"message {report['message_mb']} MB accepted in {accepted:.2f} s; RSS at rest {at_rest:.0f} MB, "
-          f"peak {peak:.0f} MB (ratio {peak / at_rest:.1f})")
+    return {"at_once": at_once, "message_mb": round(len(raw) / 2**20, 1), "rss_at_rest_mb": round(at_rest, 1),
+            "peak_rss_mb": round(peak, 1), "accept_s": round(accepted, 2)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--megabytes", type=int, default=25)
+    parser.add_argument("--at-once", type=int, nargs="+", default=[1, 8],
+                        help="answers sent together, one fresh relay per count (default: 1, then 8)")
+    parser.add_argument("--json", type=Path, default=Path(__file__).parent / "results" / "memory.json")
+    args = parser.parse_args()
+    ensure_tools()
+    runs = [measure(args.megabytes, count) for count in args.at_once]
+    for run in runs:
+        print(f"{run['at_once']} x {run['message_mb']} MB accepted in {run['accept_s']:.2f} s; RSS at rest "
+              f"{run['rss_at_rest_mb']:.0f} MB, peak {run['peak_rss_mb']:.0f} MB")
     args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(report, indent=2) + "\n")
+    args.json.write_text(json.dumps({"measured": datetime.now(UTC).isoformat(timespec="seconds"), "runs": runs},
+                                    indent=2) + "\n")
 
 
 if __name__ == "__main__":

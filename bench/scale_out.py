@@ -65,7 +65,8 @@ def tool(name: str) -> str:
 
 def tool_env() -> dict[str, str]:
     """The environment the unpacked tools run in (their shared libraries beside them)."""
-    libraries = [str(p) for p in (TOOLS / "usr" / "lib" / "x86_64-linux-gnu", TOOLS / "usr" / "lib") if p.exists()]
+    libraries = [str(p) for p in (TOOLS / "usr" / "lib" / "x86_64-linux-gnu", TOOLS / "usr" / "lib",
+                                  TOOLS / "usr" / "lib" / "postfix") if p.exists()]
     libraries += [str(p) for p in TOOLS.glob("usr/lib/postgresql/*/lib")]
     env = dict(os.environ)
     if libraries:
@@ -145,7 +146,7 @@ def run(count: int, messages: int, sessions: int, mode: str, server: str, folder
         port = free_port()
         inbound = f"workers = {count}\n" if mode == "workers" else ""
         configs.append((relay_settings(folder / f"relay-{n}", port, sink_port, database, inbound=inbound,
-                                       key=f"file:{folder / 'storage.key'}"), port))
+                                       key=f"file:{folder.parent / 'storage.key'}"), port))
     with ExitStack() as stack:
         stack.enter_context(process([tool("smtp-sink"), *(["-u", "nobody"] if os.geteuid() == 0 else []),
                                      f"127.0.0.1:{sink_port}", "1000"], sink_port, cwd=folder, env=tool_env()))

@@ -31,40 +31,59 @@ sys.path.insert(0, str(HERE.parent))
 
 from relay import config, logs  # noqa: E402
 from relay.app import App  # noqa: E402
+from relay.core import decline_tokens  # noqa: E402
+from relay.core.sealing import Place  # noqa: E402
 from relay.lifecycle import scheduler as jobs  # noqa: E402
 from relay.outbound import durable  # noqa: E402
 from relay.outbound import transports as transport  # noqa: E402
 from relay.outbound.worker import Worker  # noqa: E402
-from relay.store import database  # noqa: E402
+from relay.store import database, vault  # noqa: E402
 from relay.store.models import db  # noqa: E402
 
 DUE = 1000
 
 
 def fill(size: int, now: datetime) -> None:
-    """N cases in one statement per table (a recursive CTE counts the rows)."""
+    """N cases with their addresses and sent contact requests. The personal data is sealed under the
+    storage key as the relay seals it (each value bound to its row), so the pass reads what a
+    production database holds; the rows that hold none are made by SQL alone (a recursive CTE)."""
     fmt = "%Y-%m-%d %H:%M:%S"
     past, recent = (now - timedelta(days=6)).strftime(fmt), (now - timedelta(hours=1)).strftime(fmt)
-    due, later = (now - timedelta(hours=1)).strftime(fmt), (now + timedelta(days=3)).strftime(fmt)
+    due, later = now - timedelta(hours=1), (now + timedelta(days=3)).strftime(fmt)
     seq = f"WITH RECURSIVE seq(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM seq WHERE x < {size}) "
+    ring = vault.ring()
+
+    def sealed(table: str, column: str, row: object, value: str) -> str:
+        return ring.seal_text(Place(table, column, str(row)), value)
+
     with db.atomic():
-        db.execute_sql("INSERT INTO business (id, external_id, name, email) "
-                       "VALUES (1, 'B-1', 'Bench Shop', 'shop@bench.example')")
-        db.execute_sql(seq + "INSERT INTO review (id, external_id, business_id, reviewer_email, reviewer_name, origin) "
-                       "SELECT x, 'R-' || x, 1, 'r' || x || '@example.org', 'R.', 'organic' FROM seq")
-        db.execute_sql(seq + 'INSERT INTO "case" (id, review_id, business_id, business_email, state, open_review_key, '
-                       "locale, requests, message, opened_at, deadline, last_activity_at) "
-                       "SELECT x, x, 1, 'shop@bench.example', 'awaiting_reply', 'R-' || x, "
-                       f"'de', 'order_number', 'Bestellnummer?', '{past}', "
-                       f"CASE WHEN x <= {DUE} THEN datetime('{due}', '-' || x || ' seconds') ELSE '{later}' END, '{recent}' "
-                       "FROM seq")  # each due case with a deadline of its own, as in real life
+        db.execute_sql("INSERT INTO business (id, external_id, name, email) VALUES (1, 'B-1', 'Bench Shop', ?)",
+                       (sealed("business", "email", "B-1", "shop@bench.example"),))
+        for first in range(1, size + 1, 10_000):
+            numbers = range(first, min(size, first + 9_999) + 1)
+            db.cursor().executemany(
+                "INSERT INTO review (id, external_id, business_id, reviewer_email, reviewer_name, reviewer_digest, "
+                "origin) VALUES (?, ?, 1, ?, ?, ?, 'organic')",
+                [(x, f"R-{x}", sealed("review", "reviewer_email", f"R-{x}", f"r{x}@example.org"),
+                  sealed("review", "reviewer_name", f"R-{x}", "R."), ring.digest(f"r{x}@example.org"))
+                 for x in numbers])
+            db.cursor().executemany(  # each due case with a deadline of its own, as in real life
+                'INSERT INTO "case" (id, review_id, business_id, business_email, state, open_review_key, locale, '
+                "requests, message, opened_at, deadline, last_activity_at, decline_value) "
+                "VALUES (?, ?, 1, ?, 'awaiting_reply', ?, 'de', 'order_number', ?, ?, ?, ?, ?)",
+                [(x, x, sealed("case", "business_email", x, "shop@bench.example"), f"R-{x}",
+                  sealed("case", "message", x, "Bestellnummer?"), past,
+                  (due - timedelta(seconds=x)).strftime(fmt) if x <= DUE else later, recent, decline_tokens.new_value())
+                 for x in numbers])
+            db.cursor().executemany(
+                "INSERT INTO delivery (case_id, kind, recipient_party, recipient, message_id, queue_id, body, size, "
+                "state, attempts, created_at, expires_at, next_attempt_at, sent_at) "
+                "VALUES (?, 'contact_request', 'reviewer', ?, ?, ?, NULL, 0, 'sent', 1, ?, ?, ?, ?)",
+                [(x, sealed("delivery", "recipient", f"<{x}@bench>", f"r{x}@example.org"), f"<{x}@bench>",
+                  f"{x:012X}", past, past, past, past) for x in numbers])
         for party, prefix in (("reviewer", "r"), ("business", "b")):
             db.execute_sql(seq + "INSERT INTO relayaddress (local_part, case_id, party) "
                            f"SELECT '{prefix}' || printf('%031d', x), x, '{party}' FROM seq")
-        db.execute_sql(seq + "INSERT INTO delivery (case_id, kind, recipient_party, recipient, message_id, queue_id, "
-                       "body, size, state, attempts, created_at, expires_at, next_attempt_at, sent_at) "
-                       "SELECT x, 'contact_request', 'reviewer', 'r' || x || '@example.org', '<' || x || '@bench>', "
-                       f"printf('%012X', x), NULL, 0, 'sent', 1, '{past}', '{past}', '{past}', '{past}' FROM seq")
 
 
 def file_floor(folder: Path, sizes: list[int]) -> float:

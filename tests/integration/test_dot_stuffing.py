@@ -1,5 +1,6 @@
 """The DATA transfer made piece by piece is byte for byte what aiosmtplib makes of the whole
-message (its own functions are the oracle), with no copy of a message that needs none."""
+message (the client library's own functions are the oracle, which is why this core test lives
+with the integration tests), with no copy of a message that needs none."""
 
 from __future__ import annotations
 
