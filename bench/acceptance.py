@@ -149,6 +149,19 @@ def relay_settings(folder: Path, port: int, sink_port: int, database: str, inbou
     return settings
 
 
+def shared_key(folder: Path) -> str:
+    """A storage key for relays that share one database (each would otherwise make its own in its
+    folder, and the second would be refused): `[storage] key` naming it."""
+    import base64
+    import secrets
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "storage.key"
+    if not path.exists():
+        path.write_text(base64.b64encode(secrets.token_bytes(32)).decode() + "\n")
+        path.chmod(0o600)
+    return f"file:{path}"
+
+
 def smtp_sink(port: int) -> list[str]:
     """Postfix's smtp-sink on `port` (it refuses to run as root without dropping privileges)."""
     return ["smtp-sink", *(["-u", "nobody"] if os.geteuid() == 0 else []), f"127.0.0.1:{port}", "1000"]
@@ -233,7 +246,7 @@ def scale_out(database: str, messages: int, sessions: int, folder: Path) -> dict
     configs = []
     for name in ("one", "two"):
         port = free_port()
-        configs.append((relay_settings(folder / name, port, sink_port, database), port))
+        configs.append((relay_settings(folder / name, port, sink_port, database, key=shared_key(folder)), port))
     with process(smtp_sink(sink_port), sink_port, cwd=folder), \
             process([*RELAY, "--config", str(configs[0][0]), "serve"], configs[0][1], cwd=folder / "one", env=env), \
             process([*RELAY, "--config", str(configs[1][0]), "serve"], configs[1][1], cwd=folder / "two", env=env):

@@ -44,6 +44,7 @@ from acceptance import (
     open_bench_case,
     process,
     relay_settings,
+    shared_key,
 )
 
 TOOLS = HERE / "tools" / "root"
@@ -146,7 +147,7 @@ def run(count: int, messages: int, sessions: int, mode: str, server: str, folder
         port = free_port()
         inbound = f"workers = {count}\n" if mode == "workers" else ""
         configs.append((relay_settings(folder / f"relay-{n}", port, sink_port, database, inbound=inbound,
-                                       key=f"file:{folder.parent / 'storage.key'}"), port))
+                                       key=shared_key(folder.parent)), port))
     with ExitStack() as stack:
         stack.enter_context(process([tool("smtp-sink"), *(["-u", "nobody"] if os.geteuid() == 0 else []),
                                      f"127.0.0.1:{sink_port}", "1000"], sink_port, cwd=folder, env=tool_env()))
@@ -215,8 +216,6 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="relay-scale-") as tmp, ExitStack() as stack:
         os.chmod(tmp, 0o755)
         server = args.postgres or stack.enter_context(private_postgres(Path(tmp) / "pg"))
-        (Path(tmp) / "storage.key").write_text(_key())
-        os.chmod(Path(tmp) / "storage.key", 0o600)
         for count in counts:
             folder = Path(tmp) / f"n{count}"
             folder.mkdir()
@@ -230,12 +229,6 @@ def main() -> None:
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(report, indent=2) + "\n")
     print(f"written to {args.json}")
-
-
-def _key() -> str:
-    import base64
-    import secrets
-    return base64.b64encode(secrets.token_bytes(32)).decode() + "\n"
 
 
 def _line(run: dict[str, float], first: dict[str, float]) -> str:

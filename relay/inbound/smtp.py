@@ -37,6 +37,16 @@ class RelayEnvelope(Envelope):
         super().__init__()
         self.target: Target | None = None  # the relay address's conversation, or a bounce address's delivery
         self.tried = 0                      # RCPT commands in this transaction
+        self.holds_turn = False             # a large message's turn, taken before its data (InboundHandler.large)
+
+
+def _declared_size(envelope: Envelope) -> int:
+    """The SIZE= its client gave at MAIL FROM (RFC 1870); 0 when it gave none."""
+    for option in envelope.mail_options:
+        name, _, value = option.partition("=")
+        if name.upper() == "SIZE" and value.isdigit():
+            return int(value)
+    return 0
 
 
 class RelaySMTP(SMTP):
@@ -71,6 +81,27 @@ class RelaySMTP(SMTP):
             if self.closing:
                 self._goodbye()
         return run
+
+    async def smtp_DATA(self, arg: str) -> None:
+        """A message its client announced as large (MAIL FROM ... SIZE=) waits for its turn before
+        the 354, not after it has been received: what waits is a connection, not 25 MB in memory
+        (relay.inbound.smtp.InboundHandler.large). One that arrives larger than announced waits
+        after it is received, in handle_DATA."""
+        handler = self.event_handler
+        envelope = self.envelope
+        if (not isinstance(handler, InboundHandler) or not isinstance(envelope, RelayEnvelope)
+                or not envelope.rcpt_tos or _declared_size(envelope) <= handler.large_bytes):
+            await super().smtp_DATA(arg)
+            return
+        assert self.session is not None
+        refused = await handler.wait_for_turn(self.session, envelope, _declared_size(envelope))
+        if refused is not None:
+            await self.push(refused)
+            return
+        try:
+            await super().smtp_DATA(arg)
+        finally:
+            handler.turn_over(envelope)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
@@ -152,6 +183,7 @@ class InboundHandler:
         self.auth = SenderAuth.for_app(app)
         # large messages, a few at a time: the rest wait here, their clients still connected
         self.large = asyncio.Semaphore(app.settings.limits.large_messages_at_once)
+        self.large_bytes = app.settings.limits.large_message_bytes
 
     async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope, address: str,
                           rcpt_options: list[str]) -> str:
@@ -215,19 +247,34 @@ class InboundHandler:
         if target is None:
             return self._refuse(Outcome.UNKNOWN_ADDRESS, session, "DATA without an accepted recipient")
         size = len(envelope.original_content or b"")  # (no reference kept here: _process frees it)
-        case = target.case_id
-        if size <= self.app.settings.limits.large_message_bytes:
+        if size <= self.large_bytes or (isinstance(envelope, RelayEnvelope) and envelope.holds_turn):
             return await self._process(session, envelope, target)
+        assert isinstance(envelope, RelayEnvelope)
+        refused = await self.wait_for_turn(session, envelope, size)
+        if refused is not None:
+            envelope.content = envelope.original_content = None
+            return refused
+        try:
+            return await self._process(session, envelope, target)
+        finally:
+            self.turn_over(envelope)
+
+    async def wait_for_turn(self, session: Session, envelope: RelayEnvelope, size: int) -> str | None:
+        """Take one of the large messages' turns, waiting at most `[limits] large_message_wait`;
+        the refusal (451 4.3.2) if none came."""
         wait = self.app.settings.limits.large_message_wait.total_seconds()
         try:
             await asyncio.wait_for(self.large.acquire(), wait)
         except TimeoutError:
-            envelope.content = envelope.original_content = None
+            case = envelope.target.case_id if envelope.target is not None else None
             return self._refuse(Outcome.BUSY, session, f"a {size}-byte message waited {wait:g}s for its turn",
                                 case=case)
-        try:
-            return await self._process(session, envelope, target)
-        finally:
+        envelope.holds_turn = True
+        return None
+
+    def turn_over(self, envelope: RelayEnvelope) -> None:
+        if envelope.holds_turn:
+            envelope.holds_turn = False
             self.large.release()
 
     async def _process(self, session: Session, envelope: Envelope, target: Any) -> str:

@@ -12,6 +12,7 @@ from aiosmtpd.smtp import Session
 
 from relay.inbound.smtp import InboundHandler, RelayEnvelope
 from tests.helpers.environment import new_case
+from tests.helpers.smtp import LineClient
 from tests.helpers.waiting import log_text
 
 REVIEWER = "max.mueller@example.de"
@@ -54,3 +55,38 @@ def test_large_messages_wait_their_turn(db_url: str, app_factory: Any) -> None:
     assert busy.startswith("451 4.3.2") and "large messages" in busy
     assert small.startswith("250") and waited.startswith("250")
     assert "waited 1s for its turn" in log_text(app.settings.log.file, "for its turn")
+
+
+def test_an_announced_large_message_waits_before_its_data(db_url: str, app_factory: Any, relay_factory: Any,
+                                                          sink: Any) -> None:
+    """Over real SMTP: a client that announces a large message (MAIL FROM ... SIZE=) gets its 354
+    only when a turn is free, so waiting costs a connection, not the message in memory."""
+    app = app_factory(db_url, outbound={"url": sink.url}, limits={
+        "large_message_bytes": 4096, "large_messages_at_once": 1, "large_message_wait": "1s"})
+    relay = relay_factory(app)
+    opened = new_case(app)
+
+    def client() -> LineClient:
+        line = LineClient(relay.port)
+        assert line.command("EHLO client.example")[0] == 250
+        assert line.command(f"MAIL FROM:<{REVIEWER}> SIZE=8000")[0] == 250
+        assert line.command(f"RCPT TO:<{opened.reviewer_address}>")[0] == 250
+        return line
+
+    first, second = client(), client()
+    try:
+        assert first.command("DATA")[0] == 354  # its turn: it sends slowly
+        code, text = second.command("DATA")  # no turn within a second: told to come back, no data taken
+        assert (code, text.split()[0]) == (451, "4.3.2"), text
+        first.send(answer("Antwort A", 8000).replace(b"\r\n.", b"\r\n..") + b"\r\n.\r\n")
+        assert first.reply()[0] == 250
+        assert second.command("RSET")[0] == 250  # the turn is free again: the retry goes through
+        assert second.command(f"MAIL FROM:<{REVIEWER}> SIZE=8000")[0] == 250
+        assert second.command(f"RCPT TO:<{opened.reviewer_address}>")[0] == 250
+        assert second.command("DATA")[0] == 354
+        second.send(answer("Antwort B", 8000) + b"\r\n.\r\n")
+        assert second.reply()[0] == 250
+    finally:
+        first.close()
+        second.close()
+    assert len(sink.wait("service@shop.example", count=2, kind="forward")) == 2
