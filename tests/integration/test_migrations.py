@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import sqlite3
 import subprocess
 import sys
 from datetime import datetime
@@ -15,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import peewee as pw
-import psycopg2
 import pytest
 from playhouse.migrate import SchemaMigrator
 
@@ -25,29 +23,13 @@ from relay.inbound import intake
 from relay.outbound.worker import Worker
 from relay.store import migrations, refusal_counts, sealed_columns
 from relay.store.models import Case, RelayAddress, Setting, db
-from tests.helpers import stored
+from tests.helpers import fixtures, stored
 from tests.helpers.cli import relay_cli, write_settings
 from tests.helpers.environment import REPO, Sink, new_case
 
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "schema_1"
-
 
 def load_version_1(db_url: str) -> None:
-    """The fixture of the database's kind, as the old code left it."""
-    if db_url.startswith("sqlite:///"):
-        with sqlite3.connect(db_url[len("sqlite:///"):]) as conn:
-            conn.executescript((FIXTURES / "sqlite.sql").read_text())
-            # the old relay kept its database in WAL mode too; a dump does not carry the mode, and
-            # processes starting at once on a file still in rollback mode all try to switch it,
-            # which SQLite refuses some of them at once ("database is locked")
-            conn.execute("PRAGMA journal_mode=wal")
-        return
-    conn = psycopg2.connect(db_url)
-    conn.autocommit = True
-    with conn.cursor() as cur:
-        cur.execute("DROP SCHEMA public CASCADE")  # the dump creates it as it was
-        cur.execute((FIXTURES / "postgresql.sql").read_text())
-    conn.close()
+    fixtures.load(db_url, 1)
 
 
 def test_a_version_1_database_is_upgraded_and_carries_on(db_url: str, app_factory: Any, sink: Sink) -> None:

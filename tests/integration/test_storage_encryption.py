@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import sqlite3
 import subprocess
 import sys
 from datetime import datetime
@@ -16,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import peewee as pw
-import psycopg2
 import pytest
 
 from relay.app import App, key_source
@@ -31,7 +29,7 @@ from relay.lifecycle.opening import Opened, open_case
 from relay.outbound.worker import Worker
 from relay.store import case_records, database, migrations, outbox, sealed_columns
 from relay.store.models import Case, Delivery, Message, Review, Setting, db
-from tests.helpers import stolen
+from tests.helpers import fixtures, stolen
 from tests.helpers.cli import relay_cli, write_settings
 from tests.helpers.environment import REPO, Sink, _reset_postgres
 from tests.helpers.reports import dsn
@@ -44,7 +42,6 @@ WORDS = {"case message": "Kaffeemaschinenreklamation", "reviewer text": "Zugvoge
          "close reason": "Schlichtungsstelle"}
 NEEDLES = {"address": REVIEWER_ASCII, "address (unicode)": "max.mueller@bücher.example", "name": NAME,
            "business mailbox": BUSINESS, **WORDS}
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "schema_7"
 
 
 def converse(app: App, relay: Any, sink: Sink) -> Opened:
@@ -149,19 +146,8 @@ def test_a_value_moved_to_another_row_or_column_is_refused(db_url: str, app_fact
 
 
 def load_version_7(db_url: str) -> None:
-    """The fixture of the database's kind, as the code before encryption left it."""
-    path = database.sqlite_path(db_url)
-    if path is not None:
-        with sqlite3.connect(path) as conn:
-            conn.executescript((FIXTURES / "sqlite.sql").read_text())
-            conn.execute("PRAGMA journal_mode=wal")
-        return
-    conn = psycopg2.connect(db_url)
-    conn.autocommit = True
-    with conn.cursor() as cur:
-        cur.execute("DROP SCHEMA public CASCADE")
-        cur.execute((FIXTURES / "postgresql.sql").read_text())
-    conn.close()
+    """The database as the code before encryption left it, everything in the clear."""
+    fixtures.load(db_url, 7)
 
 
 def test_a_plaintext_database_is_sealed_in_place_and_carries_on(db_url: str, app_factory: Any, sink: Sink,
