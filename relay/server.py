@@ -41,13 +41,7 @@ async def serve(app: App, stop: asyncio.Event | None = None, ready: asyncio.Even
     hurry = asyncio.Event()
     loop = asyncio.get_running_loop()
 
-    def on_stop() -> None:
-        if stop.is_set():
-            hurry.set()
-        stop.set()
-
-    _on_signals(loop, {signal.SIGTERM: on_stop, signal.SIGINT: on_stop,
-                       signal.SIGHUP: lambda: _reopen_log(app)})
+    _stop_signals(app, loop, stop, hurry)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGHUP})  # a worker starts with it blocked (relay.workers)
     worker = Worker.for_app(app)
     handler = InboundHandler(app, on_queued=worker.wake.set)
@@ -72,6 +66,7 @@ async def serve(app: App, stop: asyncio.Event | None = None, ready: asyncio.Even
         raise
     _log_start(app, worker, http)
     handler.auth.describe()
+    workers.report_ready()
     if ready is not None:
         ready.set()
     outcome = ""
@@ -173,6 +168,25 @@ def _http(app: App, parts: dict[str, asyncio.Task[None]]) -> HttpService | None:
                           f"{exc.strerror or exc}") from None
     http.start()
     return http
+
+
+def _stop_signals(app: App, loop: asyncio.AbstractEventLoop, stop: asyncio.Event, hurry: asyncio.Event) -> None:
+    """SIGTERM and SIGINT stop (a second one hurries), SIGUSR2 hurries, SIGHUP reopens the log. A
+    worker of several gets its stop twice (from systemd, which signals the whole unit, and from its
+    parent): for it only SIGUSR2, which its parent sends, hurries."""
+    worker_of_several = workers.number() is not None
+
+    def on_stop() -> None:
+        if stop.is_set() and not worker_of_several:
+            hurry.set()
+        stop.set()
+
+    def on_hurry() -> None:
+        stop.set()
+        hurry.set()
+
+    _on_signals(loop, {signal.SIGTERM: on_stop, signal.SIGINT: on_stop, signal.SIGUSR2: on_hurry,
+                       signal.SIGHUP: lambda: _reopen_log(app)})
 
 
 def _on_signals(loop: asyncio.AbstractEventLoop, handlers: dict[signal.Signals, Callable[[], None]]) -> None:
