@@ -20,7 +20,7 @@ from relay.inbound.smtp import InboundHandler, RelaySMTP, tls_context
 from relay.lifecycle import scheduler as jobs
 from relay.outbound.webhook_worker import WebhookWorker
 from relay.outbound.worker import Worker, signing_line
-from relay.store import key_check, vault
+from relay.store import database, key_check, vault
 from relay.store.database import StorageError
 
 BACKGROUND_GRACE = 5.0  # seconds the workers and the scheduler get to end their pass at a stop
@@ -56,7 +56,7 @@ async def serve(app: App, stop: asyncio.Event | None = None, ready: asyncio.Even
     drained = asyncio.Event()  # the background parts stop after the sessions
     hooks = WebhookWorker.for_app(app) if background else None
     named = _background(app, worker, hooks, drained) if background else {}
-    tasks = [*named.values(), asyncio.create_task(_watch_key(app, drained))]
+    tasks = [*named.values(), *([asyncio.create_task(_watch_key(app, drained))] if background else [])]
     try:
         http = _http(app, named)
     except BaseException:
@@ -102,13 +102,19 @@ def _background(app: App, worker: Worker, hooks: WebhookWorker | None,
     return {name: asyncio.create_task(work) for name, work in parts.items()}
 
 
+def _refreshed() -> None:
+    database.revive()
+    vault.refresh(True)
+
+
 async def _watch_key(app: App, drained: asyncio.Event) -> None:
     """Look at the database's key state once a second, also when nothing is sealed or opened: a
     rotation begun elsewhere is learnt before it completes, by a relay that is idle as well."""
     told = False
     while not drained.is_set():
         try:
-            await app.blocking(vault.refresh, True)
+            # a read outside the database thread: on SQLite every job there is a write transaction
+            await asyncio.to_thread(_refreshed)
             told = False
         except (Unavailable, StorageError) as exc:
             if not told:
