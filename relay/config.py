@@ -119,7 +119,8 @@ class LimitsSection(Section):
     # times): a burst of large answers waits in line instead of taking the machine's memory
     large_message_bytes: Annotated[int, between(1024, 1 << 30)] = 1024 * 1024
     large_messages_at_once: Annotated[int, between(1, 1000)] = 2
-    large_message_wait: Annotated[timedelta, between_durations(timedelta(seconds=1), timedelta(minutes=9))] = \
+    # (at most 110 s: a client waits two minutes for the reply to DATA, RFC 5321 4.5.3.2)
+    large_message_wait: Annotated[timedelta, between_durations(timedelta(seconds=1), timedelta(seconds=110))] = \
         timedelta(seconds=60)
 
 

@@ -16,6 +16,7 @@ import logging
 import logging.handlers
 import os
 
+WRITE_BUFFER = 1 << 20
 LOG_FILE_MODE = 0o640
 
 
@@ -40,7 +41,9 @@ def open_log(path: str, encoding: str | None = "utf-8", errors: str | None = Non
             except OSError:
                 os.close(fd)
                 raise
-        return open(fd, "a", encoding=encoding or "utf-8", errors=errors)
+        # a batch of lines reaches the file in one write (the writer thread flushes once a batch),
+        # so the lines of several processes appending to one file (`[inbound] workers`) stay whole
+        return open(fd, "a", buffering=WRITE_BUFFER, encoding=encoding or "utf-8", errors=errors)
 
 
 class HeldFlush:

@@ -8,7 +8,6 @@ default loop remains a working fallback (`RELAY_EVENT_LOOP=asyncio` asks for it)
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import os
 from collections.abc import Coroutine
 from typing import Any, TypeVar
@@ -19,7 +18,11 @@ ENV = "RELAY_EVENT_LOOP"
 
 def name() -> str:
     """"uvloop" or "asyncio": the loop `run` uses."""
-    if os.environ.get(ENV, "").lower() == "asyncio" or importlib.util.find_spec("uvloop") is None:
+    if os.environ.get(ENV, "").lower() == "asyncio":
+        return "asyncio"
+    try:
+        import uvloop  # noqa: F401  (installed and loadable, not only found)
+    except ImportError:
         return "asyncio"
     return "uvloop"
 

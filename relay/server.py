@@ -20,7 +20,7 @@ from relay.inbound.smtp import InboundHandler, RelaySMTP, tls_context
 from relay.lifecycle import scheduler as jobs
 from relay.outbound.webhook_worker import WebhookWorker
 from relay.outbound.worker import Worker, signing_line
-from relay.store import key_check, vault
+from relay.store import database, key_check, vault
 from relay.store.database import StorageError
 
 BACKGROUND_GRACE = 5.0  # seconds the workers and the scheduler get to end their pass at a stop
@@ -41,13 +41,7 @@ async def serve(app: App, stop: asyncio.Event | None = None, ready: asyncio.Even
     hurry = asyncio.Event()
     loop = asyncio.get_running_loop()
 
-    def on_stop() -> None:
-        if stop.is_set():
-            hurry.set()
-        stop.set()
-
-    _on_signals(loop, {signal.SIGTERM: on_stop, signal.SIGINT: on_stop,
-                       signal.SIGHUP: lambda: _reopen_log(app)})
+    _stop_signals(app, loop, stop, hurry)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGHUP})  # a worker starts with it blocked (relay.workers)
     worker = Worker.for_app(app)
     handler = InboundHandler(app, on_queued=worker.wake.set)
@@ -62,7 +56,7 @@ async def serve(app: App, stop: asyncio.Event | None = None, ready: asyncio.Even
     drained = asyncio.Event()  # the background parts stop after the sessions
     hooks = WebhookWorker.for_app(app) if background else None
     named = _background(app, worker, hooks, drained) if background else {}
-    tasks = [*named.values(), asyncio.create_task(_watch_key(app, drained))]
+    tasks = [*named.values(), *([asyncio.create_task(_watch_key(app, drained))] if background else [])]
     try:
         http = _http(app, named)
     except BaseException:
@@ -72,6 +66,7 @@ async def serve(app: App, stop: asyncio.Event | None = None, ready: asyncio.Even
         raise
     _log_start(app, worker, http)
     handler.auth.describe()
+    workers.report_ready()
     if ready is not None:
         ready.set()
     outcome = ""
@@ -107,13 +102,19 @@ def _background(app: App, worker: Worker, hooks: WebhookWorker | None,
     return {name: asyncio.create_task(work) for name, work in parts.items()}
 
 
+def _refreshed() -> None:
+    database.revive()
+    vault.refresh(True)
+
+
 async def _watch_key(app: App, drained: asyncio.Event) -> None:
     """Look at the database's key state once a second, also when nothing is sealed or opened: a
     rotation begun elsewhere is learnt before it completes, by a relay that is idle as well."""
     told = False
     while not drained.is_set():
         try:
-            await app.blocking(vault.refresh, True)
+            # a read outside the database thread: on SQLite every job there is a write transaction
+            await asyncio.to_thread(_refreshed)
             told = False
         except (Unavailable, StorageError) as exc:
             if not told:
@@ -173,6 +174,25 @@ def _http(app: App, parts: dict[str, asyncio.Task[None]]) -> HttpService | None:
                           f"{exc.strerror or exc}") from None
     http.start()
     return http
+
+
+def _stop_signals(app: App, loop: asyncio.AbstractEventLoop, stop: asyncio.Event, hurry: asyncio.Event) -> None:
+    """SIGTERM and SIGINT stop (a second one hurries), SIGUSR2 hurries, SIGHUP reopens the log. A
+    worker of several gets its stop twice (from systemd, which signals the whole unit, and from its
+    parent): for it only SIGUSR2, which its parent sends, hurries."""
+    worker_of_several = workers.number() is not None
+
+    def on_stop() -> None:
+        if stop.is_set() and not worker_of_several:
+            hurry.set()
+        stop.set()
+
+    def on_hurry() -> None:
+        stop.set()
+        hurry.set()
+
+    _on_signals(loop, {signal.SIGTERM: on_stop, signal.SIGINT: on_stop, signal.SIGUSR2: on_hurry,
+                       signal.SIGHUP: lambda: _reopen_log(app)})
 
 
 def _on_signals(loop: asyncio.AbstractEventLoop, handlers: dict[signal.Signals, Callable[[], None]]) -> None:

@@ -17,6 +17,7 @@ them all with its exit code: that does not heal by restarting.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -27,12 +28,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
 
-from relay import logs
+from relay import libc, logs
 from relay.config import Settings
 from relay.core.vocabulary import Event
 
 ENV = "RELAY_SERVE_WORKER"
-START_GRACE = 5.0      # a worker that fails this soon after the relay's start fails the relay
+READY_ENV = "RELAY_SERVE_READY_FD"  # where a worker says that it listens (a pipe to the parent)
 MAX_PAUSE = 30.0       # the longest wait before a crashed worker is started again
 POLL = 0.1
 
@@ -43,13 +44,44 @@ def number() -> int | None:
     return int(value) if value and value.isdigit() else None
 
 
+def report_ready() -> None:
+    """In a worker: tell the parent that it listens (once; nothing outside a worker)."""
+    fd = os.environ.pop(READY_ENV, "")
+    if fd.isdigit():
+        try:
+            os.write(int(fd), b"1")
+            os.close(int(fd))
+        except OSError:
+            pass
+
+
+def follow_parent() -> None:
+    """In a worker: end when the parent ends (PR_SET_PDEATHSIG), so that no worker is left
+    holding the port (SO_REUSEPORT would let a second relay share it without a word)."""
+    prctl = libc.function("prctl")
+    if number() is None or prctl is None:
+        return
+    prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    if os.getppid() == 1:  # the parent ended before that took effect
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
 @dataclass
 class _Worker:
     number: int
     process: subprocess.Popen[bytes]
     started: float
+    ready_fd: int
     failures: int = 0
     restart_at: float | None = None
+    ready: bool = False
+    first: bool = True   # started with the relay: failing before it listens fails the relay
+
+    def poll_ready(self) -> bool:
+        if not self.ready:
+            with contextlib.suppress(BlockingIOError):
+                self.ready = bool(os.read(self.ready_fd, 1))
+        return self.ready
 
 
 @dataclass
@@ -76,27 +108,37 @@ def supervise(settings: Settings, argv: list[str]) -> int:
     command = [sys.executable, "-m", "relay", *argv]
     signals = _Signals()
     signals.install()
-    began = time.monotonic()
-    workers = [_start(n, command, began) for n in range(1, count + 1)]
-    inbound = settings.inbound
-    logs.event(Event.SERVE_WORKERS, f"{count} worker processes share {inbound.host}:{inbound.port} and the API's "
-               f"port (SO_REUSEPORT){_sqlite_note(settings)}", workers=count)
+    workers: list[_Worker] = []
+    try:
+        workers += [_start(n, command, time.monotonic()) for n in range(1, count + 1)]
+        inbound = settings.inbound
+        logs.event(Event.SERVE_WORKERS, f"{count} worker processes share {inbound.host}:{inbound.port} and the "
+                   f"API's port (SO_REUSEPORT){_sqlite_note(settings)}", workers=count)
+        return _watch(settings, workers, command, signals)
+    finally:  # whatever ended the watch: no worker outlives the parent
+        _send(workers, signal.SIGTERM)
+        _wait_all(workers)
+        for worker in workers:
+            os.close(worker.ready_fd)
+
+
+def _watch(settings: Settings, workers: list[_Worker], command: list[str], signals: _Signals) -> int:
     forwarded, hups = 0, 0
     while True:
         if signals.stops > forwarded:
+            # the first stop drains every worker; another one hurries them (SIGUSR2: a worker gets
+            # SIGTERM from systemd as well, which must not count as the second)
+            _send(workers, signal.SIGTERM if forwarded == 0 else signal.SIGUSR2)
             forwarded = signals.stops
-            _send(workers, signal.SIGTERM)
         if signals.hups > hups:
             hups = signals.hups
             logs.reopen()
             _send(workers, signal.SIGHUP)
-        failed = _reap(workers, command, stopping=forwarded > 0, began=began)
+        failed = _reap(workers, command, stopping=forwarded > 0)
         if failed is not None:
-            _send(workers, signal.SIGTERM)
-            _wait_all(workers)
             return failed
         if forwarded and all(w.process.poll() is not None for w in workers):
-            logs.event(Event.SERVE_STOPPED, f"all {count} workers stopped")
+            logs.event(Event.SERVE_STOPPED, f"all {len(workers)} workers stopped")
             return 0
         _rotate(settings, workers)
         time.sleep(POLL)
@@ -104,13 +146,21 @@ def supervise(settings: Settings, argv: list[str]) -> int:
 
 def _start(worker: int, command: list[str], now: float) -> _Worker:
     """Start a worker with SIGHUP blocked: a SIGHUP passed on while it is still starting waits for
-    it (relay.server unblocks it once its handler is in place) instead of ending it."""
+    it (relay.server unblocks it once its handler is in place) instead of ending it. Its own
+    session: a Ctrl-C at the terminal reaches the parent, which passes it on once."""
+    ready_read, ready_write = os.pipe()
+    os.set_blocking(ready_read, False)
     before = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGHUP})
     try:
-        process = subprocess.Popen(command, env={**os.environ, ENV: str(worker)})
+        process = subprocess.Popen(command, env={**os.environ, ENV: str(worker), READY_ENV: str(ready_write)},
+                                   pass_fds=(ready_write,), start_new_session=True)
+    except BaseException:
+        os.close(ready_read)
+        raise
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, before)
-    return _Worker(worker, process, now)
+        os.close(ready_write)
+    return _Worker(worker, process, now, ready_read)
 
 
 def _send(workers: list[_Worker], sig: signal.Signals) -> None:
@@ -124,17 +174,18 @@ def _wait_all(workers: list[_Worker]) -> None:
         worker.process.wait()
 
 
-def _reap(workers: list[_Worker], command: list[str], stopping: bool, began: float) -> int | None:
+def _reap(workers: list[_Worker], command: list[str], stopping: bool) -> int | None:
     """Notice workers that exited and start them again when due; an exit code that should stop the
-    relay (a worker that failed at start-up), else None."""
+    relay (a worker of the relay's start that ended before it listened), else None."""
     now = time.monotonic()
     for worker in workers:
+        worker.poll_ready()
         code = worker.process.poll()
         if code is None or stopping:
             continue
         if worker.restart_at is None:
-            if code > 0 and now - began < START_GRACE:  # it said why and exited; a signal is a crash
-                return code
+            if worker.first and not worker.poll_ready():  # bad settings, no key, a taken port: said why
+                return code if code > 0 else 1
             worker.failures += 1
             pause = min(MAX_PAUSE, 2.0 ** (worker.failures - 1))
             worker.restart_at = now + pause
@@ -142,7 +193,9 @@ def _reap(workers: list[_Worker], command: list[str], stopping: bool, began: flo
                        f"{pause:g}s", level=logging.ERROR, worker=worker.number)
         elif now >= worker.restart_at:
             fresh = _start(worker.number, command, now)
+            os.close(worker.ready_fd)
             worker.process, worker.started, worker.restart_at = fresh.process, now, None
+            worker.ready_fd, worker.ready, worker.first = fresh.ready_fd, False, False
             logs.event(Event.WORKER_STARTED, f"worker {worker.number} started again (pid {fresh.process.pid})",
                        worker=worker.number)
         if worker.restart_at is None and worker.process.poll() is None and now - worker.started > MAX_PAUSE:

@@ -93,6 +93,7 @@ def cmd_serve(settings: config.Settings, args: argparse.Namespace) -> int:
     from relay.server import serve
     libc.keep_large_blocks_mapped()  # a long-running process: large messages' memory goes back
     several = settings.inbound.workers > 1
+    workers.follow_parent()
     app = _open(settings, serving=True, rotate=not several)  # with workers, the parent rotates the log
     if several and workers.number() is None:
         app.close()  # migrated once, here; each worker opens the database itself

@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from aiosmtpd.smtp import SMTP, Envelope, Session
+from aiosmtpd.smtp import SMTP, Envelope, Session, syntax
 
 from relay import logs
 from relay.app import App
@@ -82,6 +82,7 @@ class RelaySMTP(SMTP):
                 self._goodbye()
         return run
 
+    @syntax("DATA")
     async def smtp_DATA(self, arg: str) -> None:
         """A message its client announced as large (MAIL FROM ... SIZE=) waits for its turn before
         the 354, not after it has been received: what waits is a connection, not 25 MB in memory
@@ -98,6 +99,7 @@ class RelaySMTP(SMTP):
         if refused is not None:
             await self.push(refused)
             return
+        self._reset_timeout()  # the wait is not the client's idleness
         try:
             await super().smtp_DATA(arg)
         finally:

@@ -10,6 +10,7 @@ way aiosmtplib reads every reply.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import aiosmtplib
@@ -23,7 +24,10 @@ async def deliver(client: aiosmtplib.SMTP, sender: str, recipient: str, body: by
     """MAIL, RCPT and DATA; the server's reply to the data. Raises what aiosmtplib raises for a
     refusal (SMTPSenderRefused, SMTPRecipientRefused, SMTPDataError) or a broken connection."""
     if client.is_ehlo_or_helo_needed:
-        await client.ehlo()
+        try:
+            await client.ehlo()
+        except aiosmtplib.SMTPHeloError:
+            await client.helo()  # a server without ESMTP, as sendmail falls back too
     options = [f"SIZE={dot_stuffing.size(body)}"] if client.supports_extension("size") else []
     await client.mail(sender, options=options)
     await client.rcpt(recipient)
@@ -37,7 +41,10 @@ async def deliver(client: aiosmtplib.SMTP, sender: str, recipient: str, body: by
     piece = next(pieces)
     for following in pieces:
         protocol.write(piece)
-        await protocol._drain_helper()  # the transport's buffer stays small (aiosmtplib's flow control)
+        try:  # the transport's buffer stays small (aiosmtplib's flow control), for a bounded wait
+            await asyncio.wait_for(protocol._drain_helper(), client.timeout)
+        except TimeoutError:
+            raise aiosmtplib.SMTPTimeoutError("the smarthost stopped taking the message") from None
         piece = following
     protocol.write(piece)  # the end line: the reply is read at once, nothing may come in between
     response: aiosmtplib.SMTPResponse = await protocol.read_response(timeout=client.timeout)
