@@ -194,16 +194,18 @@ def delivered(log: Path) -> tuple[dict[str, datetime], dict[str, datetime]]:
 
 
 def relay(database: str, messages: int, sessions: int, folder: Path, pause: int = 0,
-          auth: str = '[auth]\nmode = "off"\n', key: str = "") -> dict[str, float]:
+          auth: str = '[auth]\nmode = "off"\n', key: str = "", inbound: str = "") -> dict[str, float]:
     """Acceptance rate, then end to end: time until the last forward reached the sink, and the
     latency from each 250 to its delivery (both read from the relay's log)."""
     sink_port, port = free_port(), free_port()
-    settings = relay_settings(folder, port, sink_port, database, auth=auth, key=key)
+    settings = relay_settings(folder, port, sink_port, database, inbound=inbound, auth=auth, key=key)
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     log = folder / "relay.log"
     with process(smtp_sink(sink_port), sink_port, cwd=folder), \
             process([*RELAY, "--config", str(settings), "serve"], port, cwd=folder, env=env):
         recipient = open_bench_case(settings, "R-bench", env)
+        if "workers" in inbound:
+            time.sleep(2.0)  # every worker listening, not only the first
         started = datetime.now(UTC)
         rate = messages / load(port, recipient, messages, sessions, pause)
         deadline = time.monotonic() + 600
