@@ -56,7 +56,7 @@ async def serve(app: App, stop: asyncio.Event | None = None, ready: asyncio.Even
     drained = asyncio.Event()  # the background parts stop after the sessions
     hooks = WebhookWorker.for_app(app) if background else None
     named = _background(app, worker, hooks, drained) if background else {}
-    tasks = [*named.values(), *([asyncio.create_task(_watch_key(app, drained))] if background else [])]
+    tasks = [*named.values(), *([asyncio.create_task(_watch_key(drained))] if background else [])]
     try:
         http = _http(app, named)
     except BaseException:
@@ -107,7 +107,7 @@ def _refreshed() -> None:
     vault.refresh(True)
 
 
-async def _watch_key(app: App, drained: asyncio.Event) -> None:
+async def _watch_key(drained: asyncio.Event) -> None:
     """Look at the database's key state once a second, also when nothing is sealed or opened: a
     rotation begun elsewhere is learnt before it completes, by a relay that is idle as well."""
     told = False

@@ -24,7 +24,7 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 
@@ -88,7 +88,6 @@ class _Worker:
 class _Signals:
     stops: int = 0
     hups: int = 0
-    seen: list[int] = field(default_factory=list)
 
     def install(self) -> None:
         signal.signal(signal.SIGTERM, self._stop)

@@ -90,12 +90,13 @@ class RelaySMTP(SMTP):
         after it is received, in handle_DATA."""
         handler = self.event_handler
         envelope = self.envelope
+        declared = _declared_size(envelope) if envelope is not None else 0
         if (not isinstance(handler, InboundHandler) or not isinstance(envelope, RelayEnvelope)
-                or not envelope.rcpt_tos or _declared_size(envelope) <= handler.large_bytes):
+                or not envelope.rcpt_tos or declared <= handler.large_bytes):
             await super().smtp_DATA(arg)
             return
         assert self.session is not None
-        refused = await handler.wait_for_turn(self.session, envelope, _declared_size(envelope))
+        refused = await handler.wait_for_turn(self.session, envelope, declared)
         if refused is not None:
             await self.push(refused)
             return

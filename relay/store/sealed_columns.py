@@ -94,15 +94,13 @@ def _opened(how: Any) -> Any:
         raise SealedValueRefused(str(exc)) from None
 
 
-def open_row(model: type[pw.Model], row: dict[str, Any], row_key: object, names: dict[str, str] | None = None) -> None:
-    """Open, in place, the sealed columns of `row` that it holds (`names` maps a column to the
-    name it has in the row when a query aliased it)."""
+def open_row(model: type[pw.Model], row: dict[str, Any], row_key: object) -> None:
+    """Open, in place, the sealed columns of `row` that it holds."""
     table = _BY_MODEL[model]
     for column in table.columns:
-        name = (names or {}).get(column, column)
-        if name in row:
+        if column in row:
             opener = open_bytes if column in table.binary else open_text
-            row[name] = opener(model, column, row_key, row[name])
+            row[column] = opener(model, column, row_key, row[column])
 
 
 def digests(address: str) -> list[str]:
