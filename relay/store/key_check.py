@@ -34,8 +34,10 @@ def _stored_check(database: pw.Database) -> str | None:
 def load(where: KeySource, database: pw.Database, create: bool) -> Keyring:
     """The keyring `where` gives, the default key file made when the database has none yet."""
     check = _stored_check(database)
+    made = None
     if where.default and create and check is None and not key_files.exists(where):
-        made = key_files.generate(Path(where.where))
+        made = key_files.generate(Path(where.where), exist_ok=True)  # None: another relay starting made it
+    if made is not None:
         logs.event(Event.STORAGE_KEY_CREATED, f"storage key {made} created in {where.where} (0600): keep a copy "
                    "apart from the database's backups, which it opens", level=logging.WARNING)
     key = key_files.read(where)

@@ -88,10 +88,11 @@ def _parsed(text: str, where: str) -> bytes:
         raise StorageKeyError(f"{where} {exc}") from None
 
 
-def generate(path: Path) -> str:
+def generate(path: Path, exist_ok: bool = False) -> str | None:
     """Write a new key to `path` (0600; never over an existing file); the key's id. The file appears
     whole or not at all: written beside it, then linked into place, so two relays starting at once
-    end up with the same key."""
+    end up with the same key: with `exist_ok` the one that finds the file made meanwhile gets None
+    and uses it."""
     path.parent.mkdir(mode=0o750, parents=True, exist_ok=True)
     text = sealing.new_key_text()
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
@@ -104,6 +105,8 @@ def generate(path: Path) -> str:
     try:
         os.link(temporary, path)
     except FileExistsError:
+        if exist_ok:
+            return None
         raise StorageKeyError(f"{path} already exists: a key file is never overwritten") from None
     finally:
         os.unlink(temporary)
