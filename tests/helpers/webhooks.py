@@ -55,11 +55,16 @@ class Receiver:
     status: int = 204                                   # the answer after those
     delay: float = 0.0                                  # seconds before each answer
     hold: bool = False                                  # keep requests unanswered until released
+    gather: int = 0            # answer nothing until this many requests are in flight at once (once)
+    gather_timeout: float = 20.0                        # ... or until this many seconds have passed
     received: list[Received] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.lock = threading.Lock()
         self.release = threading.Event()
+        self.gathered = threading.Condition(self.lock)
+        self.in_flight = 0
+        self.most_at_once = 0
         self.server: ThreadingHTTPServer | None = None
         self.start()
 
@@ -84,12 +89,24 @@ class Receiver:
                 with receiver.lock:
                     receiver.received.append(item)
                     status = receiver.answers.pop(0) if receiver.answers else receiver.status
+                    receiver.in_flight += 1
+                    receiver.most_at_once = max(receiver.most_at_once, receiver.in_flight)
+                    receiver.gathered.notify_all()
+                    receiver.gathered.wait_for(lambda: receiver.most_at_once >= receiver.gather,
+                                               receiver.gather_timeout)
+                try:
+                    self._answer(item, status)
+                finally:
+                    with receiver.lock:
+                        receiver.in_flight -= 1
+
+            def _answer(self, item: Received, status: int) -> None:
                 if receiver.hold:
                     receiver.release.wait(120)
                     return  # no answer: the relay never learns whether this one arrived
                 if receiver.delay:
                     time.sleep(receiver.delay)
-                status = status if verified else 400
+                status = status if item.verified else 400
                 self.send_response(status)
                 self.send_header("content-length", "0")
                 self.end_headers()

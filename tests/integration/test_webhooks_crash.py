@@ -84,7 +84,9 @@ CASES = 120
 
 def test_two_instances_send_each_webhook_once(pg_database: str, tmp_path: Path) -> None:
     _reset_postgres(pg_database)
-    receiver = Receiver(delay=0.05)
+    # one instance puts at most `concurrency` (10) requests in flight: the endpoint answers none until
+    # eleven are in flight at once, which only both instances sending together reach
+    receiver = Receiver(delay=0.05, gather=11)
     serves: list[Serve] = []
     folders = [tmp_path / name for name in ("a", "b")]
     try:
@@ -106,5 +108,6 @@ def test_two_instances_send_each_webhook_once(pg_database: str, tmp_path: Path) 
     seen = Counter(r.id for r in receiver.all())
     assert set(seen) == {r["msg_id"] for r in stored} and set(seen.values()) == {1}
     per_instance = [(folder / "relay.log").read_text().count('"event": "webhook.sent"') for folder in folders]
-    print("webhooks sent per instance:", per_instance)
+    print("webhooks sent per instance:", per_instance, "most in flight at once:", receiver.most_at_once)
+    assert receiver.most_at_once >= 11, receiver.most_at_once
     assert sum(per_instance) == 2 * CASES and min(per_instance) > 0, per_instance  # both took part
