@@ -21,6 +21,8 @@ from email.policy import EmailPolicy
 from email.utils import format_datetime
 from typing import Any
 
+from relay.core import bulk_lines
+
 OUTPUT_POLICY = email.policy.SMTP
 PARSE_POLICY = email.policy.default
 _MSGID = re.compile(r"<[^<>\s]{1,250}>")
@@ -36,11 +38,17 @@ PARSE_ERRORS: tuple[type[Exception], ...] = (email.errors.MessageError, ValueErr
 
 
 def parse_bytes(raw: bytes) -> EmailMessage:
-    """Parse a message with the standard parser, fed in chunks as it reads files.
+    """Parse a message with the standard parser, fed in chunks as it reads files, long runs of
+    encoded lines set aside meanwhile (relay.core.bulk_lines).
 
     `BytesParser.parsebytes` decodes the whole message into one string and splits all of it into
     lines before parsing: for a 25 MB attachment that is several copies of it at once. Fed a chunk
-    at a time, the parser holds only the lines of the part it is in."""
+    at a time, the parser holds only the lines of the part it is in; with the runs set aside, not
+    even those."""
+    return bulk_lines.parse_lean(raw, _parse_fed)
+
+
+def _parse_fed(raw: bytes) -> EmailMessage:
     parser = BytesFeedParser(policy=PARSE_POLICY)
     view = memoryview(raw)
     for start in range(0, len(raw), _FEED_CHUNK):
