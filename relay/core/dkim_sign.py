@@ -117,7 +117,7 @@ def zone_line(key: Key) -> str:
     return f"{key.record_name}. IN TXT {strings}"
 
 
-def sign(message: bytes, keys: Sequence[Key], now: datetime) -> bytes:
+def sign(message: bytes | bytearray, keys: Sequence[Key], now: datetime) -> bytes | bytearray:
     """`message` with one DKIM-Signature header field per key on top (the first key's topmost), each
     over the same header fields and body, so each verifies on its own: with an RSA and an Ed25519
     key, receivers that know Ed25519 check both, the others the RSA one (RFC 8463 dual signing).
@@ -143,7 +143,7 @@ def sign(message: bytes, keys: Sequence[Key], now: datetime) -> bytes:
     return fields + message
 
 
-def _body_start(message: bytes) -> int:
+def _body_start(message: bytes | bytearray) -> int:
     """Where the body begins: after the first empty line (the end of the message if there is none)."""
     crlf = message.find(b"\n\r\n")
     lf = message.find(b"\n\n", 0, crlf if crlf >= 0 else len(message))  # never past the CRLF one
@@ -152,7 +152,7 @@ def _body_start(message: bytes) -> int:
     return crlf + 3 if crlf >= 0 else len(message)
 
 
-def body_digest(message: bytes, start: int, chunk: int = 64 * 1024) -> bytes:
+def body_digest(message: bytes | bytearray, start: int, chunk: int = 64 * 1024) -> bytes:
     """SHA-256 of the body (`message[start:]`) in relaxed canonical form (RFC 6376 3.4.4), worked
     through in pieces of whole lines with dkimpy's own steps. On the whole body at once each step
     is one long call that holds the interpreter (a second or so for a 25 MB forward, with the event

@@ -18,7 +18,7 @@ PIECE = 1 << 16
 _LINE_ENDS = re.compile(rb"\r\n|\n|\r(?!\n)")
 
 
-def _normalised(body: bytes) -> bytes:
+def _normalised(body: bytes | bytearray) -> bytes | bytearray:
     """`body` with every line ending CRLF (itself when it is so already: counted, not copied)."""
     if not isinstance(body, bytes | bytearray):
         raise TypeError(f"a message is bytes, not {type(body).__name__}")
@@ -28,14 +28,14 @@ def _normalised(body: bytes) -> bytes:
     return _LINE_ENDS.sub(b"\r\n", body)
 
 
-def size(body: bytes) -> int:
+def size(body: bytes | bytearray) -> int:
     """The message's size as SIZE counts it: octets with CRLF line ends, the last line ended too
     (RFC 1870)."""
     text = _normalised(body)
     return len(text) + (0 if text.endswith(b"\r\n") else 2)
 
 
-def pieces(body: bytes, piece: int = PIECE) -> Iterator[bytes | memoryview]:
+def pieces(body: bytes | bytearray, piece: int = PIECE) -> Iterator[bytes | memoryview]:
     """The DATA transfer of `body`, up to and with the final `.` line, in pieces of at most
     `piece` bytes (views into the message where it needs no change)."""
     text = _normalised(body)

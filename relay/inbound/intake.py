@@ -18,8 +18,8 @@ from relay.core.compose import new_message_id
 from relay.core.outcomes import Outcome
 from relay.core.vocabulary import Conversation, Event, Mail, Party, State
 from relay.lifecycle import jobs as lifecycle
+from relay.store import bodies, events, outbox
 from relay.store import case_records as case_store
-from relay.store import events, outbox
 from relay.store import transitions as lifecycle_store
 from relay.store.database import StorageError
 
@@ -102,8 +102,9 @@ def _process(app: App, conversation: Conversation, envelope_from: str, raw: byte
         block_remote=conversation.writer is Party.BUSINESS,
         note=lambda removed: notices.removed_attachments(app.settings.relay.templates, conversation.locale, removed),
         extra_notes=_late_note(app, conversation, now))
-    body = sanitize.forward(msg, route, said)
-    queue_id = _store(app, conversation, raw, said.message_id, message_id, body, now, authenticated)
+    # the forward is handed over without a name here: _store seals it and lets the plain one go
+    queue_id = _store(app, conversation, raw, said.message_id, message_id, sanitize.forward(msg, route, said),
+                      now, authenticated)
     if said.copies:  # never relayed, and the forward does not mention them
         logs.event(Event.FORWARD_COPIES_DROPPED, f"{said.copies} Cc/Bcc recipient(s) of the "
                    f"{conversation.writer.value} not relayed", case=conversation.case_id, qid=queue_id)
@@ -139,10 +140,12 @@ def _store(app: App, conversation: Conversation, raw: bytes, original_id: str | 
     writer = conversation.writer
     late = conversation.late(now)
     with events.transaction():
+        sealed = bodies.seal(message_id, body)
+        del body  # its only reference: a large forward is in memory once, sealed, when its row is written
         stored = case_store.record_message(conversation.case_id, queue_id, writer, now, len(raw), original_id, late)
         outbox.enqueue(case_id=conversation.case_id, source_id=stored, kind=Mail.FORWARD,
                        recipient_party=writer.other, recipient=conversation.reader_email,
-                       message_id=message_id, queue_id=queue_id, body=body, now=now,
+                       message_id=message_id, queue_id=queue_id, body=sealed, now=now,
                        lifetime=app.settings.outbound.max_queue_lifetime)
         if writer is Party.REVIEWER and conversation.state in (State.AWAITING_REPLY, State.EXPIRED):
             _reviewer_answered(app, conversation.case_id, stored, late, now)

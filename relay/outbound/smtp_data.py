@@ -20,7 +20,8 @@ from relay.core import dot_stuffing
 START_INPUT, COMPLETED = 354, 250
 
 
-async def deliver(client: aiosmtplib.SMTP, sender: str, recipient: str, body: bytes) -> aiosmtplib.SMTPResponse:
+async def deliver(client: aiosmtplib.SMTP, sender: str, recipient: str,
+                  body: bytes | bytearray) -> aiosmtplib.SMTPResponse:
     """MAIL, RCPT and DATA; the server's reply to the data. Raises what aiosmtplib raises for a
     refusal (SMTPSenderRefused, SMTPRecipientRefused, SMTPDataError) or a broken connection."""
     if client.is_ehlo_or_helo_needed:

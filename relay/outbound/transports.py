@@ -23,7 +23,7 @@ from relay.outbound import durable, smtp_data
 
 
 class Transport(Protocol):
-    async def send(self, sender: str, recipient: str, body: bytes, name: str) -> Attempt: ...
+    async def send(self, sender: str, recipient: str, body: bytes | bytearray, name: str) -> Attempt: ...
 
     async def settle(self, names: list[str]) -> None:
         """Make the messages of one batch that `send` reported as sent (by their names) durable and
@@ -49,7 +49,7 @@ class MaildirTransport:
         self.path = path
         self.pending: dict[str, bytes] = {}
 
-    async def send(self, sender: str, recipient: str, body: bytes, name: str) -> Attempt:
+    async def send(self, sender: str, recipient: str, body: bytes | bytearray, name: str) -> Attempt:
         self.pending[name] = f"Return-Path: <{sender}>\r\nDelivered-To: {recipient}\r\n".encode() + body
         return Attempt(Result.SENT, f"written to {self.path / 'new' / name}")
 
@@ -113,7 +113,7 @@ class SmtpTransport:
                 self.context.check_hostname = False
                 self.context.verify_mode = ssl.CERT_NONE
 
-    async def send(self, sender: str, recipient: str, body: bytes, name: str) -> Attempt:
+    async def send(self, sender: str, recipient: str, body: bytes | bytearray, name: str) -> Attempt:
         self._bind_loop()
         assert self.slots is not None
         async with self.slots:

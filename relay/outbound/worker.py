@@ -113,14 +113,14 @@ class Worker:
             await asyncio.sleep(self.lease.total_seconds() / 3)
             await self.app.blocking(store.renew, ids, token, self.app.clock.now() + self.lease)
 
-    async def _signed(self, claimed: list[store.Claimed], now: datetime) -> dict[int, bytes | Attempt]:
+    async def _signed(self, claimed: list[store.Claimed], now: datetime) -> dict[int, bytes | bytearray | Attempt]:
         """Each claimed message as it is to be sent (signed, when there are keys), or the failed
         attempt that signing it was. One thread does the whole batch."""
         if not self.keys:
             return {item.id: item.body for item in claimed}
         return await asyncio.to_thread(_sign_all, claimed, self.keys, now)
 
-    async def _attempt(self, item: store.Claimed, body: bytes | Attempt) -> tuple[store.Claimed, Step]:
+    async def _attempt(self, item: store.Claimed, body: bytes | bytearray | Attempt) -> tuple[store.Claimed, Step]:
         sender = verp.envelope_sender(item.id, self.app.key, self.app.settings.relay.domain)
         if isinstance(body, Attempt):
             return item, next_step(body, item.attempts, self.app.clock.now(), item.expires_at)
@@ -216,8 +216,8 @@ class Worker:
 
 
 def _sign_all(claimed: list[store.Claimed], keys: tuple[dkim_sign.Key, ...],
-              now: datetime) -> dict[int, bytes | Attempt]:
-    signed: dict[int, bytes | Attempt] = {}
+              now: datetime) -> dict[int, bytes | bytearray | Attempt]:
+    signed: dict[int, bytes | bytearray | Attempt] = {}
     for item in claimed:
         try:
             signed[item.id] = dkim_sign.sign(item.body, keys, now)

@@ -109,7 +109,7 @@ def _rewrite(database: Any) -> None:
         connection.autocommit = True  # VACUUM runs outside a transaction block
         try:
             for table in sealed_columns.TABLES:
-                database.execute_sql(f'VACUUM FULL "{table.name}"')
+                database.execute_sql(f'VACUUM FULL "{table.stored_in}"')
         finally:
             connection.autocommit = False
     else:

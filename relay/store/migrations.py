@@ -26,7 +26,7 @@ from relay.core import decline_tokens
 from relay.core.errors import Unavailable
 from relay.core.vocabulary import Event
 from relay.store import key_check
-from relay.store.models import MODELS, ApiKey, IdempotentResponse, RefusalCount, Setting, Webhook
+from relay.store.models import MODELS, ApiKey, DeliveryBody, IdempotentResponse, RefusalCount, Setting, Webhook
 
 VERSION_KEY = "schema_version"
 _LOCK = 7_210_413_277  # PostgreSQL advisory lock id: any constant the relay alone uses
@@ -130,7 +130,22 @@ def _sealed_storage(database: pw.Database, migrator: SchemaMigrator) -> None:
                  for column in database.get_columns(table)}
         run(*[migrator.alter_column_type(table, column, pw.TextField()) for table, column in _WIDENED
               if types.get((table, column)) != "text"])
+    _body_table(database, migrator)  # sealing knows the bodies only where version 9 keeps them
     key_check.settle(database)
+
+
+def _body_table(database: pw.Database, migrator: SchemaMigrator) -> None:
+    """The outbox's bodies move to a table of their own (`delivery_body`): SQLite writes a whole
+    row anew on every update, and each claim and each result rewrote the body with it. They move
+    as they are: a body stays bound to its delivery's Message-ID (relay.store.sealed_columns)."""
+    database.create_tables([DeliveryBody], safe=True)
+    if "body" not in {column.name for column in database.get_columns("delivery")}:
+        return
+    sql: Any = database.execute_sql  # peewee's execute_sql has no type annotations
+    sql('INSERT INTO "delivery_body" ("delivery_id", "message_id", "body") '
+        'SELECT "id", "message_id", "body" FROM "delivery" WHERE "body" IS NOT NULL')
+    sql('DROP INDEX IF EXISTS "delivery_body_age"')
+    sql('ALTER TABLE "delivery" DROP COLUMN "body"')
 
 
 MIGRATIONS: tuple[Migration, ...] = (
@@ -141,6 +156,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(6, "the webhook outbox", _webhooks),
     Migration(7, "decline links: a random value per case, the time it was declined", _decline_links),
     Migration(8, "personal data sealed under the storage key, reviewers found by a blind index", _sealed_storage),
+    Migration(9, "the outbox's message bodies in a table of their own", _body_table),
 )
 CURRENT = MIGRATIONS[-1].version if MIGRATIONS else 1
 

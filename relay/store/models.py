@@ -1,7 +1,7 @@
 """The relay's tables (peewee). The same models run on SQLite and PostgreSQL.
 
-Times are naive UTC (see relay.clock). Message bodies live only in `Delivery.body` (the sanitised
-copy that is sent); the party's original message is never stored, so nothing stored on the way to
+Times are naive UTC (see relay.clock). Message bodies live only in `DeliveryBody.body` (the
+sanitised copy that is sent); the party's original message is never stored, so nothing stored on the way to
 the business holds the reviewer's address.
 
 The columns marked *sealed* hold their values encrypted under the storage key, bound to their
@@ -125,7 +125,6 @@ class Delivery(BaseModel):
     recipient = pw.TextField()  # sealed
     message_id = pw.CharField(max_length=255, unique=True)
     queue_id = pw.CharField(max_length=32, index=True)
-    body = pw.BlobField(null=True)  # sealed
     size = pw.IntegerField(default=0)
     state = pw.CharField(max_length=16, default=DeliveryState.QUEUED.value)  # queued, sending, sent, failed
     attempts = pw.IntegerField(default=0)
@@ -141,9 +140,19 @@ class Delivery(BaseModel):
         indexes = ((("state", "next_attempt_at"), False),)
 
 
-# The retention purge looks only at deliveries that still have a body: a partial index keeps that
-# cheap however many purged ones have piled up.
-Delivery.add_index(Delivery.index(Delivery.created_at, name="delivery_body_age").where(Delivery.body.is_null(False)))
+class DeliveryBody(BaseModel):
+    """A delivery's message, in a table of its own: SQLite writes a row anew on every update, so a
+    body in the delivery's row was read and written again by each claim and each result. A row
+    here is written once and deleted by the retention purge (or when the reviewer is forgotten);
+    the delivery keeps its metadata. The body is the last column, so that SQLite writes a large
+    one in place (relay.store.blobs)."""
+
+    delivery = pw.ForeignKeyField(Delivery, primary_key=True, on_delete="CASCADE", backref="bodies")
+    message_id = pw.CharField(max_length=255)  # the delivery's: names the row the sealed body is bound to
+    body = pw.BlobField()  # sealed
+
+    class Meta:
+        table_name = "delivery_body"
 
 
 class Notice(BaseModel):
@@ -239,8 +248,8 @@ class Webhook(BaseModel):
         indexes = ((("state", "next_attempt_at"), False),)
 
 
-MODELS: list[type[BaseModel]] = [Setting, Business, Review, Case, RelayAddress, Message, Delivery, Notice,
-                                  Event, RefusalCount, ApiKey, IdempotentResponse, Webhook]
+MODELS: list[type[BaseModel]] = [Setting, Business, Review, Case, RelayAddress, Message, Delivery, DeliveryBody,
+                                  Notice, Event, RefusalCount, ApiKey, IdempotentResponse, Webhook]
 
 
 def rows(query: Any) -> list[dict[str, Any]]:

@@ -17,7 +17,8 @@ from typing import Any
 import peewee as pw
 
 from relay.core.vocabulary import DeliveryFacts, DeliveryState, Event, Mail, Party
-from relay.store import events, leases, sealed_columns
+from relay.store import bodies, events, leases, sealed_columns
+from relay.store.bodies import Sealed
 from relay.store.models import Delivery, Message, db, rows
 from relay.store.prepared import insert_one
 from relay.store.records import DeliveryEntry, build
@@ -32,7 +33,7 @@ class Claimed:
     recipient: str
     recipient_party: Party
     message_id: str
-    body: bytes
+    body: bytes | bytearray  # opened into a buffer of its own (relay.core.sealing)
     attempts: int
     expires_at: datetime
 
@@ -52,17 +53,17 @@ class Outgoing:
     recipient: str
     message_id: str
     queue_id: str
-    body: bytes
+    body: bytes | Sealed
 
 
 def _row(item: Outgoing, now: datetime, lifetime: timedelta, seal: bool = True) -> dict[str, Any]:
-    """A new delivery's columns: queued, due now, given up after `lifetime`; the recipient and the
-    body sealed, bound to the delivery's Message-ID (unique, and known before the row is written)."""
+    """A new delivery's columns: queued, due now, given up after `lifetime`; the recipient sealed,
+    bound to the delivery's Message-ID (unique, and known before the row is written)."""
     recipient = sealed_columns.seal(Delivery, "recipient", item.message_id, item.recipient) if seal else item.recipient
-    body = sealed_columns.seal_bytes(Delivery, "body", item.message_id, item.body) if seal else item.body
+    size = item.body.size if isinstance(item.body, Sealed) else len(item.body)
     return {"case": item.case_id, "source": item.source_id, "kind": item.kind.value,
             "recipient_party": item.recipient_party.value, "recipient": recipient,
-            "message_id": item.message_id, "queue_id": item.queue_id, "body": body, "size": len(item.body),
+            "message_id": item.message_id, "queue_id": item.queue_id, "size": size,
             "state": DeliveryState.QUEUED.value, "created_at": now, "expires_at": now + lifetime,
             "next_attempt_at": now}
 
@@ -74,7 +75,7 @@ _INSERT_ONE = insert_one(Delivery, _COLUMNS, Delivery.id)  # every forward and n
 
 
 def enqueue(*, case_id: int | None, source_id: int | None, kind: Mail, recipient_party: Party,
-            recipient: str, message_id: str, queue_id: str, body: bytes, now: datetime,
+            recipient: str, message_id: str, queue_id: str, body: bytes | Sealed, now: datetime,
             lifetime: timedelta) -> int:
     """Add one delivery; call inside the transaction that records what caused it."""
     item = Outgoing(case_id, source_id, kind, recipient_party, recipient, message_id, queue_id, body)
@@ -82,10 +83,16 @@ def enqueue(*, case_id: int | None, source_id: int | None, kind: Mail, recipient
 
 
 def enqueue_many(items: list[Outgoing], now: datetime, lifetime: timedelta) -> dict[str, int]:
-    """Add deliveries; {message id: delivery id} (the Message-ID is unique). Call inside the
-    transaction that records what caused them. One prepared insert per delivery: binding a row is
-    cheaper than peewee generating the SQL of one statement with all the rows."""
-    return {i.message_id: int(_INSERT_ONE.rows(*_row(i, now, lifetime).values())[0]["id"]) for i in items}
+    """Add deliveries with their bodies; {message id: delivery id} (the Message-ID is unique). Call
+    inside the transaction that records what caused them. One prepared insert per row: binding a
+    row is cheaper than peewee generating the SQL of one statement with all the rows."""
+    added = {}
+    for item in items:
+        delivery_id = int(_INSERT_ONE.rows(*_row(item, now, lifetime).values())[0]["id"])
+        sealed = item.body if isinstance(item.body, Sealed) else bodies.seal(item.message_id, item.body)
+        bodies.store(delivery_id, item.message_id, sealed)
+        added[item.message_id] = delivery_id
+    return added
 
 
 def claim(now: datetime, lease: timedelta, limit: int, only: int | None = None) -> tuple[str, list[Claimed]]:
@@ -115,9 +122,13 @@ def _opened(found: list[dict[str, Any]]) -> list[dict[str, Any]]:
     they are (changed, or moved from another delivery) is failed on the spot and logged, never sent
     and never in the way of the others."""
     usable = []
+    sealed = bodies.read({row["id"]: row["message_id"] for row in found})
     for row in found:
         try:
             sealed_columns.open_row(Delivery, row, row["message_id"])
+            held = sealed.pop(row["id"], None)
+            row["body"] = bodies.opened(row["message_id"], held) if held is not None else None
+            del held
         except sealed_columns.SealedValueRefused as exc:
             Delivery.update(state=DeliveryState.FAILED, claim_token=None, lease_until=None,
                             last_error=_sealed_error(row["id"], f"not sent: {exc}")).where(
@@ -211,7 +222,7 @@ def retry_now(delivery_id: int, now: datetime, lifetime: timedelta) -> bool:
     return bool(Delivery.update(state=DeliveryState.QUEUED, next_attempt_at=now, last_error=None,
                                 expires_at=now + lifetime).where(
         (Delivery.id == delivery_id) & Delivery.state.in_([DeliveryState.QUEUED, DeliveryState.FAILED])
-        & Delivery.body.is_null(False)).execute())
+        & bodies.held()).execute())
 
 
 def state_counts() -> dict[str, int]:

@@ -6,8 +6,8 @@ from __future__ import annotations
 from datetime import datetime
 
 from relay.core.vocabulary import DeliveryState, Event, Party
-from relay.store import events, sealed_columns, transitions
-from relay.store.models import Case, Delivery, Message, Review
+from relay.store import bodies, events, sealed_columns, transitions
+from relay.store.models import Case, Delivery, DeliveryBody, Message, Review
 
 FORGOTTEN = "(forgotten)"
 
@@ -30,15 +30,15 @@ def forget_reviewer(address: str, now: datetime) -> dict[str, int]:
             Message.id.in_(own)).execute()
         belongs = Delivery.case.in_(cases) & (
             (Delivery.recipient_party == Party.REVIEWER.value) | Delivery.source.in_(own))
-        counts["message_bodies"] = Delivery.select().where(belongs & Delivery.body.is_null(False)).count()
-        Delivery.update(body=None).where(belongs).execute()
+        theirs = DeliveryBody.delivery.in_(Delivery.select(Delivery.id).where(belongs))
+        counts["message_bodies"] = DeliveryBody.delete().where(theirs).execute()
         for delivery in Delivery.select(Delivery.id, Delivery.message_id).where(
                 Delivery.case.in_(cases) & (Delivery.recipient_party == Party.REVIEWER.value)):
             Delivery.update(recipient=sealed_columns.seal(Delivery, "recipient", delivery.message_id, FORGOTTEN)).where(
                 Delivery.id == delivery.id).execute()
         for delivery in Delivery.select(Delivery.id, Delivery.message_id).where(
                 Delivery.case.in_(cases) & Delivery.state.in_([DeliveryState.QUEUED, DeliveryState.SENDING])
-                & Delivery.body.is_null(True)):
+                & ~bodies.held()):
             error = sealed_columns.seal(Delivery, "last_error", delivery.message_id, "the reviewer was forgotten")
             Delivery.update(state=DeliveryState.FAILED, last_error=error).where(Delivery.id == delivery.id).execute()
         events.record_many(list(cases), Event.REVIEWER_FORGOTTEN, now)

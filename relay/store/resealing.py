@@ -31,7 +31,7 @@ def _batches(table: SealedTable, after: int, batch: int, columns: list[Any]) -> 
     model: Any = table.model
     pk: Any = model._meta.primary_key
     fields = [getattr(model, table.row_key).alias("_row"), *columns]
-    if not isinstance(pk, pw.AutoField):  # `setting`: few rows, one batch
+    if not _numeric(table):  # `setting`: few rows, one batch
         query = model.select(pk.alias("_pk"), *fields)
         yield list(query.where(pk.in_(table.only)).dicts() if table.only else query.dicts())
         return
@@ -59,7 +59,7 @@ def seal_all(ring: Keyring, progress: Progress | None = None) -> int:
                     table.model.update(values).where(table.model._meta.primary_key == row["_pk"]).execute()
                     done += 1
             if progress:
-                progress(table.name, done)
+                progress(table.stored_in, done)
     return done
 
 
@@ -159,7 +159,7 @@ def rotate(ring: Keyring, state: vault.Rotation, batch: int = BATCH, progress: P
                                                 else 0)
                     store_state(state)
                 if progress and tally.resealed > before:
-                    progress(table.name, tally.resealed - before)
+                    progress(table.stored_in, tally.resealed - before)
             state = dataclasses.replace(state, table=index + 1, after=0)
         state = dataclasses.replace(state, table=0, after=0, passes=state.passes + 1)
         with db.atomic():
@@ -174,7 +174,10 @@ def rotate(ring: Keyring, state: vault.Rotation, batch: int = BATCH, progress: P
 
 
 def _numeric(table: SealedTable) -> bool:
-    return isinstance(table.model._meta.primary_key, pw.AutoField)
+    """Whether the table's rows are numbered (an id of its own, or its delivery's)."""
+    pk = table.model._meta.primary_key
+    own = isinstance(pk, pw.AutoField)
+    return own or (isinstance(pk, pw.ForeignKeyField) and isinstance(pk.rel_field, pw.AutoField))
 
 
 def store_state(state: vault.Rotation) -> None:

@@ -17,7 +17,7 @@ from relay.core import sealing
 from relay.core.errors import Unavailable
 from relay.core.sealing import Place
 from relay.store import vault
-from relay.store.models import Business, Case, Delivery, Message, Review, Setting
+from relay.store.models import Business, Case, Delivery, DeliveryBody, Message, Review, Setting
 
 
 class SealedValueRefused(Unavailable):
@@ -31,9 +31,15 @@ class SealedTable:
     columns: tuple[str, ...]        # the sealed ones
     binary: frozenset[str] = frozenset()
     only: tuple[str, ...] = ()      # for `setting`: the rows that are sealed (the others are not personal)
+    bound_to: str | None = None     # the table named in the associated data, when not this one
 
     @property
     def name(self) -> str:
+        """The table named in the associated data of the values."""
+        return self.bound_to or self.stored_in
+
+    @property
+    def stored_in(self) -> str:
         return str(self.model._meta.table_name)
 
 
@@ -45,7 +51,12 @@ TABLES: tuple[SealedTable, ...] = (
     SealedTable(Review, "external_id", ("reviewer_email", "reviewer_name")),
     SealedTable(Case, "id", ("business_email", "message", "close_reason")),
     SealedTable(Message, "queue_id", ("original_message_id",)),
-    SealedTable(Delivery, "message_id", ("recipient", "body", "last_error"), binary=frozenset({"body"})),
+    SealedTable(Delivery, "message_id", ("recipient", "last_error")),
+    # a body is bound to its delivery (`delivery.body` of that Message-ID), as it was when it was
+    # a column of the delivery's row (schema version 9 moved it to a table of its own); it is
+    # opened with the Message-ID of the delivery that claims it, so a body moved to another
+    # delivery's row does not open
+    SealedTable(DeliveryBody, "message_id", ("body",), binary=frozenset({"body"}), bound_to="delivery"),
 )
 _BY_MODEL = {table.model: table for table in TABLES}
 
@@ -62,7 +73,8 @@ def seal(model: type[pw.Model], column: str, row: object, value: str | None) -> 
     return None if value is None else vault.for_sealing().seal_text(place(model, column, row), value)
 
 
-def seal_bytes(model: type[pw.Model], column: str, row: object, value: bytes | None) -> bytes | None:
+def seal_bytes(model: type[pw.Model], column: str, row: object,
+               value: bytes | bytearray | None) -> bytes | bytearray | None:
     return None if value is None else vault.for_sealing().seal_bytes(place(model, column, row), value)
 
 
@@ -73,11 +85,14 @@ def open_text(model: type[pw.Model], column: str, row: object, value: str | None
     return str(_opened(lambda ring: ring.open_text(where, value)))
 
 
-def open_bytes(model: type[pw.Model], column: str, row: object, value: bytes | memoryview | None) -> bytes | None:
+def open_bytes(model: type[pw.Model], column: str, row: object,
+               value: bytes | bytearray | memoryview | None) -> bytes | bytearray | None:
+    """The plain value; the stored one is read where it lies (a driver's memoryview is not copied)."""
     if value is None:
         return None
-    where, raw = place(model, column, row), bytes(value)
-    return bytes(_opened(lambda ring: ring.open_bytes(where, raw)))
+    where = place(model, column, row)
+    opened: bytes | bytearray | memoryview = _opened(lambda ring: ring.open_bytes(where, value))
+    return bytes(opened) if isinstance(opened, memoryview) else opened  # unsealed, as the driver gave it
 
 
 def _opened(how: Any) -> Any:

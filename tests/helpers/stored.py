@@ -4,11 +4,15 @@ columns are encrypted: relay.store.sealed_columns)."""
 from __future__ import annotations
 
 from relay.store import sealed_columns
-from relay.store.models import Business, Case, Delivery, Review
+from relay.store.models import Business, Case, Delivery, DeliveryBody, Review
 
 
 def body(row: Delivery) -> bytes:
-    return sealed_columns.open_bytes(Delivery, "body", row.message_id, row.body) or b""
+    """The delivery's body (b"" once purged)."""
+    held = DeliveryBody.get_or_none(DeliveryBody.delivery == row.id)
+    if held is None:
+        return b""
+    return bytes(sealed_columns.open_bytes(DeliveryBody, "body", row.message_id, held.body) or b"")
 
 
 def business_email(case: Case) -> str | None:

@@ -20,7 +20,7 @@ from relay.app import App, key_source
 from relay.core import sealing
 from relay.lifecycle.opening import Opened
 from relay.store import database, sealed_columns, vault
-from relay.store.models import Case, Delivery, Message, Review, Setting
+from relay.store.models import Case, Delivery, DeliveryBody, Message, Review, Setting
 from tests.helpers.cli import relay_cli, write_settings
 from tests.helpers.environment import REPO, Sink, new_case
 from tests.helpers.smtp import smtp_send
@@ -34,7 +34,7 @@ def sealed_values() -> list[tuple[str, str]]:
     found += [(f"message {m.id}", m.original_message_id) for m in Message.select() if m.original_message_id]
     found += [("secret", Setting.get(Setting.name == "secret").value)]
     ids = [(place, sealing.text_id(value) or "?") for place, value in found]
-    ids += [(f"body {d.id}", sealing.binary_id(bytes(d.body)) or "?") for d in Delivery.select() if d.body is not None]
+    ids += [(f"body {b.delivery_id}", sealing.binary_id(bytes(b.body)) or "?") for b in DeliveryBody.select()]
     return ids
 
 
@@ -46,8 +46,11 @@ def every_value_opens() -> int:
                                 review.external_id)
         opened += 1
     for delivery in Delivery.select():
-        sealed_columns.open_row(Delivery, {"recipient": delivery.recipient, "body": delivery.body,
-                                           "last_error": delivery.last_error}, delivery.message_id)
+        sealed_columns.open_row(Delivery, {"recipient": delivery.recipient, "last_error": delivery.last_error},
+                                delivery.message_id)
+        opened += 1
+    for held in DeliveryBody.select(DeliveryBody, Delivery.message_id).join(Delivery):
+        sealed_columns.open_row(DeliveryBody, {"body": held.body}, held.delivery.message_id)
         opened += 1
     for case in Case.select():
         sealed_columns.open_row(Case, {"business_email": case.business_email, "message": case.message}, case.id)
