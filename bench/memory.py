@@ -48,7 +48,9 @@ def answer(megabytes: int) -> bytes:
     msg.set_content("Die Rechnung als Beleg anbei.")
     msg.add_attachment(os.urandom(megabytes * 1024 * 1024 * 3 // 4), maintype="application",
                        subtype="pdf", filename="rechnung.pdf")  # base64 makes it the full size
-    return msg.as_bytes()
+    # CRLF line ends, as SMTP has them (smtplib sends bytes as they are: with bare LF, aiosmtpd
+    # reads the whole message as one line and holds that line twice)
+    return msg.as_bytes(policy=msg.policy.clone(linesep="\r\n"))
 
 
 def measure(megabytes: int, at_once: int) -> dict[str, float]:
