@@ -9,6 +9,7 @@ Large ones are written and read in place on SQLite (relay.store.blobs).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import peewee as pw
@@ -18,9 +19,10 @@ from relay.store.models import Delivery, DeliveryBody, rows
 from relay.store.prepared import Prepared, insert_one
 
 _TABLE = DeliveryBody._meta.table_name
-_INSERT = insert_one(DeliveryBody, ("delivery", "message_id", "body"), DeliveryBody.delivery)
-_INSERT_ROOM = Prepared(lambda delivery, message_id, size: DeliveryBody.insert(
-    {"delivery": delivery, "message_id": message_id, "body": pw.fn.zeroblob(size)}).returning(DeliveryBody.delivery))
+_INSERT = insert_one(DeliveryBody, ("delivery", "message_id", "created_at", "body"), DeliveryBody.delivery)
+_INSERT_ROOM = Prepared(lambda delivery, message_id, created_at, size: DeliveryBody.insert(
+    {"delivery": delivery, "message_id": message_id, "created_at": created_at, "body": pw.fn.zeroblob(size)}
+).returning(DeliveryBody.delivery))
 
 
 @dataclass(frozen=True)
@@ -37,12 +39,12 @@ def seal(message_id: str, body: bytes) -> Sealed:
     return Sealed(sealed_columns.seal_bytes(DeliveryBody, "body", message_id, body) or b"", len(body))
 
 
-def store(delivery_id: int, message_id: str, body: Sealed) -> None:
+def store(delivery_id: int, message_id: str, created_at: datetime, body: Sealed) -> None:
     """Write a delivery's body (inside the transaction that wrote the delivery)."""
     if not blobs.in_place(len(body.data)):
-        _INSERT.rows(delivery_id, message_id, body.data)
+        _INSERT.rows(delivery_id, message_id, created_at, body.data)
         return
-    _INSERT_ROOM.rows(delivery_id, message_id, len(body.data))
+    _INSERT_ROOM.rows(delivery_id, message_id, created_at, len(body.data))
     blobs.write(_TABLE, "body", delivery_id, body.data)  # the delivery's id is the row's id
 
 

@@ -142,8 +142,8 @@ def _body_table(database: pw.Database, migrator: SchemaMigrator) -> None:
     if "body" not in {column.name for column in database.get_columns("delivery")}:
         return
     sql: Any = database.execute_sql  # peewee's execute_sql has no type annotations
-    sql('INSERT INTO "delivery_body" ("delivery_id", "message_id", "body") '
-        'SELECT "id", "message_id", "body" FROM "delivery" WHERE "body" IS NOT NULL')
+    sql('INSERT INTO "delivery_body" ("delivery_id", "message_id", "created_at", "body") '
+        'SELECT "id", "message_id", "created_at", "body" FROM "delivery" WHERE "body" IS NOT NULL')
     sql('DROP INDEX IF EXISTS "delivery_body_age"')
     sql('ALTER TABLE "delivery" DROP COLUMN "body"')
 

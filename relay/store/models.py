@@ -149,6 +149,7 @@ class DeliveryBody(BaseModel):
 
     delivery = pw.ForeignKeyField(Delivery, primary_key=True, on_delete="CASCADE", backref="bodies")
     message_id = pw.CharField(max_length=255)  # the delivery's: names the row the sealed body is bound to
+    created_at = pw.DateTimeField(index=True)  # the delivery's: the retention purge finds old bodies by it
     body = pw.BlobField()  # sealed
 
     class Meta:

@@ -90,7 +90,7 @@ def enqueue_many(items: list[Outgoing], now: datetime, lifetime: timedelta) -> d
     for item in items:
         delivery_id = int(_INSERT_ONE.rows(*_row(item, now, lifetime).values())[0]["id"])
         sealed = item.body if isinstance(item.body, Sealed) else bodies.seal(item.message_id, item.body)
-        bodies.store(delivery_id, item.message_id, sealed)
+        bodies.store(delivery_id, item.message_id, now, sealed)
         added[item.message_id] = delivery_id
     return added
 

@@ -163,9 +163,11 @@ def stale_conversations(now: datetime, lifetime: timedelta, limit: int) -> list[
 
 def purge_bodies(cutoff: datetime, limit: int) -> int:
     """Drop the bodies of finished deliveries older than `cutoff`; their metadata stays. The look-up
-    starts from the bodies still kept (each finds its delivery by id), so its cost follows them,
-    not all the deliveries ever purged."""
+    walks the bodies' own age index and finds each one's delivery by id (a CROSS JOIN: SQLite then
+    keeps that order, instead of walking every finished delivery ever sent through the state
+    index), so its cost follows the old bodies still kept, not the size of the outbox."""
     finished = Delivery.state.in_([DeliveryState.SENT, DeliveryState.FAILED])
-    ids = DeliveryBody.select(DeliveryBody.delivery).join(Delivery).where(
-        (Delivery.created_at < cutoff) & finished).order_by(Delivery.created_at).limit(limit)
+    ids = DeliveryBody.select(DeliveryBody.delivery).join(Delivery, pw.JOIN.CROSS).where(
+        (DeliveryBody.delivery == Delivery.id) & (DeliveryBody.created_at < cutoff) & finished
+    ).order_by(DeliveryBody.created_at).limit(limit)
     return int(DeliveryBody.delete().where(DeliveryBody.delivery.in_(ids)).execute())

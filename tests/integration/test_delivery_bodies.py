@@ -101,7 +101,8 @@ def test_a_body_of_another_size_than_its_room_is_refused(tmp_path: Path, app_fac
         db.obj.execute_sql("INSERT INTO delivery (kind, recipient_party, recipient, message_id, queue_id, size, "
                            "state, attempts, created_at, expires_at, next_attempt_at) VALUES "
                            "('forward', 'business', 'x', '<m>', 'Q', 0, 'queued', 0, ?, ?, ?)", (NOW, NOW, NOW))
-        db.obj.execute_sql("INSERT INTO delivery_body (delivery_id, message_id, body) VALUES (1, '<m>', zeroblob(10))")
+        db.obj.execute_sql("INSERT INTO delivery_body (delivery_id, message_id, created_at, body) "
+                           "VALUES (1, '<m>', ?, zeroblob(10))", (NOW,))
         with pytest.raises(ValueError, match="holds 10 bytes, not 11"):
             blobs.write("delivery_body", "body", 1, b"x" * 11)
 
