@@ -35,6 +35,26 @@ class Result:
     level: int = logging.INFO
 
 
+class Incoming:
+    """A received message handed to the intake, which lets go of it once it is parsed: the forward
+    is built from the parsed message, and the bytes the client sent (25 MB, say) need not stay in
+    memory beside the forward while it is sanitised, sealed and stored. Whoever hands it over keeps
+    no other reference."""
+
+    def __init__(self, raw: bytes) -> None:
+        self._raw: bytes | None = raw
+        self.size = len(raw)
+
+    @property
+    def raw(self) -> bytes:
+        if self._raw is None:
+            raise RuntimeError("the message was let go after it was parsed")
+        return self._raw
+
+    def release(self) -> None:
+        self._raw = None
+
+
 def lookup(app: App, local_part: str) -> Conversation | None:
     return case_store.conversation(local_part, app.settings.relay.domain)
 
@@ -52,6 +72,7 @@ def guarded(app: App, raw: bytes, case_id: int | None, work: Callable[[], Result
     refused = limits.check_shape(raw, shape_limits(app))
     if refused is not None:
         return Result(refused, detail="message shape over the limits")
+    del raw  # `work` holds the message as it needs it (intake.Incoming lets it go once parsed)
     try:
         return work()
     except sanitize.Unprocessable as exc:
@@ -62,17 +83,20 @@ def guarded(app: App, raw: bytes, case_id: int | None, work: Callable[[], Result
         return Result(Outcome.TEMPORARY_FAILURE, detail="database error")
 
 
-def process(app: App, conversation: Conversation, envelope_from: str, raw: bytes,
+def process(app: App, conversation: Conversation, envelope_from: str, raw: bytes | Incoming,
             authenticated: str | None = None) -> Result:
     """Decide about one message to a party's relay address and, if accepted, store its forward.
     `authenticated`: the sender authentication's verdict (domains only), stored with the case."""
-    return guarded(app, raw, conversation.case_id,
-                   lambda: _process(app, conversation, envelope_from, raw, authenticated), Outcome.UNPROCESSABLE)
+    incoming = raw if isinstance(raw, Incoming) else Incoming(raw)
+    del raw
+    return guarded(app, incoming.raw, conversation.case_id,
+                   lambda: _process(app, conversation, envelope_from, incoming, authenticated), Outcome.UNPROCESSABLE)
 
 
-def _process(app: App, conversation: Conversation, envelope_from: str, raw: bytes,
+def _process(app: App, conversation: Conversation, envelope_from: str, incoming: Incoming,
              authenticated: str | None = None) -> Result:
-    msg = sanitize.parse(raw)
+    msg = sanitize.parse(incoming.raw)
+    incoming.release()
     now = app.clock.now()
     kind, clue = classify.classify(msg, envelope_from, app.settings.relay.domain)
     if kind is classify.Kind.LOOP:
@@ -103,8 +127,8 @@ def _process(app: App, conversation: Conversation, envelope_from: str, raw: byte
         note=lambda removed: notices.removed_attachments(app.settings.relay.templates, conversation.locale, removed),
         extra_notes=_late_note(app, conversation, now))
     # the forward is handed over without a name here: _store seals it and lets the plain one go
-    queue_id = _store(app, conversation, raw, said.message_id, message_id, sanitize.forward(msg, route, said),
-                      now, authenticated)
+    queue_id = _store(app, conversation, incoming.size, said.message_id, message_id,
+                      sanitize.forward(msg, route, said), now, authenticated)
     if said.copies:  # never relayed, and the forward does not mention them
         logs.event(Event.FORWARD_COPIES_DROPPED, f"{said.copies} Cc/Bcc recipient(s) of the "
                    f"{conversation.writer.value} not relayed", case=conversation.case_id, qid=queue_id)
@@ -128,7 +152,7 @@ def _identities(conversation: Conversation, envelope_from: str, said: headers.Sa
     return tuple(a for a in dict.fromkeys(found) if "@" in a and not a.endswith("@" + domain))
 
 
-def _store(app: App, conversation: Conversation, raw: bytes, original_id: str | None,
+def _store(app: App, conversation: Conversation, size: int, original_id: str | None,
            message_id: str, body: bytes, now: datetime, authenticated: str | None = None) -> str:
     """Message, outbox entry and case transition in one transaction (durable before the 250).
 
@@ -142,7 +166,7 @@ def _store(app: App, conversation: Conversation, raw: bytes, original_id: str | 
     with events.transaction():
         sealed = bodies.seal(message_id, body)
         del body  # its only reference: a large forward is in memory once, sealed, when its row is written
-        stored = case_store.record_message(conversation.case_id, queue_id, writer, now, len(raw), original_id, late)
+        stored = case_store.record_message(conversation.case_id, queue_id, writer, now, size, original_id, late)
         outbox.enqueue(case_id=conversation.case_id, source_id=stored, kind=Mail.FORWARD,
                        recipient_party=writer.other, recipient=conversation.reader_email,
                        message_id=message_id, queue_id=queue_id, body=sealed, now=now,

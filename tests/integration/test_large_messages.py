@@ -8,9 +8,14 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import pytest
 from aiosmtpd.smtp import Session
 
+from relay.core.outcomes import Outcome
+from relay.inbound import intake
 from relay.inbound.smtp import InboundHandler, RelayEnvelope
+from relay.store.models import Delivery
+from tests.helpers import stored
 from tests.helpers.environment import new_case
 from tests.helpers.smtp import LineClient
 from tests.helpers.waiting import log_text
@@ -90,3 +95,19 @@ def test_an_announced_large_message_waits_before_its_data(db_url: str, app_facto
         first.close()
         second.close()
     assert len(sink.wait("service@shop.example", count=2, kind="forward")) == 2
+
+
+def test_the_intake_lets_go_of_the_message_once_parsed(db_url: str, app_factory: Any) -> None:
+    """A 25 MB answer is not kept beside its forward: the handler hands it over as
+    `intake.Incoming`, and the intake drops the bytes after parsing (what it stored is intact)."""
+    app = app_factory(db_url)
+    opened = new_case(app)
+    conversation = intake.lookup(app, opened.reviewer_address.split("@")[0])
+    assert conversation is not None
+    incoming = intake.Incoming(answer("Die Bestellnummer ist 4711.", 300_000))
+    result = intake.process(app, conversation, REVIEWER, incoming)
+    assert result.outcome is Outcome.ACCEPTED and incoming.size > 300_000
+    with pytest.raises(RuntimeError, match="let go"):
+        incoming.raw  # noqa: B018 (reading it is the test)
+    forward = stored.body(Delivery.get(Delivery.queue_id == result.queue_id))
+    assert b"Die Bestellnummer ist 4711." in forward and forward.count(b"Mehr Text zur Bestellung.") > 10_000
