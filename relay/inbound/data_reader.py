@@ -8,8 +8,9 @@ in one buffer instead:
 - a line ends with CRLF only (the stream is read up to CRLF), so the data ends only at CRLF `.`
   CRLF: a bare LF or CR next to a dot ends nothing (no SMTP smuggling);
 - a line that begins with a dot has that dot removed (RFC 5321 4.5.2);
-- a line longer than the stream's limit, or data over `max_bytes`, is read to its end and thrown
-  away, and the caller answers `500` or `552` once the client has finished.
+- a line longer than `max_line` (its CRLF counted, as aiosmtpd counts it), or data over
+  `max_bytes`, is read to its end and thrown away, and the caller answers `500` or `552` once the
+  client has finished.
 """
 
 from __future__ import annotations
@@ -32,9 +33,11 @@ class Received:
     problem: Problem | None
 
 
-async def receive(reader: asyncio.StreamReader, max_bytes: int | None) -> Received:
-    """Read DATA up to its end line. `max_bytes`: what may be received (None or 0: no limit).
-    Raises what the stream raises when the connection goes (asyncio.IncompleteReadError)."""
+async def receive(reader: asyncio.StreamReader, max_bytes: int | None, max_line: int) -> Received:
+    """Read DATA up to its end line. `max_bytes`: what may be received (None or 0: no limit);
+    `max_line`: the longest line, CRLF included (the stream's own limit stops longer ones earlier).
+    On a server a connection that goes cancels the reading task (asyncio.CancelledError); on a
+    stream alone its end raises asyncio.IncompleteReadError."""
     body = bytearray()
     received = 0
     problem: Problem | None = None
@@ -53,6 +56,9 @@ async def receive(reader: asyncio.StreamReader, max_bytes: int | None) -> Receiv
         received += len(line)
         if problem is None and max_bytes and received > max_bytes:
             problem = Problem.TOO_MUCH
+            body = bytearray()
+        if problem is None and len(line) > max_line:  # under the stream's limit, over the line's
+            problem = Problem.TOO_LONG
             body = bytearray()
         if problem is None:
             body += memoryview(line)[1:] if not mid_line and line[:1] == b"." else line

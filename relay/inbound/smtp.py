@@ -108,7 +108,9 @@ class RelaySMTP(SMTP):
 
     async def _data(self, arg: str) -> None:
         """aiosmtpd's DATA command with the message read into one buffer (relay.inbound.data_reader)
-        instead of a list of lines: the same checks and replies, in the same order."""
+        instead of a list of lines: the same checks and replies, in the same order. The content is
+        bytes (the relay never has aiosmtpd decode it) and goes to `handle_DATA` (the relay's
+        handler has no deprecated `process_message`)."""
         if await self.check_helo_needed() or await self.check_auth_needed("DATA"):
             return
         assert self.envelope is not None
@@ -120,7 +122,7 @@ class RelaySMTP(SMTP):
             return
         await self.push("354 End data with <CR><LF>.<CR><LF>")
         try:
-            received = await data_reader.receive(self._reader, self.data_size_limit)
+            received = await data_reader.receive(self._reader, self.data_size_limit, self.line_length_limit)
         except asyncio.CancelledError:  # the connection was reset during DATA
             self._writer.close()
             raise

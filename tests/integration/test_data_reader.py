@@ -13,12 +13,13 @@ from relay.inbound.data_reader import Problem
 
 
 def read(wire: bytes, max_bytes: int | None = None, limit: int = 1 << 16) -> tuple[data_reader.Received, bytes]:
-    """What the reader makes of `wire`, and what it left in the stream."""
+    """What the reader makes of `wire` with lines of at most `limit` bytes (aiosmtpd's
+    line_length_limit, which is also its stream's limit), and what it left in the stream."""
     async def run() -> tuple[data_reader.Received, bytes]:
         stream = asyncio.StreamReader(limit=limit)
         stream.feed_data(wire)
         stream.feed_eof()
-        received = await data_reader.receive(stream, max_bytes)
+        received = await data_reader.receive(stream, max_bytes, limit)
         return received, await stream.read()
     return asyncio.run(run())
 
@@ -58,6 +59,14 @@ def test_a_line_over_the_streams_limit_is_read_to_its_end_and_refused() -> None:
     received, rest = read(wire, limit=100)
     assert received == data_reader.Received(b"", Problem.TOO_LONG) and rest == b"QUIT\r\n"
     assert received.problem.value.startswith("500 ")
+
+
+@pytest.mark.parametrize(("length", "refused"), [(98, False), (99, True), (100, True), (101, True)])
+def test_a_line_is_measured_with_its_crlf_as_aiosmtpd_measures_it(length: int, refused: bool) -> None:
+    # the stream lets a line through with up to `limit` bytes before its CRLF; the line with its
+    # CRLF may not be longer than `limit`
+    received, rest = read(b"x" * length + b"\r\n.\r\nNOOP\r\n", limit=100)
+    assert received.problem is (Problem.TOO_LONG if refused else None) and rest == b"NOOP\r\n"
 
 
 def test_a_connection_that_ends_during_data_raises() -> None:
