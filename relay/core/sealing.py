@@ -137,20 +137,31 @@ class Keyring:
         keys = [k for k in ([self.current] if self.current else []) + self.others if k != key]
         return Keyring(key, keys) if current else Keyring(self.current, [*self.others, key])
 
-    def _seal(self, place: Place, plain: bytes) -> tuple[str, bytes]:
+    def _seal(self, place: Place, plain: bytes | bytearray | memoryview, lead: int = 0) -> tuple[str, bytearray]:
+        """(key id, nonce and ciphertext) written once into one buffer, after `lead` bytes left for
+        the caller's header: a 25 MB body costs one more copy of itself, not one per piece joined."""
         assert self.current is not None
         name = key_id(self.current)
         nonce = secrets.token_bytes(NONCE_BYTES)
-        return name, nonce + self._ciphers[name].encrypt(nonce, plain, place.associated())
+        sealed = bytearray(lead + NONCE_BYTES + len(plain) + TAG_BYTES)
+        sealed[lead:lead + NONCE_BYTES] = nonce
+        self._ciphers[name].encrypt_into(nonce, plain, place.associated(), memoryview(sealed)[lead + NONCE_BYTES:])
+        return name, sealed
 
-    def _open(self, place: Place, name: str, sealed: bytes) -> bytes:
+    def _open(self, place: Place, name: str, sealed: bytes | bytearray | memoryview) -> bytearray:
+        """The plain value, decrypted into a buffer of its own size from a view of the sealed one."""
         cipher = self._ciphers.get(name)
         if cipher is None:
             raise UnknownKey(f"{place} was sealed with storage key {name}, which this relay does not hold")
+        view = memoryview(sealed)
+        if len(view) < NONCE_BYTES + TAG_BYTES:
+            raise Tampered(f"{place} is not a sealed value")
+        plain = bytearray(len(view) - NONCE_BYTES - TAG_BYTES)
         try:
-            return cipher.decrypt(sealed[:NONCE_BYTES], sealed[NONCE_BYTES:], place.associated())
+            cipher.decrypt_into(view[:NONCE_BYTES], view[NONCE_BYTES:], place.associated(), plain)
         except InvalidTag:
             raise Tampered(f"{place} does not open: it was changed, or moved from another row or column") from None
+        return plain
 
     def seal_text(self, place: Place, value: str) -> str:
         if not self.on:
@@ -172,38 +183,19 @@ class Keyring:
         return self._open(place, name, sealed).decode("utf-8")
 
     def seal_bytes(self, place: Place, value: bytes | bytearray | memoryview) -> bytes | bytearray:
-        """`value` sealed, written once into the buffer that is stored: a 25 MB body costs one
-        more copy of itself, not one per piece joined."""
         if not self.on:
             return bytes(value) if isinstance(value, memoryview) else value
-        assert self.current is not None
-        name = key_id(self.current)
-        nonce = secrets.token_bytes(NONCE_BYTES)
-        head = BINARY_PREFIX + bytes.fromhex(name) + nonce
-        sealed = bytearray(len(head) + len(value) + TAG_BYTES)
-        sealed[:len(head)] = head
-        self._ciphers[name].encrypt_into(nonce, value, place.associated(), memoryview(sealed)[len(head):])
+        name, sealed = self._seal(place, value, lead=BINARY_HEAD)
+        sealed[:BINARY_HEAD] = BINARY_PREFIX + bytes.fromhex(name)
         return sealed
 
     def open_bytes(self, place: Place, value: bytes | bytearray | memoryview) -> bytes | bytearray | memoryview:
-        """The plain value, decrypted into a buffer of its own size (no copy of the sealed one)."""
         name = binary_id(value)
         if name is None:
             if self.on:
                 raise Tampered(f"{place} is not sealed, yet the database is")
             return value
-        cipher = self._ciphers.get(name)
-        if cipher is None:
-            raise UnknownKey(f"{place} was sealed with storage key {name}, which this relay does not hold")
-        view = memoryview(value)[BINARY_HEAD:]
-        if len(view) < NONCE_BYTES + TAG_BYTES:
-            raise Tampered(f"{place} is not a sealed value")
-        plain = bytearray(len(view) - NONCE_BYTES - TAG_BYTES)
-        try:
-            cipher.decrypt_into(view[:NONCE_BYTES], view[NONCE_BYTES:], place.associated(), plain)
-        except InvalidTag:
-            raise Tampered(f"{place} does not open: it was changed, or moved from another row or column") from None
-        return plain
+        return self._open(place, name, memoryview(value)[BINARY_HEAD:])
 
     def digests(self, address: str) -> list[str]:
         """The blind index of an address under each key (the current one first): a keyed hash of

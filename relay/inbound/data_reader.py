@@ -9,28 +9,24 @@ in one buffer instead:
   CRLF: a bare LF or CR next to a dot ends nothing (no SMTP smuggling);
 - a line that begins with a dot has that dot removed (RFC 5321 4.5.2);
 - a line longer than `max_line` (its CRLF counted, as aiosmtpd counts it), or data over
-  `max_bytes`, is read to its end and thrown away, and the caller answers `500` or `552` once the
-  client has finished.
+  `max_bytes`, is read to its end and thrown away, and the caller refuses it (the outcome
+  `line_too_long` or `too_large`) once the client has finished.
 """
 
 from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
-from enum import Enum
+
+from relay.core.outcomes import Outcome
 
 END = b".\r\n"
-
-
-class Problem(Enum):
-    TOO_LONG = "500 Line too long (see RFC5321 4.5.3.1.6)"
-    TOO_MUCH = "552 Error: Too much mail data"
 
 
 @dataclass(frozen=True)
 class Received:
     content: bytes          # the message, dots of dot-stuffed lines removed (empty when refused)
-    problem: Problem | None
+    problem: Outcome | None  # LINE_TOO_LONG or TOO_LARGE: the data was read to its end and dropped
 
 
 async def receive(reader: asyncio.StreamReader, max_bytes: int | None, max_line: int) -> Received:
@@ -40,13 +36,13 @@ async def receive(reader: asyncio.StreamReader, max_bytes: int | None, max_line:
     stream alone its end raises asyncio.IncompleteReadError."""
     body = bytearray()
     received = 0
-    problem: Problem | None = None
+    problem: Outcome | None = None
     mid_line = False  # inside a line longer than the stream's limit: no line begins here
     while True:
         try:
             line = await reader.readuntil(b"\r\n")
         except asyncio.LimitOverrunError as overrun:  # no CRLF within the limit: a line too long
-            problem = problem or Problem.TOO_LONG
+            problem = problem or Outcome.LINE_TOO_LONG
             body = bytearray()  # nothing of it is kept: give the memory back now
             received += len(await reader.readexactly(overrun.consumed))
             mid_line = True
@@ -55,10 +51,10 @@ async def receive(reader: asyncio.StreamReader, max_bytes: int | None, max_line:
             break
         received += len(line)
         if problem is None and max_bytes and received > max_bytes:
-            problem = Problem.TOO_MUCH
+            problem = Outcome.TOO_LARGE
             body = bytearray()
         if problem is None and len(line) > max_line:  # under the stream's limit, over the line's
-            problem = Problem.TOO_LONG
+            problem = Outcome.LINE_TOO_LONG
             body = bytearray()
         if problem is None:
             body += memoryview(line)[1:] if not mid_line and line[:1] == b"." else line

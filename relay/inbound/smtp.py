@@ -127,7 +127,7 @@ class RelaySMTP(SMTP):
             self._writer.close()
             raise
         if received.problem is not None:
-            await self.push(received.problem.value)
+            await self.push_refusal(received.problem)
             self._set_post_data_state()  # type: ignore[no-untyped-call]
             return
         self.envelope.content = self.envelope.original_content = received.content
@@ -135,6 +135,15 @@ class RelaySMTP(SMTP):
         status = await self._call_handler_hook("DATA")
         self._set_post_data_state()  # type: ignore[no-untyped-call]
         await self.push("250 OK" if status is MISSING else status)
+
+    async def push_refusal(self, outcome: Outcome) -> None:
+        """A refusal of the protocol itself (not of a handler's hook): answered, logged and counted
+        as the outcome says."""
+        answer = str(reply(outcome))
+        logs.event(outcomes.event(outcome), f"refused: {outcome.value}", reply=answer, outcome=outcome.value)
+        if isinstance(self.event_handler, InboundHandler):
+            self.event_handler.count(outcome)
+        await self.push(answer)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
@@ -184,13 +193,10 @@ class RelaySMTP(SMTP):
 
     async def push(self, status: Any) -> None:
         if isinstance(status, str):
-            translated, outcome = outcomes.translate_library_reply(status)
-            if outcome is not None:
-                logs.event(outcomes.event(outcome), f"refused: {outcome.value}", reply=translated,
-                           outcome=outcome.value)
-                if isinstance(self.event_handler, InboundHandler):
-                    self.event_handler.count(outcome)
-            status = translated
+            outcome = outcomes.translate_library_reply(status)[1]
+            if outcome is not None:  # aiosmtpd's own refusal: in the relay's words
+                await self.push_refusal(outcome)
+                return
         await super().push(status)
         if isinstance(status, str) and status.startswith("421") and self.transport is not None:
             self.transport.close()

@@ -8,8 +8,8 @@ import asyncio
 
 import pytest
 
+from relay.core.outcomes import Outcome, reply
 from relay.inbound import data_reader
-from relay.inbound.data_reader import Problem
 
 
 def read(wire: bytes, max_bytes: int | None = None, limit: int = 1 << 16) -> tuple[data_reader.Received, bytes]:
@@ -49,16 +49,16 @@ def test_sequences_other_than_crlf_dot_crlf_end_nothing(fake_end: bytes) -> None
 
 def test_data_over_the_limit_is_read_to_its_end_and_refused() -> None:
     received, rest = read(b"a" * 50 + b"\r\n" + b"b" * 50 + b"\r\n.\r\nQUIT\r\n", max_bytes=60)
-    assert received == data_reader.Received(b"", Problem.TOO_MUCH) and rest == b"QUIT\r\n"
-    assert received.problem.value.startswith("552 ")
+    assert received == data_reader.Received(b"", Outcome.TOO_LARGE) and rest == b"QUIT\r\n"
+    assert str(reply(received.problem)).startswith("552 5.3.4 ")
 
 
 def test_a_line_over_the_streams_limit_is_read_to_its_end_and_refused() -> None:
     # its tail, after the part the stream could not hold, begins with a dot: still the same line
     wire = b"ok\r\n" + b"x" * 300 + b".\r\nmore\r\n.\r\nQUIT\r\n"
     received, rest = read(wire, limit=100)
-    assert received == data_reader.Received(b"", Problem.TOO_LONG) and rest == b"QUIT\r\n"
-    assert received.problem.value.startswith("500 ")
+    assert received == data_reader.Received(b"", Outcome.LINE_TOO_LONG) and rest == b"QUIT\r\n"
+    assert str(reply(received.problem)).startswith("552 5.3.4 ")  # the relay's words for aiosmtpd's 500
 
 
 @pytest.mark.parametrize(("length", "refused"), [(98, False), (99, True), (100, True), (101, True)])
@@ -66,7 +66,7 @@ def test_a_line_is_measured_with_its_crlf_as_aiosmtpd_measures_it(length: int, r
     # the stream lets a line through with up to `limit` bytes before its CRLF; the line with its
     # CRLF may not be longer than `limit`
     received, rest = read(b"x" * length + b"\r\n.\r\nNOOP\r\n", limit=100)
-    assert received.problem is (Problem.TOO_LONG if refused else None) and rest == b"NOOP\r\n"
+    assert received.problem is (Outcome.LINE_TOO_LONG if refused else None) and rest == b"NOOP\r\n"
 
 
 def test_a_connection_that_ends_during_data_raises() -> None:

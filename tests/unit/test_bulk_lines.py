@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import base64
 import os
-from email.message import Message
+from datetime import datetime
+from email.message import EmailMessage, Message
 from typing import Any
 
 import pytest
 
-from relay.core import bulk_lines, compose
+from relay.core import bulk_lines, compose, sanitize
+from tests.helpers import leak_reader
 from tests.helpers.corpus import CORPUS, SKIP_REASON, messages
 
 SMALL = 120  # bytes: runs this long are set aside in the tests (the relay's own limit is 256 KiB)
@@ -103,3 +105,37 @@ def test_a_large_attachment_is_set_aside_at_the_relays_limit() -> None:
     raw = attachment(b64_lines(1024 * 1024))
     assert len(bulk_lines._runs(raw, bulk_lines.MIN_RUN)) == 1
     assert shape(compose.parse_bytes(raw)) == shape(compose._parse_fed(raw))
+
+
+REVIEWER = "max.mueller@example.de"
+
+
+def large_answer(maintype: str, subtype: str, content: bytes) -> bytes:
+    msg = EmailMessage()
+    msg["From"] = f"Max <{REVIEWER}>"
+    msg["To"] = "a" * 32 + "@relay.test"
+    msg["Subject"] = "Re: Anfrage"
+    msg.set_content("Anbei der Beleg.")
+    msg.add_attachment(content, maintype=maintype, subtype=subtype, filename="beleg")
+    return msg.as_bytes(policy=msg.policy.clone(linesep="\r\n"))
+
+
+@pytest.mark.parametrize(("maintype", "subtype"), [("text", "plain"), ("application", "octet-stream")])
+def test_an_address_in_a_set_aside_run_does_not_reach_the_other_party(maintype: str, subtype: str) -> None:
+    """The runs are back in place before anything is cleaned or scanned: an address inside a large
+    base64 attachment is replaced (text) or the message refused (binary), as for a small one."""
+    filler = os.urandom(bulk_lines.MIN_RUN) if maintype == "application" else b"Zeile ohne Adresse\n" * 20_000
+    raw = large_answer(maintype, subtype, filler + f"Kontakt: {REVIEWER}\n".encode() + filler)
+    assert len(bulk_lines._runs(raw, bulk_lines.MIN_RUN)) == 1
+    assert leak_reader.finds(raw, REVIEWER)  # the reader sees the address in the message as it came
+    route = sanitize.Route(hidden=(REVIEWER,), alias="b" * 32 + "@relay.test", sender_name="Max M.",
+                           platform_name="ReviewHub", recipient="service@shop.example",
+                           message_id="<new1@relay.test>", date=datetime(2026, 11, 28, 9, 0),
+                           in_reply_to=[], references=[])
+    if maintype == "application":  # binary: the address cannot be replaced, the message is refused
+        with pytest.raises(sanitize.Unprocessable, match="address survived"):
+            sanitize.forward(sanitize.parse(raw), route)
+        return
+    forward = sanitize.forward(sanitize.parse(raw), route)  # text: the address replaced in it
+    assert leak_reader.finds(forward, REVIEWER) == []
+    assert len(forward) > bulk_lines.MIN_RUN  # the attachment went along, cleaned
